@@ -1,0 +1,35 @@
+"""bg-obj-remover: also serves Dataflow's --setup_file (workers install the project from it).
+
+The heavy stack (torch, mmcv with ops, TensorFlow) is pinned in constraints.txt and installed by
+`make install` locally, or baked into the GPU SDK container for Dataflow (see Dockerfile); the
+light runtime dependencies are listed here so a worker image that lacks them still gets them.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="bg-obj-remover",
+    version="0.1.0",
+    description="Apache Beam pipeline that removes chosen objects from photo archives "
+    "(Mask R-CNN segmentation + PConvUNet inpainting).",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
+                                    "models", "models.*"]),
+    py_modules=["run_pipeline"],
+    include_package_data=True,
+    package_data={"": ["*.json", "*.md"]},
+    install_requires=[
+        "apache-beam>=2.60",
+        "numpy",
+        "pillow",
+        "pyarrow",
+        "fsspec",
+        "pycocotools",
+        "opencv-python-headless",
+        "keras>=3",
+    ],
+    extras_require={
+        "tf": ["tensorflow"],
+        "segmentation": ["torch", "mmengine", "mmcv>=2.0.0rc4,<2.2.0", "mmdet>=3,<3.4"],
+    },
+    entry_points={"console_scripts": ["bg-obj-remover=run_pipeline:main"]},
+)
