@@ -1,0 +1,86 @@
+"""Reads detector weights from an mmengine/mmdet checkpoint without running code from the file.
+
+A `.pth` is a pickle: loading one with `weights_only=False` lets its author run anything on our
+workers. torch's weights-only unpickler refuses every global that is not allow-listed, so we add
+only the plain-data types that real mmengine checkpoints carry besides tensors (the message hub's
+`HistoryBuffer` of numpy arrays) and keep nothing but the state dict and the meta.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+from models.uri import ModelFileError
+
+_NUMPY_DTYPE_CLASSES = [type(np.dtype(kind)) for kind in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64, np.complex64, np.complex128, np.str_, np.bytes_,
+    np.object_)]
+
+# Plain-data globals found in mmengine checkpoints. numpy 1.x pickles its array/scalar
+# constructors under `numpy.core`, numpy 2 under `numpy._core`: both spellings are listed so
+# checkpoints written by either load.
+MMENGINE_CHECKPOINT_GLOBALS = [
+    HistoryBuffer,
+    np.ndarray,
+    np.dtype,
+    *_NUMPY_DTYPE_CLASSES,
+    (np._core.multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
+    (np._core.multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+    (np._core.multiarray.scalar, 'numpy._core.multiarray.scalar'),
+    (np._core.multiarray.scalar, 'numpy.core.multiarray.scalar'),
+]
+
+_REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) was not an allowed global')
+
+
+def load_checkpoint_weights(path: str) -> tuple[OrderedDict[str, torch.Tensor], dict]:
+    """Returns (state_dict, meta) of the checkpoint at local `path`.
+
+    Accepts mmengine/mmdet checkpoints (`{'meta': ..., 'state_dict': ...}`) and bare state dicts.
+    Raises ModelFileError for unreadable files and for pickles that reference anything outside
+    the allow-list, naming the refused global; nothing from the file is executed.
+    """
+    try:
+        with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
+            loaded = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _REFUSED_GLOBAL.search(str(error))
+        if refused:
+            raise ModelFileError(
+                f'refusing to load checkpoint {path!r}: its pickle references '
+                f'{refused.group(1)!r}, which is not a tensor or mmengine data type, and loading '
+                f'it could run code from the file. Re-save the weights as a plain state dict '
+                f'(torch.save(model.state_dict(), ...)) from a source you trust.') from None
+        raise ModelFileError(
+            f'{path!r} is not a readable PyTorch checkpoint: {_first_line(error)}') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ModelFileError(
+            f'{path!r} is not a readable PyTorch checkpoint: {_first_line(error)}') from None
+    return _split_state_dict_and_meta(path, loaded)
+
+
+def _split_state_dict_and_meta(path: str, loaded) -> tuple[OrderedDict[str, torch.Tensor], dict]:
+    if isinstance(loaded, dict) and isinstance(loaded.get('state_dict'), dict):
+        state_dict, meta = loaded['state_dict'], loaded.get('meta') or {}
+    elif isinstance(loaded, dict) and loaded and all(
+            isinstance(value, torch.Tensor) for value in loaded.values()):
+        state_dict, meta = loaded, {}
+    else:
+        raise ModelFileError(
+            f'{path!r} holds no model weights: expected an mmengine checkpoint with a '
+            f'"state_dict" entry or a bare state dict, got {type(loaded).__name__}')
+    # Weights saved from a DataParallel/DistributedDataParallel wrapper carry a `module.` prefix;
+    # mmengine strips it when loading, so do we.
+    return OrderedDict(
+        (re.sub(r'^module\.', '', name), tensor) for name, tensor in state_dict.items()), meta
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f'{type(error).__name__}: {text.splitlines()[0] if text else ""}'

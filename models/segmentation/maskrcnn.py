@@ -1,0 +1,192 @@
+"""Mask R-CNN instance segmentation on mmdetection 3.x, one true batch per call.
+
+`mmdet.apis.inference_detector` runs images one at a time; here every image goes through the test
+pipeline, then the whole list through the data preprocessor (which pads to a common size) and one
+`test_step`, as mmdet's `DetInferencer` does.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+
+import numpy as np
+import torch
+from mmcv.transforms import Compose
+from mmengine.config import Config
+from mmengine.model.utils import revert_sync_batchnorm
+
+from models.segmentation.checkpoint import load_checkpoint_weights
+from models.segmentation.coco import (CATEGORY_ID_BY_MMDET_LABEL, COCO_CLASSES,
+                                      normalise_class_name)
+from models.segmentation.config import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, resolve_config
+from models.segmentation.detections import Detections
+from models.uri import ModelFileError, fetch
+
+logger = logging.getLogger(__name__)
+
+# mmdet's own default: candidates below it never reach `Detections.select`, so a `min_score`
+# under it needs a lower value here.
+DEFAULT_CANDIDATE_SCORE_THRESHOLD = 0.05
+
+_CHECKPOINT_HINT = (
+    f'The default weights ({DEFAULT_CHECKPOINT_URI}) come from the mmdetection model zoo; '
+    f'on machines without access to it, copy the .pth file to local disk or gs:// and pass that '
+    f'path or URI as the checkpoint.')
+
+
+class MaskRCNNSegmenter:
+    """An mmdet Mask R-CNN with its weights loaded, ready to segment RGB uint8 images.
+
+    Construction resolves the config, fetches and safely unpickles the checkpoint and builds the
+    model, so a wrong path, a corrupt file or a pickle with code fails before any image is read.
+    """
+
+    def __init__(self, config: str = DEFAULT_CONFIG, checkpoint: str = DEFAULT_CHECKPOINT_URI,
+                 device: str = 'cpu', allow_remote_config: bool = False,
+                 cache_dir: str | None = None, *,
+                 candidate_score_threshold: float = DEFAULT_CANDIDATE_SCORE_THRESHOLD,
+                 cpu_threads: int | None = None):
+        self.device = _torch_device(device)
+        if self.device.type == 'cpu':
+            # torch defaults to the host's physical cores; inside a container or a Beam worker
+            # pinned to fewer CPUs that oversubscribes them, so follow the CPUs we may run on.
+            torch.set_num_threads(cpu_threads or len(os.sched_getaffinity(0)))
+        source = resolve_config(config, allow_remote_config, cache_dir)
+        cfg = Config.fromfile(source.path)
+        weights = fetch(checkpoint, cache_dir, hint=_CHECKPOINT_HINT)
+        state_dict, meta = load_checkpoint_weights(weights.path)
+        _check_checkpoint_classes(weights.uri, meta)
+
+        self._model = _build_detector(cfg, candidate_score_threshold)
+        _load_weights(self._model, state_dict, weights.uri, source.name)
+        self._model.to(self.device).eval()
+        self._pipeline = _inference_pipeline(cfg)
+        self.candidate_score_threshold = candidate_score_threshold
+        self.identity = f'{source.name}@{weights.short_id}'
+        logger.info('Mask R-CNN %s on %s (config %s, checkpoint %s sha256=%s)', self.identity,
+                    self.device, source.path, weights.uri, weights.sha256)
+
+    def get_identity(self) -> str:
+        """`identity` as a method: Beam's cross-process model proxy forwards only method calls."""
+        return self.identity
+
+    def segment(self, images: list[np.ndarray]) -> list[Detections]:
+        """Segments RGB uint8 (H, W, 3) images of any sizes as one batch; one result per image."""
+        if not images:
+            return []
+        batch = {'inputs': [], 'data_samples': []}
+        for index, image in enumerate(images):
+            _check_image(index, image)
+            # mmdet's ndarray path expects BGR, as cv2.imread returns.
+            packed = self._pipeline({'img': np.ascontiguousarray(image[..., ::-1]),
+                                     'img_id': index})
+            batch['inputs'].append(packed['inputs'])
+            batch['data_samples'].append(packed['data_samples'])
+        with torch.inference_mode():
+            samples = self._model.test_step(batch)
+        return [_to_detections(sample.pred_instances) for sample in samples]
+
+
+def _torch_device(device: str) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f'invalid device {device!r}: use "cpu", "cuda" or "cuda:N"') from error
+    if parsed.type not in ('cpu', 'cuda'):
+        raise ValueError(f'unsupported device {device!r}: use "cpu", "cuda" or "cuda:N"')
+    if parsed.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {device!r} requested but torch sees no CUDA GPU')
+    return parsed
+
+
+def _check_checkpoint_classes(uri: str, meta: dict) -> None:
+    """Our label ids assume the 80 COCO classes in mmdet order; refuse weights trained on others."""
+    classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+    if classes is None:
+        return
+    if len(classes) != len(COCO_CLASSES):
+        raise ModelFileError(
+            f'checkpoint {uri!r} was trained on {len(classes)} classes, not the '
+            f'{len(COCO_CLASSES)} COCO classes this segmenter reports')
+    # Older mmdet spelt names with underscores ('traffic_light'): compare normalised names.
+    renamed = [(ours, theirs) for ours, theirs in zip(COCO_CLASSES, classes)
+               if normalise_class_name(theirs) != ours]
+    if renamed:
+        logger.warning('checkpoint %s names %d classes differently from COCO, e.g. %r vs %r; '
+                       'reporting the COCO names by index', uri, len(renamed), *renamed[0])
+
+
+def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.Module:
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+    rcnn_test_cfg = cfg.model.get('test_cfg', {}).get('rcnn')
+    if rcnn_test_cfg is None or 'mask_head' not in cfg.model.get('roi_head', {}):
+        raise ModelFileError(
+            f'config builds a {cfg.model.type} without a Mask R-CNN style mask head '
+            f'(model.roi_head.mask_head and model.test_cfg.rcnn)')
+    rcnn_test_cfg.score_thr = candidate_score_threshold
+    model_cfg = copy.deepcopy(cfg.model)
+    # Pretrained-backbone init would download ImageNet weights the checkpoint replaces anyway.
+    model_cfg.backbone.init_cfg = None
+    model = revert_sync_batchnorm(MODELS.build(model_cfg))
+    bbox_head = model.roi_head.bbox_head
+    num_classes = (bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList)
+                   else bbox_head).num_classes
+    if num_classes != len(COCO_CLASSES):
+        raise ModelFileError(f'config predicts {num_classes} classes, not the '
+                             f'{len(COCO_CLASSES)} COCO classes this segmenter reports')
+    return model
+
+
+def _load_weights(model: torch.nn.Module, state_dict, uri: str, config_name: str) -> None:
+    try:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:
+        raise ModelFileError(f'checkpoint {uri!r} does not fit config {config_name!r}: '
+                             f'{str(error).strip().splitlines()[-1]}') from None
+    # BatchNorm's step counter plays no part in inference and older checkpoints lack it.
+    missing = [name for name in missing if not name.endswith('num_batches_tracked')]
+    if missing:
+        raise ModelFileError(
+            f'checkpoint {uri!r} does not fit config {config_name!r}: {len(missing)} weights '
+            f'missing, e.g. {", ".join(missing[:5])}')
+    if unexpected:
+        logger.warning('checkpoint %s has %d weights config %s does not use, e.g. %s', uri,
+                       len(unexpected), config_name, ', '.join(unexpected[:5]))
+
+
+def _inference_pipeline(cfg: Config) -> Compose:
+    """The config's test pipeline reading an in-memory image, without ground-truth loading."""
+    from mmdet.utils import get_test_pipeline_cfg
+
+    steps = []
+    for step in copy.deepcopy(get_test_pipeline_cfg(cfg)):
+        kind = step['type'].split('.')[-1]
+        if kind == 'LoadAnnotations':
+            continue
+        if kind == 'LoadImageFromFile':
+            step = {'type': 'mmdet.LoadImageFromNDArray'}
+        steps.append(step)
+    return Compose(steps)
+
+
+def _check_image(index: int, image) -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0):
+        description = (f'{image.dtype} array of shape {image.shape}'
+                       if isinstance(image, np.ndarray) else type(image).__name__)
+        raise ValueError(f'image {index} must be an RGB uint8 array of shape (H, W, 3), '
+                         f'got {description}')
+
+
+def _to_detections(instances) -> Detections:
+    labels = instances.labels.cpu().numpy()
+    return Detections(
+        masks=instances.masks.cpu().numpy().astype(bool, copy=False),
+        boxes=instances.bboxes.cpu().numpy().astype(np.float32, copy=False),
+        scores=instances.scores.cpu().numpy().astype(np.float32, copy=False),
+        label_ids=CATEGORY_ID_BY_MMDET_LABEL[labels],
+        labels=[COCO_CLASSES[label] for label in labels])

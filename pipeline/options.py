@@ -1,0 +1,75 @@
+"""The pipeline's own options; every standard Beam option (runner, Dataflow, ...) passes through."""
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.decode import DEFAULT_MAX_PIXELS
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED_INPAINT_WEIGHTS = os.path.join(PROJECT_ROOT, "assets", "inpainter", "pconv_unet.keras")
+DEFAULT_SEG_CONFIG = "mask-rcnn_r50_fpn_1x_coco"
+DEFAULT_SEG_CHECKPOINT = ("https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/"
+                          "mask_rcnn_r50_fpn_1x_coco/mask_rcnn_r50_fpn_1x_coco_20200205-d4b0c5d6.pth")
+
+
+class RemoverOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        source = parser.add_argument_group("input and output")
+        source.add_argument("--input", help="File pattern of images, local or gs:// ('**' recurses). "
+                            "Outputs keep the path relative to the pattern's fixed prefix.")
+        source.add_argument("--input_tfrecords", help="Shard pattern of tf.train.Example TFRecords "
+                            "(alternative to --input); outputs are <id>.png.")
+        source.add_argument("--tfrecord_image_key", default="image/encoded",
+                            help="Feature holding the encoded image bytes (default image/encoded).")
+        source.add_argument("--tfrecord_id_key", default="image/filename",
+                            help="Feature holding the image id; absent -> <shard>-<offset>.")
+        source.add_argument("--output", help="Output root: images/ and metadata/ are written under it.")
+        source.add_argument("--skip_existing", action="store_true",
+                            help="Do not process images whose output image already exists.")
+        source.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                            help="Refuse images declaring more pixels than this, before decoding "
+                            f"(default {DEFAULT_MAX_PIXELS:,}).")
+
+        select = parser.add_argument_group("what to remove")
+        select.add_argument("--classes", default="person",
+                            help="COCO class names or category ids, comma-separated, or 'all' "
+                            "(default person).")
+        select.add_argument("--min_score", type=float, default=0.5,
+                            help="Minimum detection score of a removed instance (default 0.5).")
+        select.add_argument("--dilate", type=int, default=9,
+                            help="Grow the removed region by this many pixels (default 9; 0 = none).")
+
+        models = parser.add_argument_group("models")
+        models.add_argument("--segmenter", choices=("mmdet", "masks"), default="mmdet",
+                            help="mmdet: Mask R-CNN; masks: read <masks>/<relative path>.png per "
+                            "image (nonzero = remove), no segmentation model needed.")
+        models.add_argument("--masks", help="Root folder of user masks for --segmenter masks.")
+        models.add_argument("--seg_config", default=DEFAULT_SEG_CONFIG,
+                            help="mmdet config name shipped in the mmdet package, or a local path.")
+        models.add_argument("--allow_remote_config", action="store_true",
+                            help="Allow --seg_config to be a remote URI (configs are executed as "
+                            "Python: only for sources you trust).")
+        models.add_argument("--seg_checkpoint", default=DEFAULT_SEG_CHECKPOINT,
+                            help="Mask R-CNN checkpoint: local path, gs:// or https://.")
+        models.add_argument("--inpaint_weights", default=SHIPPED_INPAINT_WEIGHTS,
+                            help="PConvUNet .keras weights: local path, gs:// or https:// "
+                            "(default: the checkpoint shipped in assets/inpainter/).")
+        models.add_argument("--inpaint_strategy", choices=("crop", "resize"), default="crop",
+                            help="crop: inpaint a context window around each hole at model size; "
+                            "resize: the whole image at model size.")
+        models.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                            help="Where both models run.")
+        models.add_argument("--seg_batch_size", type=int, default=4,
+                            help="Images per Mask R-CNN batch (default 4).")
+        models.add_argument("--inpaint_batch_size", type=int, default=8,
+                            help="Images per PConvUNet batch (default 8).")
+        models.add_argument("--max_batch_megabytes", type=int, default=512,
+                            help="Upper bound on the pixels of one model batch, whatever the counts "
+                            "(default 512 MB).")
+        models.add_argument("--model_copies", type=int, default=None,
+                            help="Copies of each model per worker machine (1 on a GPU worker).")
+        parser.add_argument("--report", action="store_true",
+                            help="Also write report/index.html next to the outputs.")

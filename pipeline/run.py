@@ -1,0 +1,128 @@
+"""Builds, validates and runs the job: `run(argv, test_pipeline=None)` returns the PipelineResult."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import SetupOptions
+
+from pipeline.graph import GraphConfig, build_graph
+from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
+from transforms.metadata import metadata_prefix
+from transforms.read import NAMESPACE
+from transforms.user_masks import USER_MASKS_IDENTITY
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(ValueError):
+    """Bad options or model files, found before any image is touched."""
+
+
+def resolve_config(options: RemoverOptions) -> GraphConfig:
+    """Checks every option and model file, so mistakes fail in seconds, not mid-archive."""
+    if bool(options.input) == bool(options.input_tfrecords):
+        raise UsageError("give exactly one of --input (file pattern) or --input_tfrecords")
+    if not options.output:
+        raise UsageError("--output is required")
+    if options.dilate < 0 or not 0.0 <= options.min_score <= 1.0:
+        raise UsageError("--dilate must be >= 0 and --min_score within [0, 1]")
+    if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
+        raise UsageError("batch sizes must be >= 1")
+
+    if options.segmenter == "masks":
+        if not options.masks:
+            raise UsageError("--segmenter masks needs --masks (the folder of mask PNGs)")
+        if "://" not in options.masks and not os.path.isdir(options.masks):
+            raise UsageError(f"--masks folder not found: {options.masks}")
+        class_ids, segmenter_identity = None, USER_MASKS_IDENTITY
+    else:
+        from models.segmentation import parse_classes
+        try:
+            class_ids = parse_classes(options.classes)
+        except ValueError as e:
+            raise UsageError(f"--classes: {e}") from None
+        segmenter_identity = _validate_segmenter(options)
+
+    inpainter_identity = _validate_inpainter(options.inpaint_weights)
+    return GraphConfig(
+        output=options.output, input=options.input, input_tfrecords=options.input_tfrecords,
+        tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
+        skip_existing=options.skip_existing, max_image_pixels=options.max_image_pixels,
+        class_ids=class_ids, min_score=options.min_score, dilate=options.dilate,
+        segmenter=options.segmenter, masks=options.masks, seg_config=options.seg_config,
+        seg_checkpoint=options.seg_checkpoint, allow_remote_config=options.allow_remote_config,
+        inpaint_weights=options.inpaint_weights, inpaint_strategy=options.inpaint_strategy,
+        device=options.device, seg_batch_size=options.seg_batch_size,
+        inpaint_batch_size=options.inpaint_batch_size,
+        max_batch_bytes=options.max_batch_megabytes << 20, model_copies=options.model_copies,
+        segmenter_identity=segmenter_identity, inpainter_identity=inpainter_identity)
+
+
+def _validate_segmenter(options) -> str:
+    from models.segmentation import validate_segmenter_files
+    try:
+        return validate_segmenter_files(options.seg_config, options.seg_checkpoint,
+                                        allow_remote_config=options.allow_remote_config)
+    except Exception as e:  # noqa: BLE001 - every cause is reported the same way, before any work
+        raise UsageError(f"segmentation model: {e}") from None
+
+
+def _validate_inpainter(uri: str) -> str:
+    from models.pconv import describe_inpainting_weights
+    if uri == SHIPPED_INPAINT_WEIGHTS and not os.path.isfile(uri):
+        raise UsageError(f"the shipped inpainting checkpoint is missing at {uri}; "
+                         "pass --inpaint_weights PATH_OR_URI")
+    try:
+        return describe_inpainting_weights(uri)
+    except Exception as e:  # noqa: BLE001
+        raise UsageError(f"inpainting weights: {e}") from None
+
+
+def _clear_previous_metadata(output: str) -> None:
+    """A rerun's metadata replaces the last run's whole (its shard count may differ)."""
+    prefix = metadata_prefix(output)
+    stale = [m.path for r in FileSystems.match([prefix + "-*.parquet"]) for m in r.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def summarize(result) -> dict[str, int]:
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    totals: dict[str, int] = {}
+    for counter in counters:
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (
+            counter.committed if counter.committed is not None else counter.attempted)
+    return totals
+
+
+def _print_summary(totals: dict[str, int], output: str) -> None:
+    names = ("images_read", "images_cleaned", "images_unchanged", "images_skipped", "errors",
+             "instances_removed")
+    lines = ["", "bg-obj-remover finished"] + [f"  {n:<18} {totals.get(n, 0):>8}" for n in names]
+    lines += [f"  images   -> {FileSystems.join(output, 'images')}/",
+              f"  metadata -> {metadata_prefix(output)}-*.parquet"]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def run(argv=None, test_pipeline=None):
+    options = RemoverOptions(argv)
+    try:
+        config = resolve_config(options)
+    except UsageError as e:
+        raise SystemExit(f"bg-obj-remover: error: {e}") from None
+    options.view_as(SetupOptions).save_main_session = False
+    _clear_previous_metadata(config.output)
+    pipeline = test_pipeline or beam.Pipeline(options=options)
+    build_graph(pipeline, config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    try:
+        _print_summary(summarize(result), config.output)
+    except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded
+        logger.info("no metrics summary: %s", e)
+    return result

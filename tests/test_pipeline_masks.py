@@ -1,0 +1,107 @@
+"""The whole job on DirectRunner in masks mode (user-supplied masks, the offline path)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from pycocotools import mask as coco_mask
+
+from tests.pipeline_helpers import load_rgb, output_files, read_rows, run_pipeline
+
+
+def _args(images, masks, output, weights, *extra):
+    return ["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks,
+            "--output", output, "--inpaint_weights", weights, "--dilate", "2", *extra]
+
+
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_masks_mode_cleans_and_accounts_for_every_image(masks_corpus, tmp_path, tiny_inpaint_weights, mode):
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights,
+                       "--direct_running_mode", mode, "--direct_num_workers", "2"))
+
+    rows = read_rows(output)
+    assert len(rows) == len(specs)
+    for relative, (h, w, box) in specs.items():
+        row = rows[str(images / relative)]
+        assert (row["width"], row["height"]) == (w, h)
+        assert row["status"] == ("cleaned" if box else "unchanged"), row
+        assert row["error"] is None
+        assert row["output_uri"] == str(output / "images" / relative)
+        assert os.path.isfile(row["output_uri"])
+        assert row["segmenter"] == "user-masks" and row["inpainter"].startswith("pconv_unet")
+        if box:
+            (instance,) = row["instances"]
+            assert instance["removed"] and instance["label"] == "mask"
+            decoded = coco_mask.decode(instance["mask"])
+            assert decoded.shape == (h, w)
+            x0, y0, x1, y1 = box
+            assert decoded[y0:y1, x0:x1].all() and decoded.sum() == (x1 - x0) * (y1 - y0)
+            assert instance["bbox"] == [x0, y0, x1, y1]
+            # dilation by 2 px grows the removed share beyond the box itself
+            assert row["removed_fraction"] > (x1 - x0) * (y1 - y0) / (h * w)
+        else:
+            assert row["instances"] == [] and row["removed_fraction"] == 0.0
+
+
+def test_pixels_outside_the_dilated_hole_are_unchanged(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    h, w, (x0, y0, x1, y1) = specs["a.png"]
+    before, after = load_rgb(images / "a.png"), load_rgb(output / "images" / "a.png")
+    outside = np.ones((h, w), bool)
+    outside[max(y0 - 2, 0):y1 + 2, max(x0 - 2, 0):x1 + 2] = False
+    np.testing.assert_array_equal(after[outside], before[outside])
+    assert not np.array_equal(after[y0:y1, x0:x1], before[y0:y1, x0:x1])
+    # an image with nothing to remove is written pixel-identical
+    np.testing.assert_array_equal(load_rgb(output / "images" / "sub/c.png"), load_rgb(images / "sub/c.png"))
+
+
+def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    first = output_files(output)
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    assert output_files(output) == first
+    assert sorted(first) == sorted(specs)
+
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
+    rows = read_rows(output)
+    assert {r["status"] for r in rows.values()} == {"skipped"}
+    assert output_files(output) == first
+    leftovers = [f for _, _, files in os.walk(output) for f in files if f.endswith(".partial")]
+    assert leftovers == []
+
+
+def test_missing_or_wrong_size_mask_is_an_error_row(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, _ = masks_corpus
+    os.remove(masks / "sub" / "b.png")
+    from PIL import Image
+    Image.new("L", (5, 5)).save(masks / "a.png")
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    rows = read_rows(output)
+    assert rows[str(images / "sub/b.jpg")]["status"] == "error"
+    assert "no mask file" in rows[str(images / "sub/b.jpg")]["error"]
+    assert rows[str(images / "a.png")]["status"] == "error"
+    assert "5x5" in rows[str(images / "a.png")]["error"]
+    assert rows[str(images / "sub/c.png")]["status"] == "unchanged"
+    assert rows[str(images / "a.png")]["output_uri"] is None
+
+
+def test_usage_errors_fail_before_any_work(tmp_path, tiny_inpaint_weights):
+    with pytest.raises(SystemExit, match="--masks folder not found"):
+        run_pipeline(["--input", str(tmp_path / "*.png"), "--output", tmp_path / "o",
+                      "--segmenter", "masks", "--masks", tmp_path / "nope",
+                      "--inpaint_weights", tiny_inpaint_weights])
+    with pytest.raises(SystemExit, match="exactly one of --input"):
+        run_pipeline(["--output", tmp_path / "o", "--segmenter", "masks", "--masks", tmp_path])
+    with pytest.raises(SystemExit, match="inpainting weights"):
+        run_pipeline(["--input", str(tmp_path / "*.png"), "--output", tmp_path / "o",
+                      "--segmenter", "masks", "--masks", tmp_path,
+                      "--inpaint_weights", tmp_path / "missing.keras"])
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,44 @@
+"""Stage 5: fill each hole with the PConvUNet, batched through RunInference."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from transforms.records import array_bytes
+
+Example = tuple[np.ndarray, np.ndarray]  # (rgb uint8 (H,W,3), hole bool (H,W))
+
+
+class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
+    """Loads `models.pconv.Inpainter` once per process; one copy per worker when `model_copies`."""
+
+    def __init__(self, weights_uri: str, strategy: str = "crop", device: str = "cpu",
+                 max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
+                 model_copies: Optional[int] = None):
+        super().__init__(min_batch_size=1, max_batch_size=max_batch_size,
+                         max_batch_weight=max_batch_bytes, element_size_fn=array_bytes,
+                         model_copies=model_copies)
+        self._weights_uri = weights_uri
+        self._strategy = strategy
+        self._device = device
+        self._batch_size = max_batch_size
+
+    def load_model(self):
+        from models.runtime import configure_tensorflow
+        configure_tensorflow(self._device)
+        from models.pconv import Inpainter
+        return Inpainter.load(self._weights_uri, strategy=self._strategy, batch_size=self._batch_size)
+
+    def run_inference(self, batch: Sequence[Example], model, inference_args=None) -> Iterable[PredictionResult]:
+        images = [image for image, _ in batch]
+        holes = [hole for _, hole in batch]
+        for example, cleaned in zip(batch, model.inpaint(images, holes)):
+            yield PredictionResult(example, cleaned, model_id=model.identity)
+
+    def get_num_bytes(self, batch: Sequence[Example]) -> int:
+        return array_bytes(list(batch))
+
+    def get_metrics_namespace(self) -> str:
+        return "bg_obj_remover.inpaint"

@@ -1,0 +1,149 @@
+"""Stage 1: find the input images (a file pattern or TFRecord shards) and read their bytes."""
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.records import ImageInfo
+
+logger = logging.getLogger(__name__)
+NAMESPACE = "bg_obj_remover"
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def pattern_root(pattern: str) -> str:
+    """The fixed prefix of a file pattern up to its last '/' before the first glob character.
+
+    Output paths are the matched paths relative to this root, so `photos/**/*.jpg` keeps the
+    sub-folder structure under `<output>/images/`.
+    """
+    glob_at = _GLOB_CHARS.search(pattern)
+    fixed = pattern if glob_at is None else pattern[:glob_at.start()]
+    if glob_at is None:  # a single file: its folder is the root
+        return fixed.rsplit("/", 1)[0] + "/" if "/" in fixed else ""
+    return fixed[:fixed.rfind("/") + 1]
+
+
+def safe_relative_path(path: str, root: str) -> str:
+    """`path` relative to `root` as a POSIX path that cannot leave the output folder.
+
+    `..`, `.` and empty components are dropped, and a path not under `root` keeps only its
+    components, so no input name can make a write land outside `--output`.
+    """
+    relative = path[len(root):] if root and path.startswith(root) else path
+    relative = relative.replace("\\", "/")
+    if "://" in relative:
+        relative = relative.split("://", 1)[1]
+    parts = [p for p in relative.split("/") if p not in ("", ".", "..")]
+    if not parts:
+        raise ValueError(f"cannot derive an output name from {path!r}")
+    return posixpath.join(*parts)
+
+
+def file_info(metadata, root: str) -> tuple[ImageInfo, None]:
+    """`FileMetadata` -> `(ImageInfo, None)`: the image is named before its bytes are read, so
+    `--skip_existing` can drop it without reading."""
+    path = metadata.path
+    try:
+        return ImageInfo(image_uri=path, relative_path=safe_relative_path(path, root)), None
+    except ValueError as e:
+        return ImageInfo(image_uri=path, relative_path="").failed("read", e), None
+
+
+class _ReadFileBytes(beam.DoFn):
+    def __init__(self):
+        self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
+
+    def process(self, element):
+        info, _ = element
+        self._read.inc()
+        if info.status is not None:
+            yield info, b""
+            return
+        try:
+            with FileSystems.open(info.image_uri, compression_type="uncompressed") as f:
+                yield info, f.read()
+        except Exception as e:  # noqa: BLE001 - an unreadable file is an error row, not a failed job
+            yield info.failed("read", e), b""
+
+
+class ListImageFiles(beam.PTransform):
+    """File pattern (local or gs://, `**` allowed) -> `(ImageInfo, None)`, spread over workers."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(self._pattern,
+                                               empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+                | "Spread" >> beam.Reshuffle()
+                | "Name" >> beam.Map(file_info, pattern_root(self._pattern)))
+
+
+class ReadImageBytes(beam.PTransform):
+    """`(ImageInfo, None)` -> `(ImageInfo, bytes)`; unreadable files become error infos."""
+
+    def expand(self, named):
+        return named | "ReadBytes" >> beam.ParDo(_ReadFileBytes())
+
+
+class _ReadTFRecordShard(beam.DoFn):
+    def __init__(self, image_key: str, id_key: str):
+        self._image_key = image_key
+        self._id_key = id_key
+        self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
+
+    def process(self, metadata):
+        import tensorflow as tf
+
+        shard = posixpath.basename(metadata.path)
+        offset = -1
+        try:
+            for offset, record in enumerate(tf.data.TFRecordDataset(metadata.path).as_numpy_iterator()):
+                self._read.inc()
+                yield self._parse(tf, record, metadata.path, shard, offset)
+        except Exception as e:  # noqa: BLE001 - a corrupt shard tail is reported, not fatal
+            uri = f"{metadata.path}#{offset + 1}"
+            yield ImageInfo(image_uri=uri, relative_path="").failed(
+                "read", f"TFRecord shard unreadable after record {offset}: {e}"), b""
+
+    def _parse(self, tf, record: bytes, path: str, shard: str, offset: int):
+        fallback_id = f"{shard}-{offset:06d}"
+        try:
+            features = tf.train.Example.FromString(record).features.feature
+        except Exception as e:  # noqa: BLE001
+            info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{fallback_id}.png")
+            return info.failed("read", f"not a tf.train.Example: {e}"), b""
+        image_id = fallback_id
+        if self._id_key in features and features[self._id_key].bytes_list.value:
+            image_id = features[self._id_key].bytes_list.value[0].decode("utf-8", "replace")
+        stem = posixpath.splitext(safe_relative_path(image_id, ""))[0] if image_id.strip("./") else fallback_id
+        info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
+        values = features[self._image_key].bytes_list.value if self._image_key in features else []
+        if not values:
+            return info.failed("read", f"record has no {self._image_key!r} bytes feature"), b""
+        return info, values[0]
+
+
+class ReadTFRecordImages(beam.PTransform):
+    """TFRecord shards of `tf.train.Example` -> `(ImageInfo, bytes)`; outputs are `<id>.png`."""
+
+    def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename"):
+        super().__init__()
+        self._pattern = pattern
+        self._image_key = image_key
+        self._id_key = id_key
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "MatchShards" >> fileio.MatchFiles(self._pattern,
+                                                     empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+                | "SpreadShards" >> beam.Reshuffle()
+                | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._image_key, self._id_key)))

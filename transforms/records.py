@@ -1,0 +1,50 @@
+"""What travels between stages: a small `ImageInfo` (the key) beside the pixels.
+
+Keeping the per-image facts in a small frozen record lets RunInference key batches by it cheaply
+(Beam pickles keys to count bytes) while the pixel arrays travel as plain ndarrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CLEANED, UNCHANGED, ERROR, SKIPPED = "cleaned", "unchanged", "error", "skipped"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    image_uri: str
+    relative_path: str  # POSIX path under <output>/images/, already made safe
+    image_format: str | None = None  # PIL format name of the input, re-used when writing
+    width: int = 0
+    height: int = 0
+    notes: tuple[str, ...] = ()
+    instances: tuple[dict[str, Any], ...] = ()
+    removed_fraction: float = 0.0
+    status: str | None = None
+    error: str | None = None
+    output_uri: str | None = None
+    # Decoded-but-dropped channels (alpha) that the writer puts back, so nothing is lost.
+    alpha: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def replace(self, **changes) -> "ImageInfo":
+        return dataclasses.replace(self, **changes)
+
+    def failed(self, stage: str, error: BaseException | str) -> "ImageInfo":
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return self.replace(status=ERROR, error=f"{stage}: {message}", alpha=None)
+
+    def with_note(self, note: str) -> "ImageInfo":
+        return self.replace(notes=self.notes + (note,))
+
+
+def array_bytes(obj) -> int:
+    """Bytes of every ndarray inside `obj` (nested tuples/lists, PredictionResult): batch weights."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(array_bytes(o) for o in obj)
+    return 0

@@ -1,0 +1,61 @@
+"""Stage 4: keep the instances the user chose, union their masks and dilate them into one hole."""
+from __future__ import annotations
+
+import apache_beam as beam
+import cv2
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from transforms.read import NAMESPACE
+from transforms.records import UNCHANGED
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE with `counts` as text, as in COCO result files."""
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grows the hole by `pixels` with a disc, so the inpainter also replaces edge halos and shadows."""
+    if pixels <= 0 or not mask.any():
+        return mask
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(mask.astype(np.uint8), disc).astype(bool)
+
+
+def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:
+    return tuple(
+        {"label": detections.labels[i], "label_id": int(detections.label_ids[i]),
+         "score": float(detections.scores[i]), "bbox": [float(v) for v in detections.boxes[i]],
+         "mask": encode_rle(detections.masks[i]), "area": int(detections.masks[i].sum()),
+         "removed": bool(removed[i])}
+        for i in range(len(detections.labels)))
+
+
+class SelectAndDilate(beam.DoFn):
+    """`(ImageInfo, PredictionResult(rgb, Detections))` -> `(ImageInfo, (rgb, hole))` to inpaint,
+    or `(ImageInfo, rgb)` on 'unchanged' when nothing was selected."""
+
+    UNCHANGED = "unchanged"
+
+    def __init__(self, class_ids: frozenset[int] | None, min_score: float, dilate_pixels: int):
+        self._class_ids = class_ids
+        self._min_score = min_score
+        self._dilate = dilate_pixels
+        self._removed = beam.metrics.Metrics.counter(NAMESPACE, "instances_removed")
+
+    def process(self, element):
+        info, result = element
+        rgb, detections = result.example, result.inference
+        removed = detections.select(self._class_ids, self._min_score)
+        hole = np.zeros(rgb.shape[:2], bool)
+        if removed.any():
+            hole = dilate(detections.masks[removed].any(axis=0), self._dilate)
+        info = info.replace(instances=instance_rows(detections, removed),
+                            removed_fraction=float(hole.mean()))
+        self._removed.inc(int(removed.sum()))
+        if hole.any():
+            yield info, (rgb, hole)
+        else:
+            yield beam.pvalue.TaggedOutput(self.UNCHANGED, (info.replace(status=UNCHANGED), rgb))

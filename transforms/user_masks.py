@@ -1,0 +1,74 @@
+"""Stage 3 (masks mode): the user's own mask for each image instead of a segmentation model.
+
+`<masks>/<relative path with extension .png>`, nonzero = remove. The result has the segmenter's
+shape (one instance labelled `mask`), so selection, inpainting and metadata are shared.
+"""
+from __future__ import annotations
+
+import io
+import posixpath
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import PredictionResult
+from PIL import Image, ImageOps
+
+from models.segmentation.detections import Detections
+from transforms.read import NAMESPACE
+
+USER_MASK_LABEL = "mask"
+USER_MASK_LABEL_ID = 0
+USER_MASKS_IDENTITY = "user-masks"
+
+
+def mask_path(masks_root: str, relative_path: str) -> str:
+    return FileSystems.join(masks_root.rstrip("/"), posixpath.splitext(relative_path)[0] + ".png")
+
+
+def read_user_mask(path: str, width: int, height: int) -> np.ndarray:
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"no mask file at {path}")
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        data = f.read()
+    try:
+        mask_image = Image.open(io.BytesIO(data))
+        mask_image.load()
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"mask {path} is not a readable image: {e}") from None
+    mask_image = ImageOps.exif_transpose(mask_image)
+    if mask_image.size != (width, height):
+        raise ValueError(f"mask {path} is {mask_image.size[0]}x{mask_image.size[1]}, "
+                         f"image is {width}x{height}")
+    values = np.asarray(mask_image)
+    return values.any(axis=2) if values.ndim == 3 else values != 0
+
+
+def user_mask_detections(mask: np.ndarray) -> Detections:
+    ys, xs = np.nonzero(mask)
+    box = ([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0])
+    present = 1 if len(xs) else 0
+    return Detections(masks=mask[None][:present], boxes=np.asarray([box], np.float32)[:present],
+                      scores=np.ones(present, np.float32),
+                      label_ids=np.full(present, USER_MASK_LABEL_ID, np.int32),
+                      labels=[USER_MASK_LABEL] * present)
+
+
+class ReadUserMasks(beam.DoFn):
+    """`(ImageInfo, rgb)` -> `(ImageInfo, PredictionResult(rgb, Detections))`, as the segmenter gives."""
+
+    ERROR = "error"
+
+    def __init__(self, masks_root: str):
+        self._masks_root = masks_root
+        self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
+
+    def process(self, element):
+        info, rgb = element
+        try:
+            mask = read_user_mask(mask_path(self._masks_root, info.relative_path), info.width, info.height)
+        except Exception as e:  # noqa: BLE001 - a missing or bad mask is this image's error row
+            self._errors.inc()
+            yield beam.pvalue.TaggedOutput(self.ERROR, info.failed("mask", e))
+            return
+        yield info, PredictionResult(rgb, user_mask_detections(mask))
