@@ -18,6 +18,7 @@ demo: $(STAMP)
 	  --masks assets/samples/masks --output $(DEMO_OUT)
 
 test: $(STAMP)
+	bash scripts/install_test_tools.sh
 	$(PY) -m pytest tests
 
 train: $(STAMP)

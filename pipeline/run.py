@@ -8,7 +8,7 @@ import sys
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import SetupOptions
+from apache_beam.options.pipeline_options import SetupOptions, StandardOptions, TestOptions
 
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
@@ -19,8 +19,29 @@ from transforms.user_masks import USER_MASKS_IDENTITY
 logger = logging.getLogger(__name__)
 
 
+# Runners whose workers share the launcher's file system (so local model paths work).
+_LOCAL_RUNNERS = {"directrunner", "direct", "portablerunner", "prismrunner", "testdirectrunner"}
+
+
 class UsageError(ValueError):
     """Bad options or model files, found before any image is touched."""
+
+
+def _require_remote_model_files(options: RemoverOptions) -> None:
+    """Workers of a distributed runner cannot read the launcher's disk: model files must be URIs."""
+    runner = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    if runner in _LOCAL_RUNNERS:
+        return
+    files = {"--inpaint_weights": options.inpaint_weights}
+    if options.segmenter == "mmdet":
+        files["--seg_checkpoint"] = options.seg_checkpoint
+        if os.path.isfile(options.seg_config):
+            files["--seg_config"] = options.seg_config
+    local = [f"{flag} {uri}" for flag, uri in files.items() if "://" not in uri]
+    if local:
+        raise UsageError(f"{runner} workers cannot read files on this machine: upload "
+                         f"{', '.join(local)} (e.g. gsutil cp FILE gs://BUCKET/models/) and pass "
+                         "the gs:// URI")
 
 
 def resolve_config(options: RemoverOptions) -> GraphConfig:
@@ -33,6 +54,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         raise UsageError("--dilate must be >= 0 and --min_score within [0, 1]")
     if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
         raise UsageError("batch sizes must be >= 1")
+    _require_remote_model_files(options)
 
     if options.segmenter == "masks":
         if not options.masks:
@@ -48,7 +70,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
             raise UsageError(f"--classes: {e}") from None
         segmenter_identity = _validate_segmenter(options)
 
-    inpainter_identity = _validate_inpainter(options.inpaint_weights)
+    inpainter_identity = _validate_inpainter(options.inpaint_weights, options.device)
     return GraphConfig(
         output=options.output, input=options.input, input_tfrecords=options.input_tfrecords,
         tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
@@ -64,31 +86,41 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
 
 
 def _validate_segmenter(options) -> str:
-    from models.segmentation import validate_segmenter_files
+    """Loads the segmenter once here (on CPU) so a bad config or checkpoint fails in seconds."""
+    from models.segmentation import MaskRCNNSegmenter
     try:
-        return validate_segmenter_files(options.seg_config, options.seg_checkpoint,
-                                        allow_remote_config=options.allow_remote_config)
+        segmenter = MaskRCNNSegmenter(options.seg_config, options.seg_checkpoint, device="cpu",
+                                      allow_remote_config=options.allow_remote_config)
     except Exception as e:  # noqa: BLE001 - every cause is reported the same way, before any work
         raise UsageError(f"segmentation model: {e}") from None
+    return segmenter.identity
 
 
-def _validate_inpainter(uri: str) -> str:
-    from models.pconv import describe_inpainting_weights
+def _validate_inpainter(uri: str, device: str) -> str:
+    """Loads the inpainting weights once here, so a bad file fails before any image is read."""
+    from models.runtime import configure_tensorflow
+    configure_tensorflow(device)  # before TensorFlow's first use, also in this process
+    from models.pconv import Inpainter
     if uri == SHIPPED_INPAINT_WEIGHTS and not os.path.isfile(uri):
         raise UsageError(f"the shipped inpainting checkpoint is missing at {uri}; "
                          "pass --inpaint_weights PATH_OR_URI")
     try:
-        return describe_inpainting_weights(uri)
+        return Inpainter.load(uri).identity
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"inpainting weights: {e}") from None
 
 
-def _clear_previous_metadata(output: str) -> None:
-    """A rerun's metadata replaces the last run's whole (its shard count may differ)."""
-    prefix = metadata_prefix(output)
-    stale = [m.path for r in FileSystems.match([prefix + "-*.parquet"]) for m in r.metadata_list]
+def _clear_previous_run(output: str) -> None:
+    """A rerun's metadata replaces the last run's whole (its shard count may differ), and what a
+    killed run left half-done (temporary images, Beam's temporary Parquet files) is removed."""
+    patterns = [metadata_prefix(output) + "-*.parquet",
+                FileSystems.join(output, "metadata", "beam-temp-*"),
+                FileSystems.join(output, "images", "**", ".*.partial"),
+                FileSystems.join(output, "images", ".*.partial")]
+    stale = {m.path for r in FileSystems.match(patterns) for m in r.metadata_list}
     if stale:
-        FileSystems.delete(stale)
+        logger.info("removing %d files of a previous run", len(stale))
+        FileSystems.delete(sorted(stale))
 
 
 def summarize(result) -> dict[str, int]:
@@ -116,7 +148,8 @@ def run(argv=None, test_pipeline=None):
     except UsageError as e:
         raise SystemExit(f"bg-obj-remover: error: {e}") from None
     options.view_as(SetupOptions).save_main_session = False
-    _clear_previous_metadata(config.output)
+    if not options.view_as(TestOptions).dry_run:
+        _clear_previous_run(config.output)
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build_graph(pipeline, config)
     result = pipeline.run()
@@ -125,4 +158,7 @@ def run(argv=None, test_pipeline=None):
         _print_summary(summarize(result), config.output)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded
         logger.info("no metrics summary: %s", e)
+    if options.report:
+        from pipeline.report import write_report
+        print(f"  report   -> {write_report(config.output)}", file=sys.stderr)
     return result

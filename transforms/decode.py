@@ -29,6 +29,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
         raise ValueError(f"refused as a decompression bomb: {e}") from None
     except Image.UnidentifiedImageError:
         raise ValueError(f"not an image file (starts with {data[:16]!r})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"truncated or corrupt image header ({e})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ValueError(f"image declares {width}x{height} = {width * height:,} pixels, over the "
@@ -37,7 +39,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         notes.append(f"first frame of {frames} processed")
-    image.load()  # raises on truncated data
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"truncated or corrupt {image_format} data ({e})") from None
     transposed = ImageOps.exif_transpose(image)
     if transposed is not image:
         orientation = image.getexif().get(0x0112)

@@ -6,20 +6,20 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from transforms.records import array_bytes
+from transforms.batching import array_bytes, batch_elements_kwargs
 
 Example = tuple[np.ndarray, np.ndarray]  # (rgb uint8 (H,W,3), hole bool (H,W))
 
 
 class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
-    """Loads `models.pconv.Inpainter` once per process; one copy per worker when `model_copies`."""
+    """Loads `models.pconv.Inpainter` once per process; one copy per worker when `model_copies`
+    (then `model` is a cross-process proxy, so only its methods are used here)."""
 
     def __init__(self, weights_uri: str, strategy: str = "crop", device: str = "cpu",
                  max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
                  model_copies: Optional[int] = None):
-        super().__init__(min_batch_size=1, max_batch_size=max_batch_size,
-                         max_batch_weight=max_batch_bytes, element_size_fn=array_bytes,
-                         model_copies=model_copies)
+        super().__init__(model_copies=model_copies)
+        self._batching = batch_elements_kwargs(max_batch_size, max_batch_bytes)
         self._weights_uri = weights_uri
         self._strategy = strategy
         self._device = device
@@ -35,7 +35,10 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
         images = [image for image, _ in batch]
         holes = [hole for _, hole in batch]
         for example, cleaned in zip(batch, model.inpaint(images, holes)):
-            yield PredictionResult(example, cleaned, model_id=model.identity)
+            yield PredictionResult(example, cleaned)
+
+    def batch_elements_kwargs(self):
+        return self._batching
 
     def get_num_bytes(self, batch: Sequence[Example]) -> int:
         return array_bytes(list(batch))

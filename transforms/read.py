@@ -121,10 +121,11 @@ class _ReadTFRecordShard(beam.DoFn):
         except Exception as e:  # noqa: BLE001
             info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{fallback_id}.png")
             return info.failed("read", f"not a tf.train.Example: {e}"), b""
-        image_id = fallback_id
+        stem = fallback_id
         if self._id_key in features and features[self._id_key].bytes_list.value:
             image_id = features[self._id_key].bytes_list.value[0].decode("utf-8", "replace")
-        stem = posixpath.splitext(safe_relative_path(image_id, ""))[0] if image_id.strip("./") else fallback_id
+            if image_id.strip("./"):
+                stem = posixpath.splitext(safe_relative_path(image_id, ""))[0]
         info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
         values = features[self._image_key].bytes_list.value if self._image_key in features else []
         if not values:

@@ -40,11 +40,3 @@ class ImageInfo:
     def with_note(self, note: str) -> "ImageInfo":
         return self.replace(notes=self.notes + (note,))
 
-
-def array_bytes(obj) -> int:
-    """Bytes of every ndarray inside `obj` (nested tuples/lists, PredictionResult): batch weights."""
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes
-    if isinstance(obj, (tuple, list)):
-        return sum(array_bytes(o) for o in obj)
-    return 0

@@ -1,0 +1,129 @@
+"""Generates the messy-archive corpus of issue 8 (no checked-in binaries): each case is a file
+plus, for masks mode, its mask, and the status the pipeline must give it."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import textured_image
+
+
+@dataclass
+class Case:
+    relative: str           # path under the input folder
+    data: bytes
+    expected: str           # status
+    error_contains: str = ""
+    mask: bytes | None = None  # the user mask file for masks mode; None = none written
+    note_contains: str = ""
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _rgb(h, w, seed=0) -> Image.Image:
+    return Image.fromarray(textured_image(h, w, seed))
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def decompression_bomb_png(width=100_000, height=100_000) -> bytes:
+    """A few hundred bytes declaring 10 gigapixels: must be refused from the header alone."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def ycck_jpeg(h, w) -> bytes:
+    """A YCCK JPEG (Adobe transform 2), as Photoshop writes CMYK: encode YCCK values as CMYK,
+    then flip the Adobe marker's transform flag so decoders convert YCCK -> CMYK -> RGB."""
+    r, g, b = np.moveaxis(textured_image(h, w, 5).astype(np.float32), 2, 0)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    ycck = np.clip(np.dstack([y, cb, cr, np.full_like(y, 255)]), 0, 255).astype(np.uint8)
+    data = bytearray(_encode(Image.fromarray(ycck, "CMYK"), "JPEG", quality=95))
+    adobe = data.find(b"Adobe")
+    assert adobe > 0, "PIL wrote no Adobe marker for a CMYK JPEG"
+    data[adobe + 11] = 2  # 'Adobe' + version(2) + flags0(2) + flags1(2) -> transform byte
+    return bytes(data)
+
+
+def exif_rotated_jpeg(h, w) -> bytes:
+    """Stored landscape (w x h) with orientation 6: displayed portrait (h x w)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(_rgb(h, w, 7), "JPEG", quality=95, exif=exif.tobytes())
+
+
+def animated_gif() -> bytes:
+    frames = [_rgb(24, 24, s).convert("P") for s in range(3)]
+    return _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def multipage_tiff() -> bytes:
+    pages = [_rgb(20, 30, s) for s in range(2)]
+    return _encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+
+
+def mask_png(w: int, h: int) -> bytes:
+    """A hole over the middle half of a w x h image (at least one pixel)."""
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4:max(h // 4 + 1, 3 * h // 4), w // 4:max(w // 4 + 1, 3 * w // 4)] = 255
+    return _encode(Image.fromarray(mask), "PNG")
+
+
+def build_cases() -> list[Case]:
+    good_png = _encode(_rgb(32, 40, 1), "PNG")
+    good_jpeg = _encode(_rgb(32, 40, 2), "JPEG", quality=90)
+    palette = _rgb(30, 30, 3).convert("P", palette=Image.ADAPTIVE, colors=16)
+    palette_t = palette.copy()
+    palette_t.info["transparency"] = 0
+    rgba = _rgb(30, 30, 4).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 30, dtype=np.uint8), (30, 1))))
+    la = _rgb(30, 30, 6).convert("LA")
+    grey16 = Image.fromarray((np.arange(30 * 30).reshape(30, 30) * 70).astype(np.uint16))
+    return [
+        Case("zero.jpg", b"", "error", "empty file"),
+        Case("truncated.jpg", good_jpeg[: len(good_jpeg) // 2], "error", "truncated", mask=mask_png(40, 32)),
+        Case("truncated.png", good_png[: len(good_png) // 2], "error", "truncated or corrupt PNG", mask=mask_png(40, 32)),
+        Case("text.jpg", b"just some notes, not a photo\n" * 10, "error", "not an image file"),
+        Case("document.jpg", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n", "error",
+             "not an image file"),
+        Case("error-page.png", b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", "error",
+             "not an image file"),
+        Case("bomb.png", decompression_bomb_png(), "error", "over the limit"),
+        Case("grey16.png", _encode(grey16, "PNG"), "cleaned", mask=mask_png(30, 30)),
+        Case("cmyk.jpg", _encode(_rgb(30, 30, 8).convert("CMYK"), "JPEG", quality=95), "cleaned",
+             mask=mask_png(30, 30)),
+        Case("ycck.jpg", ycck_jpeg(30, 30), "cleaned", mask=mask_png(30, 30)),
+        Case("palette.png", _encode(palette, "PNG"), "cleaned", mask=mask_png(30, 30)),
+        Case("palette-transparent.png", _encode(palette_t, "PNG"), "cleaned", mask=mask_png(30, 30)),
+        Case("rgba.png", _encode(rgba, "PNG"), "cleaned", mask=mask_png(30, 30)),
+        Case("la.png", _encode(la, "PNG"), "cleaned", mask=mask_png(30, 30)),
+        Case("grey.jpg", _encode(_rgb(30, 30, 9).convert("L"), "JPEG"), "cleaned", mask=mask_png(30, 30)),
+        Case("one-pixel.png", _encode(_rgb(1, 1, 10), "PNG"), "cleaned", mask=mask_png(1, 1)),
+        Case("tall.png", _encode(_rgb(10000, 2, 11), "PNG"), "cleaned", mask=mask_png(2, 10000)),
+        Case("animated.gif", animated_gif(), "cleaned", mask=mask_png(24, 24), note_contains="first frame of 3"),
+        Case("pages.tif", multipage_tiff(), "cleaned", mask=mask_png(30, 20), note_contains="first frame of 2"),
+        Case("rotated.jpg", exif_rotated_jpeg(20, 40), "cleaned", mask=mask_png(20, 40),
+             note_contains="EXIF orientation 6"),
+        Case("names/with space.png", good_png, "cleaned", mask=mask_png(40, 32)),
+        Case("names/ünïcödé 写真.png", good_png, "cleaned", mask=mask_png(40, 32)),
+        Case("names/hash#1.png", good_png, "cleaned", mask=mask_png(40, 32)),
+        Case("names/what?.png", good_png, "cleaned", mask=mask_png(40, 32)),
+        Case("names/100%.png", good_png, "cleaned", mask=mask_png(40, 32)),
+        Case("mask-missing.png", good_png, "error", "no mask file"),
+        Case("mask-wrong-size.png", good_png, "error", "image is 40x32", mask=mask_png(10, 10)),
+        Case("mask-not-image.png", good_png, "error", "not a readable image", mask=b"GIF89a not really"),
+    ]

@@ -1,0 +1,61 @@
+"""The same pipeline on other runners: Dataflow translation (dry run) and the portable runner."""
+from __future__ import annotations
+
+import fsspec
+import pytest
+
+from tests.pipeline_helpers import output_files, read_rows, run_pipeline
+
+
+def _to_memory_fs(local_path: str, name: str) -> str:
+    uri = f"memory://models/{name}"
+    with open(local_path, "rb") as src, fsspec.open(uri, "wb") as dst:
+        dst.write(src.read())
+    return uri
+
+
+def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, tiny_segmenter, tmp_path):
+    config_path, checkpoint = tiny_segmenter
+    result = run_pipeline([
+        "--runner", "DataflowRunner", "--dry_run", "True", "--project", "example-project",
+        "--region", "us-central1", "--temp_location", "gs://example-bucket/tmp",
+        "--setup_file", "./setup.py", "--machine_type", "g2-standard-8",
+        "--sdk_container_image", "us-docker.pkg.dev/example-project/images/bg-obj-remover:0.1.0",
+        "--dataflow_service_options", "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver",
+        "--experiments", "no_use_multiple_sdk_containers",
+        "--input", "gs://example-bucket/photos/**", "--output", "gs://example-bucket/cleaned",
+        "--seg_config", "mask-rcnn_r50_fpn_1x_coco",
+        "--seg_checkpoint", _to_memory_fs(checkpoint, "segmenter.pth"),
+        "--inpaint_weights", _to_memory_fs(tiny_inpaint_weights, "pconv.keras"),
+        "--device", "cuda", "--model_copies", "1"])
+    proto = result.job.proto
+    assert proto.type.name == "JOB_TYPE_BATCH"
+    transforms = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    for stage in ("ListImages", "Decode", "Segment", "SelectAndDilate", "Inpaint", "WriteImages",
+                  "WriteMetadata"):
+        assert any(name.startswith(stage) or f"/{stage}" in name for name in transforms), stage
+    environment = next(iter(result.job.proto_pipeline.components.environments.values()))
+    assert b"bg-obj-remover:0.1.0" in environment.payload
+
+
+def test_local_model_files_are_refused_for_dataflow(tiny_inpaint_weights):
+    with pytest.raises(SystemExit, match="cannot read files on this machine"):
+        run_pipeline(["--runner", "DataflowRunner", "--dry_run", "True", "--project", "p",
+                      "--region", "us-central1", "--temp_location", "gs://b/tmp",
+                      "--input", "gs://b/in/*", "--output", "gs://b/out", "--segmenter", "masks",
+                      "--masks", "gs://b/masks", "--inpaint_weights", tiny_inpaint_weights])
+
+
+def test_portable_runner_gives_the_same_outputs_as_direct(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, _ = masks_corpus
+    common = ["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks,
+              "--inpaint_weights", tiny_inpaint_weights]
+    run_pipeline(common + ["--output", tmp_path / "direct"])
+    from pipeline.run import run
+    run(["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK",
+         "--output", str(tmp_path / "portable")] + [str(a) for a in common])
+    assert output_files(tmp_path / "portable") == output_files(tmp_path / "direct")
+
+    def comparable(rows):
+        return {uri: {k: v for k, v in row.items() if k != "output_uri"} for uri, row in rows.items()}
+    assert comparable(read_rows(tmp_path / "portable")) == comparable(read_rows(tmp_path / "direct"))

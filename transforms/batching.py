@@ -1,0 +1,40 @@
+"""Batches bounded by image count AND pixel bytes, for both RunInference stages.
+
+Beam's `BatchElements` bounds only the summed `element_size_fn` by `max_batch_size` (it has no
+separate weight cap), so each element weighs its share of a count slot or of the byte budget,
+whichever is larger: a batch then never exceeds `max_batch_size` elements nor about
+`max_batch_bytes` of pixels, and one huge image goes through alone.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def array_bytes(obj) -> int:
+    """Bytes of every ndarray inside `obj` (nested tuples/lists, keyed elements)."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (tuple, list)):
+        return sum(array_bytes(o) for o in obj)
+    return 0
+
+
+class ElementWeight:
+    """`element_size_fn` in units of 1/max_batch_size of a batch (picklable, no closures)."""
+
+    def __init__(self, max_batch_size: int, max_batch_bytes: int):
+        self._bytes_per_slot = max(1, max_batch_bytes // max_batch_size)
+        self._max_batch_size = max_batch_size
+
+    def __call__(self, element) -> int:
+        slots = math.ceil(array_bytes(element) / self._bytes_per_slot)
+        return min(max(1, slots), self._max_batch_size)
+
+
+def batch_elements_kwargs(max_batch_size: int, max_batch_bytes: int | None) -> dict:
+    kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size}
+    if max_batch_bytes:
+        kwargs["element_size_fn"] = ElementWeight(max_batch_size, max_batch_bytes)
+    return kwargs
