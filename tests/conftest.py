@@ -55,3 +55,18 @@ def masks_corpus(tmp_path):
         mask_file.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rectangle_mask(h, w, box or (0, 0, 0, 0))).save(mask_file)
     return images, masks, specs
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tmp_path_factory) -> tuple[str, str]:
+    """(config path, checkpoint path) of a small random-initialised Mask R-CNN (ResNet-18)."""
+    from tests.segmentation_fixtures import write_tiny_maskrcnn
+    return write_tiny_maskrcnn(str(tmp_path_factory.mktemp("segmenter")))
+
+
+@pytest.fixture(scope="session")
+def default_segmenter_checkpoint(tmp_path_factory) -> str:
+    """A random-initialised checkpoint for the default packaged config, mmengine-style."""
+    from tests.segmentation_fixtures import write_random_maskrcnn_checkpoint
+    path = tmp_path_factory.mktemp("segmenter-r50") / "mask_rcnn_r50_random.pth"
+    return write_random_maskrcnn_checkpoint(str(path))

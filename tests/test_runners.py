@@ -14,8 +14,7 @@ def _to_memory_fs(local_path: str, name: str) -> str:
     return uri
 
 
-def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, tiny_segmenter, tmp_path):
-    config_path, checkpoint = tiny_segmenter
+def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, default_segmenter_checkpoint):
     result = run_pipeline([
         "--runner", "DataflowRunner", "--dry_run", "True", "--project", "example-project",
         "--region", "us-central1", "--temp_location", "gs://example-bucket/tmp",
@@ -25,7 +24,7 @@ def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, ti
         "--experiments", "no_use_multiple_sdk_containers",
         "--input", "gs://example-bucket/photos/**", "--output", "gs://example-bucket/cleaned",
         "--seg_config", "mask-rcnn_r50_fpn_1x_coco",
-        "--seg_checkpoint", _to_memory_fs(checkpoint, "segmenter.pth"),
+        "--seg_checkpoint", _to_memory_fs(default_segmenter_checkpoint, "segmenter.pth"),
         "--inpaint_weights", _to_memory_fs(tiny_inpaint_weights, "pconv.keras"),
         "--device", "cuda", "--model_copies", "1"])
     proto = result.job.proto

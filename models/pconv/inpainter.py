@@ -1,0 +1,203 @@
+"""Full-resolution inpainting with a fixed-size PConv U-Net.
+
+The model sees S x S pixels; photos are larger and of any aspect. The default `crop` strategy
+inpaints each hole in a context window around it (resized to S x S and back), so small holes in
+big photos keep their resolution; only hole pixels are written back, every other pixel of the
+input is returned bit-exact.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+import cv2
+import keras
+import numpy as np
+
+from models.uri import FetchedFile, ModelFileError, fetch
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("crop", "resize", "original")
+MAX_REGIONS_PER_IMAGE = 64
+MODEL_HINT = "The inpainting model is a Keras 3 .keras file saved from build_pconv_unet."
+
+
+def load_inpainting_model(uri: str, cache_dir: str | None = None) -> tuple[keras.Model, FetchedFile]:
+    """Loads a `.keras` PConv U-Net (config + weights) from a local path or URI, in safe mode.
+
+    PartialConv2D is registered when the models.pconv package is imported, which this module's
+    import already did.
+    """
+    fetched = fetch(uri, cache_dir=cache_dir, hint=MODEL_HINT)
+    if not fetched.path.endswith(".keras"):
+        raise ModelFileError(f"inpainting model {uri!r} must be a .keras file. {MODEL_HINT}")
+    try:
+        model = keras.saving.load_model(fetched.path, compile=False, safe_mode=True)
+    except (ValueError, OSError, TypeError, KeyError) as e:
+        raise ModelFileError(
+            f"cannot load inpainting model {uri!r}: {type(e).__name__}: {e}. {MODEL_HINT}") from e
+    model_size(model)  # fail here, not on the first image, if it is not an [image, mask] model
+    return model, fetched
+
+
+def model_size(model: keras.Model) -> int:
+    """Side of the square images the model takes, checking it has the PConv U-Net's inputs."""
+    shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+    if len(shapes) != 2 or shapes[0] != shapes[1] or len(shapes[0]) != 3 or shapes[0][2] != 3 \
+            or shapes[0][0] != shapes[0][1] or shapes[0][0] is None:
+        raise ModelFileError(f"model {model.name!r} has inputs {shapes}: expected [image, mask], "
+                             f"both (S, S, 3). {MODEL_HINT}")
+    return int(shapes[0][0])
+
+
+@dataclass(frozen=True)
+class Window:
+    """A part of one image that goes through the model as one S x S input."""
+    image_index: int
+    top: int
+    left: int
+    bottom: int
+    right: int
+    paste: np.ndarray  # (bottom - top, right - left) bool: the hole pixels this window fills
+
+
+def _context_box(box, margin: float, min_side: int, height: int, width: int):
+    """A square window of the hole box grown by `margin` of its longer side each way, inside the image."""
+    top, left, bottom, right = box
+    side = max(min_side, int(round(max(bottom - top, right - left) * (1 + 2 * margin))))
+    win_h, win_w = min(side, height), min(side, width)
+    win_top = min(max((top + bottom - win_h) // 2, 0), height - win_h)
+    win_left = min(max((left + right - win_w) // 2, 0), width - win_w)
+    return win_top, win_left, win_top + win_h, win_left + win_w
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _union(a, b):
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def crop_windows(image_index: int, hole: np.ndarray, margin: float, min_side: int) -> list[Window]:
+    """One window per group of hole regions whose context windows overlap.
+
+    Holes close together share a window (fewer model calls, and each sees the other as a hole,
+    not as context); each window writes back only its own holes' pixels. Beyond
+    MAX_REGIONS_PER_IMAGE regions (speckle) all holes share one window, which bounds the work.
+    """
+    height, width = hole.shape
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    groups = []
+    for label in range(1, count):
+        top, left = int(stats[label, cv2.CC_STAT_TOP]), int(stats[label, cv2.CC_STAT_LEFT])
+        box = (top, left, top + int(stats[label, cv2.CC_STAT_HEIGHT]), left + int(stats[label, cv2.CC_STAT_WIDTH]))
+        groups.append(([label], box))
+    if len(groups) > MAX_REGIONS_PER_IMAGE:
+        groups = [(list(range(1, count)), functools.reduce(_union, [box for _, box in groups]))]
+    while True:
+        windows = [_context_box(box, margin, min_side, height, width) for _, box in groups]
+        pair = next(((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))
+                     if _overlap(windows[i], windows[j])), None)
+        if pair is None:
+            break
+        (labels_i, box_i), (labels_j, box_j) = groups[pair[0]], groups.pop(pair[1])
+        groups[pair[0]] = (labels_i + labels_j, _union(box_i, box_j))
+    return [Window(image_index, top, left, bottom, right,
+                   np.isin(labels[top:bottom, left:right], group_labels))
+            for (group_labels, _), (top, left, bottom, right) in zip(groups, windows)]
+
+
+def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area averaging to shrink, bilinear to enlarge: both only mix pixels whose footprints touch."""
+    if array.shape[:2] == (height, width):
+        return array
+    shrinking = height * width < array.shape[0] * array.shape[1]
+    return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+class Inpainter:
+    """Fills the holes of uint8 RGB images of any size with a PConv U-Net.
+
+    strategy: `crop` (default) inpaints a context window around each hole; `resize` runs the whole
+    image at model size; `original` requires images already at model size. `margin` is the
+    context added around a hole's bounding box on each side, as a fraction of its longer side
+    (windows are at least model-size, clamped to the image). Windows from all images of one call
+    go through the model together, `batch_size` at a time.
+    """
+
+    def __init__(self, model: keras.Model, strategy: str = "crop", margin: float = 0.5,
+                 batch_size: int = 8, identity: str | None = None):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.model = model
+        self.size = model_size(model)
+        self.strategy = strategy
+        self.margin = margin
+        self.batch_size = batch_size
+        self.identity = identity or f"{model.name}-{self.size}"
+
+    @classmethod
+    def load(cls, uri: str, strategy: str = "crop", margin: float = 0.5, batch_size: int = 8,
+             cache_dir: str | None = None) -> Inpainter:
+        """An Inpainter whose identity names the model and the exact weights file: `name-S@sha256[:12]`."""
+        model, fetched = load_inpainting_model(uri, cache_dir=cache_dir)
+        identity = f"{model.name}-{model_size(model)}@{fetched.short_id}"
+        logger.info("inpainting model %s from %s, strategy %s", identity, uri, strategy)
+        return cls(model, strategy=strategy, margin=margin, batch_size=batch_size, identity=identity)
+
+    def inpaint(self, images: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
+        """Returns copies of `images` (uint8 (H, W, 3)) with the `holes` (bool (H, W)) filled in."""
+        if len(images) != len(holes):
+            raise ValueError(f"{len(images)} images but {len(holes)} hole masks")
+        outputs = []
+        windows = []
+        for index, (image, hole) in enumerate(zip(images, holes)):
+            self._check(index, image, hole)
+            outputs.append(image.copy())
+            if hole.any():
+                windows.extend(self._windows(index, image, hole))
+        for start in range(0, len(windows), self.batch_size):
+            chunk = windows[start:start + self.batch_size]
+            model_inputs = [self._model_input(images[w.image_index], holes[w.image_index], w) for w in chunk]
+            predictions = self.model.predict_on_batch(
+                [np.stack([image for image, _ in model_inputs]), np.stack([mask for _, mask in model_inputs])])
+            for window, prediction in zip(chunk, keras.ops.convert_to_numpy(predictions)):
+                self._paste(outputs[window.image_index], window, prediction)
+        return outputs
+
+    def _check(self, index: int, image: np.ndarray, hole: np.ndarray) -> None:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image {index}: expected uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
+        if hole.dtype != bool or hole.shape != image.shape[:2]:
+            raise ValueError(f"hole mask {index}: expected bool {image.shape[:2]}, got {hole.dtype} {hole.shape}")
+        if self.strategy == "original" and image.shape[:2] != (self.size, self.size):
+            raise ValueError(f"image {index} is {image.shape[1]}x{image.shape[0]}: strategy 'original' "
+                             f"needs {self.size}x{self.size} images; use 'crop' or 'resize'")
+
+    def _windows(self, index: int, image: np.ndarray, hole: np.ndarray) -> list[Window]:
+        if self.strategy == "crop":
+            return crop_windows(index, hole, self.margin, self.size)
+        return [Window(index, 0, 0, image.shape[0], image.shape[1], hole)]
+
+    def _model_input(self, image: np.ndarray, hole: np.ndarray, window: Window):
+        """(image, mask) at model size; any model pixel that mixes in hole content is marked a hole."""
+        crop = image[window.top:window.bottom, window.left:window.right].astype(np.float32) / 255.0
+        hole_crop = hole[window.top:window.bottom, window.left:window.right].astype(np.float32)
+        # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
+        known = (_resize(hole_crop, self.size, self.size) <= 0).astype(np.float32)
+        mask = np.repeat(known[:, :, None], 3, axis=2)
+        return _resize(crop, self.size, self.size) * mask, mask
+
+    @staticmethod
+    def _paste(output: np.ndarray, window: Window, prediction: np.ndarray) -> None:
+        filled = _resize(prediction.astype(np.float32), window.bottom - window.top, window.right - window.left)
+        filled = np.clip(np.rint(filled * 255.0), 0, 255).astype(np.uint8)
+        region = output[window.top:window.bottom, window.left:window.right]
+        region[window.paste] = filled[window.paste]

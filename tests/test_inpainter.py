@@ -1,0 +1,195 @@
+"""Full-resolution inference: windows, batching, bit-exact compositing, loading from URIs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+MODEL_SIZE = 32
+
+
+def fake_model(output: str):
+    """A model that shows what the Inpainter did: `constant` predicts 0.25, `masked_input` its masked input."""
+    import keras
+
+    image = keras.Input((MODEL_SIZE, MODEL_SIZE, 3), name="image")
+    mask = keras.Input((MODEL_SIZE, MODEL_SIZE, 3), name="mask")
+    masked = keras.layers.Multiply()([image, mask])
+    if output == "constant":
+        masked = keras.layers.Rescaling(0.0, offset=0.25)(masked)
+    return keras.Model([image, mask], masked, name=output)
+
+
+def textured(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def holes_at(height, width, *boxes):
+    hole = np.zeros((height, width), bool)
+    for top, left, bottom, right in boxes:
+        hole[top:bottom, left:right] = True
+    return hole
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    import keras
+
+    from models.pconv import build_pconv_unet
+
+    keras.utils.set_random_seed(0)
+    model = build_pconv_unet(image_size=MODEL_SIZE, width_multiplier=1 / 16, depth=5)
+    path = tmp_path_factory.mktemp("inpainter") / "tiny_pconv.keras"
+    model.save(path)
+    return str(path)
+
+
+def count_model_calls(monkeypatch, inpainter):
+    batch_sizes = []
+    predict_on_batch = inpainter.model.predict_on_batch
+
+    def counting(inputs):
+        batch_sizes.append(len(inputs[0]))
+        return predict_on_batch(inputs)
+
+    monkeypatch.setattr(inpainter.model, "predict_on_batch", counting)
+    return batch_sizes
+
+
+@pytest.mark.parametrize("strategy", ["crop", "resize"])
+def test_fills_every_hole_pixel_and_keeps_all_others_bit_exact(strategy):
+    from models.pconv import Inpainter
+
+    image = textured(75, 130)
+    hole = holes_at(75, 130, (5, 4, 20, 30), (40, 90, 70, 126), (60, 10, 62, 11))
+    [result] = Inpainter(fake_model("constant"), strategy=strategy).inpaint([image], [hole])
+    assert result.dtype == np.uint8 and result.shape == image.shape
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    assert (result[hole] == 64).all()  # 0.25 * 255, rounded
+
+
+@pytest.mark.parametrize("strategy,height,width,box", [
+    ("crop", 150, 97, (40, 30, 60, 55)),   # window larger than the model: shrunk
+    ("crop", 20, 28, (5, 6, 12, 19)),      # image smaller than the model: enlarged
+    ("resize", 150, 97, (40, 30, 60, 55)),
+    ("resize", 20, 28, (5, 6, 12, 19)),
+])
+def test_hole_content_never_reaches_the_model_as_known(strategy, height, width, box):
+    """Hole pixels are white, the rest black: any resampled pixel touched by white must be masked."""
+    from models.pconv import Inpainter
+
+    hole = holes_at(height, width, box)
+    image = np.repeat(hole[:, :, None] * np.uint8(255), 3, axis=2)
+    [result] = Inpainter(fake_model("masked_input"), strategy=strategy).inpaint([image], [hole])
+    assert not result.any()
+
+
+def test_original_strategy_needs_images_at_model_size():
+    from models.pconv import Inpainter
+
+    inpainter = Inpainter(fake_model("constant"), strategy="original")
+    image, hole = textured(MODEL_SIZE, MODEL_SIZE), holes_at(MODEL_SIZE, MODEL_SIZE, (3, 3, 9, 20))
+    [result] = inpainter.inpaint([image], [hole])
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    assert (result[hole] == 64).all()
+    with pytest.raises(ValueError, match="strategy 'original' needs 32x32"):
+        inpainter.inpaint([textured(40, 32)], [holes_at(40, 32, (1, 1, 4, 4))])
+
+
+def test_crop_windows_give_each_hole_context_and_merge_neighbours():
+    from models.pconv.inpainter import crop_windows
+
+    height, width = 300, 400
+    far_apart = holes_at(height, width, (10, 10, 30, 50), (200, 300, 290, 390))
+    windows = crop_windows(0, far_apart, margin=0.5, min_side=64)
+    assert len(windows) == 2
+    first, second = sorted(windows, key=lambda w: w.top)
+    assert (first.top, first.left, first.bottom, first.right) == (0, 0, 80, 80)  # 40 * 2 = 80, at the corner
+    assert (second.bottom - second.top, second.right - second.left) == (180, 180)  # 90 * 2, then clamped
+    assert (second.bottom, second.right) == (height, width)
+    for window, hole_area in zip((first, second), (20 * 40, 90 * 90)):
+        pasted = np.zeros_like(far_apart)
+        pasted[window.top:window.bottom, window.left:window.right] = window.paste
+        assert pasted.sum() == hole_area and not (pasted & ~far_apart).any()  # its own hole only
+
+    close = holes_at(height, width, (100, 100, 110, 110), (100, 140, 110, 150))
+    [merged] = crop_windows(0, close, margin=0.5, min_side=64)
+    np.testing.assert_array_equal(merged.paste, close[merged.top:merged.bottom, merged.left:merged.right])
+    assert merged.bottom - merged.top == merged.right - merged.left == 100  # 50 wide, plus 25 each side
+
+
+def test_image_without_holes_is_returned_unchanged_without_running_the_model(monkeypatch):
+    from models.pconv import Inpainter
+
+    inpainter = Inpainter(fake_model("constant"))
+    calls = count_model_calls(monkeypatch, inpainter)
+    image = textured(50, 60)
+    [result] = inpainter.inpaint([image], [np.zeros((50, 60), bool)])
+    np.testing.assert_array_equal(result, image)
+    assert calls == []
+
+
+def test_windows_of_all_images_go_through_the_model_in_chunks(monkeypatch, tiny_model_file):
+    from models.pconv import Inpainter
+
+    images = [textured(120, 150, seed) for seed in range(3)]
+    holes = [holes_at(120, 150, (5, 5, 20, 20), (90, 120, 110, 140)),  # two windows
+             holes_at(120, 150, (50, 50, 70, 90)),                     # one window
+             np.zeros((120, 150), bool)]                               # none
+    chunked = Inpainter.load(tiny_model_file, batch_size=2)
+    calls = count_model_calls(monkeypatch, chunked)
+    results = chunked.inpaint(images, holes)
+    assert calls == [2, 1]
+    one_by_one = Inpainter.load(tiny_model_file, batch_size=1).inpaint(images, holes)
+    for image, hole, result, single in zip(images, holes, results, one_by_one):
+        np.testing.assert_array_equal(result[~hole], image[~hole])
+        assert np.abs(result.astype(int) - single.astype(int)).max() <= 1  # batch size changes no window
+
+
+def test_loads_from_a_path_or_an_fsspec_uri_and_names_the_weights(tmp_path, tiny_model_file):
+    import fsspec
+    import keras
+
+    from models.pconv import Inpainter
+    from models.uri import sha256_of
+
+    with open(tiny_model_file, "rb") as source, fsspec.open("memory://models/tiny_pconv.keras", "wb") as target:
+        target.write(source.read())
+    from_path = Inpainter.load(tiny_model_file)
+    from_uri = Inpainter.load("memory://models/tiny_pconv.keras", cache_dir=str(tmp_path / "cache"))
+    assert from_path.identity == from_uri.identity == f"pconv_unet-32@{sha256_of(tiny_model_file)[:12]}"
+    assert any((tmp_path / "cache").rglob("tiny_pconv.keras"))
+    in_memory = Inpainter(keras.saving.load_model(tiny_model_file, compile=False))
+    assert in_memory.identity == "pconv_unet-32"
+
+    image, hole = textured(90, 70, seed=4), holes_at(90, 70, (30, 20, 60, 45))
+    results = [inpainter.inpaint([image], [hole])[0] for inpainter in (from_path, from_uri, in_memory)]
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[0][~hole], image[~hole])
+
+
+def test_unusable_model_files_and_inputs_are_clear_errors(tmp_path, tiny_model_file):
+    import keras
+
+    from models.pconv import Inpainter, load_inpainting_model
+    from models.uri import ModelFileError
+
+    with pytest.raises(ModelFileError, match="not found"):
+        load_inpainting_model(str(tmp_path / "missing.keras"))
+    not_keras = tmp_path / "weights.h5"
+    not_keras.write_bytes(b"\x00")
+    with pytest.raises(ModelFileError, match="must be a .keras file"):
+        load_inpainting_model(str(not_keras))
+    inputs = keras.Input((8,))
+    with pytest.raises(ModelFileError, match="expected \\[image, mask\\]"):
+        Inpainter(keras.Model(inputs, inputs * 2))
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        Inpainter(fake_model("constant"), strategy="tile")
+
+    inpainter = Inpainter.load(tiny_model_file)
+    image = textured(40, 40)
+    with pytest.raises(ValueError, match="expected uint8"):
+        inpainter.inpaint([image.astype(np.float32)], [holes_at(40, 40, (1, 1, 5, 5))])
+    with pytest.raises(ValueError, match="expected bool"):
+        inpainter.inpaint([image], [holes_at(40, 30, (1, 1, 5, 5))])

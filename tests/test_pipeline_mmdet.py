@@ -1,0 +1,57 @@
+"""The whole job with a (small, random-initialised) Mask R-CNN: classes and scores decide."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from tests.conftest import textured_image
+from tests.pipeline_helpers import load_rgb, read_rows, run_pipeline
+
+
+def _corpus(tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    sizes = [(96, 128), (128, 96), (80, 80)]
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(textured_image(h, w, i)).save(images / f"{i}.png")
+    return images, sizes
+
+
+def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_inpaint_weights):
+    config, checkpoint = tiny_segmenter
+    images, sizes = _corpus(tmp_path)
+    common = ["--input", f"{images}/*.png", "--seg_config", config, "--seg_checkpoint", checkpoint,
+              "--inpaint_weights", tiny_inpaint_weights, "--seg_batch_size", "2", "--dilate", "3"]
+    run_pipeline(common + ["--output", tmp_path / "all", "--classes", "all", "--min_score", "0.05"])
+    rows = read_rows(tmp_path / "all")
+    assert len(rows) == len(sizes)
+    labels_seen = set()
+    for i, (h, w) in enumerate(sizes):
+        row = rows[str(images / f"{i}.png")]
+        assert row["segmenter"].startswith("tiny_maskrcnn@")
+        for instance in row["instances"]:
+            assert coco_mask.decode(instance["mask"]).shape == (h, w)
+            assert instance["removed"] == (instance["score"] >= 0.05)
+            labels_seen.add(instance["label"])
+        assert row["status"] == ("cleaned" if any(x["removed"] for x in row["instances"]) else "unchanged")
+    assert labels_seen, "the random detector found nothing; the test would prove nothing"
+
+    # Keep only one class that was seen: only its instances are removed, and images where
+    # nothing of that class was found are written unchanged.
+    chosen = sorted(labels_seen)[0]
+    run_pipeline(common + ["--output", tmp_path / "one", "--classes", chosen, "--min_score", "0.05"])
+    for uri, row in read_rows(tmp_path / "one").items():
+        for instance in row["instances"]:
+            assert instance["removed"] == (instance["label"] == chosen and instance["score"] >= 0.05)
+        if not any(x["removed"] for x in row["instances"]):
+            assert row["status"] == "unchanged"
+            np.testing.assert_array_equal(load_rgb(row["output_uri"]), load_rgb(uri))
+
+
+def test_misspelt_class_fails_before_any_work(tmp_path, tiny_inpaint_weights):
+    import pytest
+    with pytest.raises(SystemExit, match="persn|person"):
+        run_pipeline(["--input", str(tmp_path / "*.png"), "--output", tmp_path / "o",
+                      "--classes", "persn", "--inpaint_weights", tiny_inpaint_weights])
+    assert not (tmp_path / "o").exists()
