@@ -20,6 +20,9 @@ from transforms.skip_existing import SkipExisting
 from transforms.user_masks import ReadUserMasks
 from transforms.write import WriteImage
 
+# mmdet's own candidate cut; a lower --min_score lowers it so our filter is the one that decides.
+DEFAULT_CANDIDATE_SCORE = 0.05
+
 
 @dataclass(frozen=True)
 class GraphConfig:
@@ -72,7 +75,8 @@ def _segment(images, config: GraphConfig):
     handler = KeyedModelHandler(SegmentationModelHandler(
         config=config.seg_config, checkpoint=config.seg_checkpoint, device=config.device,
         allow_remote_config=config.allow_remote_config, max_batch_size=config.seg_batch_size,
-        max_batch_bytes=config.max_batch_bytes, model_copies=config.model_copies))
+        max_batch_bytes=config.max_batch_bytes, model_copies=config.model_copies,
+        candidate_score_threshold=min(config.min_score, DEFAULT_CANDIDATE_SCORE)))
     segmented, failed = images | "Segment" >> RunInference(handler).with_exception_handling()
     errors = failed.failed_inferences | "SegmentFailures" >> beam.FlatMap(_batch_failures("segment"))
     return segmented, errors

@@ -33,8 +33,9 @@ class ElementWeight:
         return min(max(1, slots), self._max_batch_size)
 
 
-def batch_elements_kwargs(max_batch_size: int, max_batch_bytes: int | None) -> dict:
-    kwargs = {"min_batch_size": 1, "max_batch_size": max_batch_size}
+def batch_elements_kwargs(max_batch_size: int, max_batch_bytes: int | None,
+                          min_batch_size: int = 1) -> dict:
+    kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
     if max_batch_bytes:
         kwargs["element_size_fn"] = ElementWeight(max_batch_size, max_batch_bytes)
     return kwargs

@@ -8,23 +8,28 @@ machine with `share_model_across_processes`, so a GPU holds a single copy).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from models.segmentation import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, Detections
+from transforms.batching import batch_elements_kwargs
+
+if TYPE_CHECKING:  # importing it loads torch and mmdet; workers do that in load_model
+    from models.segmentation import MaskRCNNSegmenter
 
 METRICS_NAMESPACE = 'bg_obj_remover.segmentation'
 
 
-def image_nbytes(image: np.ndarray) -> int:
-    """Batch weight of one image, so `max_batch_bytes` bounds a batch's pixel memory."""
-    return image.nbytes
+class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSegmenter']):
+    """Batches RGB uint8 images of any sizes into one Mask R-CNN forward pass.
 
-
-class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, Any]):
-    """Batches RGB uint8 images of any sizes into one Mask R-CNN forward pass."""
+    `max_batch_bytes` caps a batch's total image bytes (large photos make small batches).
+    `share_model_across_processes` or `model_copies` make Beam load the model in a per-machine
+    server process (that many copies) instead of once per worker process: use it on GPU workers.
+    The remaining arguments go to `MaskRCNNSegmenter`.
+    """
 
     def __init__(self, config: str = DEFAULT_CONFIG, checkpoint: str = DEFAULT_CHECKPOINT_URI,
                  device: str = 'cpu', *, min_batch_size: int = 1, max_batch_size: int = 4,
@@ -33,23 +38,20 @@ class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, Any]):
                  cache_dir: str | None = None,
                  candidate_score_threshold: float | None = None,
                  cpu_threads: int | None = None):
-        super().__init__(
-            min_batch_size=min_batch_size, max_batch_size=max_batch_size,
-            max_batch_weight=max_batch_bytes,
-            element_size_fn=image_nbytes if max_batch_bytes is not None else None,
-            large_model=share_model_across_processes, model_copies=model_copies)
+        super().__init__(large_model=share_model_across_processes, model_copies=model_copies)
+        self._batching = batch_elements_kwargs(max_batch_size, max_batch_bytes, min_batch_size)
         self._segmenter_kwargs = dict(
             config=config, checkpoint=checkpoint, device=device,
             allow_remote_config=allow_remote_config, cache_dir=cache_dir, cpu_threads=cpu_threads)
         if candidate_score_threshold is not None:
             self._segmenter_kwargs['candidate_score_threshold'] = candidate_score_threshold
 
-    def load_model(self):
+    def load_model(self) -> 'MaskRCNNSegmenter':
         from models.segmentation import MaskRCNNSegmenter
 
         return MaskRCNNSegmenter(**self._segmenter_kwargs)
 
-    def run_inference(self, batch: Sequence[np.ndarray], model,
+    def run_inference(self, batch: Sequence[np.ndarray], model: 'MaskRCNNSegmenter',
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         images = list(batch)
         detections = model.segment(images)
@@ -61,6 +63,9 @@ class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, Any]):
         if inference_args:
             raise ValueError(f'SegmentationModelHandler takes no inference_args, '
                              f'got {sorted(inference_args)}')
+
+    def batch_elements_kwargs(self):
+        return self._batching
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(image.nbytes for image in batch)

@@ -4,6 +4,10 @@ A `.pth` is a pickle: loading one with `weights_only=False` lets its author run 
 workers. torch's weights-only unpickler refuses every global that is not allow-listed, so we add
 only the plain-data types that real mmengine checkpoints carry besides tensors (the message hub's
 `HistoryBuffer` of numpy arrays) and keep nothing but the state dict and the meta.
+
+A `HistoryBuffer` pickles its statistics methods as `getattr(HistoryBuffer, 'min')`. Allowing the
+builtin `getattr` would let a crafted file reach any attribute of any allowed object, so the name
+is bound to a stand-in that only returns those registered methods.
 """
 from __future__ import annotations
 
@@ -22,11 +26,21 @@ _NUMPY_DTYPE_CLASSES = [type(np.dtype(kind)) for kind in (
     np.float16, np.float32, np.float64, np.complex64, np.complex128, np.str_, np.bytes_,
     np.object_)]
 
+def _history_buffer_statistic(owner, name: str):
+    """Stands in for `getattr` while unpickling: only public methods of `HistoryBuffer`."""
+    if owner is HistoryBuffer and not name.startswith('_') and hasattr(HistoryBuffer, name):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint looks up attribute {name!r} of {owner!r}; only HistoryBuffer methods may '
+        f'be looked up')
+
+
 # Plain-data globals found in mmengine checkpoints. numpy 1.x pickles its array/scalar
 # constructors under `numpy.core`, numpy 2 under `numpy._core`: both spellings are listed so
 # checkpoints written by either load.
 MMENGINE_CHECKPOINT_GLOBALS = [
     HistoryBuffer,
+    (_history_buffer_statistic, 'builtins.getattr'),
     np.ndarray,
     np.dtype,
     *_NUMPY_DTYPE_CLASSES,
@@ -36,7 +50,9 @@ MMENGINE_CHECKPOINT_GLOBALS = [
     (np._core.multiarray.scalar, 'numpy.core.multiarray.scalar'),
 ]
 
-_REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) was not an allowed global')
+# torch's wording for a global outside the allow-list, and for one from a blocked module (os...).
+_REFUSED_GLOBAL = re.compile(r'GLOBAL (\S+) (?:was not an allowed global|whose module)')
+_TORCH_BOILERPLATE = ('Weights only load failed', 'Check the documentation', 'Please file an issue')
 
 
 def load_checkpoint_weights(path: str) -> tuple[OrderedDict[str, torch.Tensor], dict]:
@@ -50,7 +66,8 @@ def load_checkpoint_weights(path: str) -> tuple[OrderedDict[str, torch.Tensor], 
         with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
             loaded = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
-        refused = _REFUSED_GLOBAL.search(str(error))
+        reason = _unpickler_reason(error)
+        refused = _REFUSED_GLOBAL.search(reason)
         if refused:
             raise ModelFileError(
                 f'refusing to load checkpoint {path!r}: its pickle references '
@@ -58,10 +75,12 @@ def load_checkpoint_weights(path: str) -> tuple[OrderedDict[str, torch.Tensor], 
                 f'it could run code from the file. Re-save the weights as a plain state dict '
                 f'(torch.save(model.state_dict(), ...)) from a source you trust.') from None
         raise ModelFileError(
-            f'{path!r} is not a readable PyTorch checkpoint: {_first_line(error)}') from None
+            f'cannot load checkpoint {path!r}: {reason}. Either it is not a PyTorch checkpoint '
+            f'or it holds objects that weights-only loading refuses; nothing in it was '
+            f'executed.') from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ModelFileError(
-            f'{path!r} is not a readable PyTorch checkpoint: {_first_line(error)}') from None
+        raise ModelFileError(f'{path!r} is not a readable PyTorch checkpoint (corrupt or '
+                             f'truncated?): {_first_line(error)}') from None
     return _split_state_dict_and_meta(path, loaded)
 
 
@@ -81,6 +100,14 @@ def _split_state_dict_and_meta(path: str, loaded) -> tuple[OrderedDict[str, torc
         (re.sub(r'^module\.', '', name), tensor) for name, tensor in state_dict.items()), meta
 
 
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """The weights-only unpickler's own reason, without torch's advice to turn safety off."""
+    _, marker, reason = str(error).partition('WeightsUnpickler error:')
+    lines = [line.strip() for line in (reason if marker else str(error)).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_TORCH_BOILERPLATE)]
+    return lines[0] if lines else type(error).__name__
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f'{type(error).__name__}: {text.splitlines()[0] if text else ""}'
+    lines = str(error).strip().splitlines()
+    return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__

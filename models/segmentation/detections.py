@@ -32,7 +32,7 @@ class Detections:
         return len(self.scores)
 
     def select(self, class_ids: frozenset[int] | None, min_score: float) -> np.ndarray:
-        """Which instances are kept: score at least `min_score` and class in `class_ids` (None = any)."""
+        """Which instances to keep: score >= `min_score` and class in `class_ids` (None = any)."""
         keep = self.scores >= min_score
         if class_ids is not None:
             keep &= np.isin(self.label_ids, np.fromiter(class_ids, dtype=np.int32))

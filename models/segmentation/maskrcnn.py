@@ -51,7 +51,7 @@ class MaskRCNNSegmenter:
         if self.device.type == 'cpu':
             # torch defaults to the host's physical cores; inside a container or a Beam worker
             # pinned to fewer CPUs that oversubscribes them, so follow the CPUs we may run on.
-            torch.set_num_threads(cpu_threads or len(os.sched_getaffinity(0)))
+            torch.set_num_threads(cpu_threads or _usable_cpu_count())
         source = resolve_config(config, allow_remote_config, cache_dir)
         cfg = Config.fromfile(source.path)
         weights = fetch(checkpoint, cache_dir, hint=_CHECKPOINT_HINT)
@@ -79,13 +79,18 @@ class MaskRCNNSegmenter:
         for index, image in enumerate(images):
             _check_image(index, image)
             # mmdet's ndarray path expects BGR, as cv2.imread returns.
-            packed = self._pipeline({'img': np.ascontiguousarray(image[..., ::-1]),
-                                     'img_id': index})
+            packed = self._pipeline({'img': np.ascontiguousarray(image[..., ::-1])})
             batch['inputs'].append(packed['inputs'])
             batch['data_samples'].append(packed['data_samples'])
         with torch.inference_mode():
             samples = self._model.test_step(batch)
         return [_to_detections(sample.pred_instances) for sample in samples]
+
+
+def _usable_cpu_count() -> int:
+    if hasattr(os, 'sched_getaffinity'):  # Linux: the CPUs this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _torch_device(device: str) -> torch.device:

@@ -1,0 +1,335 @@
+"""MaskRCNNSegmenter, checkpoint/config loading and the COCO class helpers.
+
+Weights are random (nothing can be downloaded here): parity tests compare our batched path
+with mmdet's own per-image `inference_detector` on the same random model.
+"""
+import hashlib
+import os
+import uuid
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+
+from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, DEFAULT_CONFIG, Detections,
+                                 MaskRCNNSegmenter, parse_classes)
+from models.segmentation.checkpoint import load_checkpoint_weights
+from models.segmentation.config import packaged_configs, resolve_config
+from models.uri import ModelFileError
+from tests.segmentation_fixtures import (TINY_CONFIG_NAME, build_random_maskrcnn, random_images,
+                                         write_random_maskrcnn_checkpoint, write_tiny_maskrcnn)
+
+SEED_CONFIG = 'mask-rcnn_r50-caffe_fpn_ms-poly-3x_coco'
+
+
+@pytest.fixture(scope='module')
+def tiny_files(tmp_path_factory):
+    return write_tiny_maskrcnn(str(tmp_path_factory.mktemp('tiny')))
+
+
+@pytest.fixture(scope='module')
+def tiny_segmenter(tiny_files):
+    config_path, checkpoint_path = tiny_files
+    return MaskRCNNSegmenter(config_path, checkpoint_path, device='cpu')
+
+
+# --- COCO classes and --classes parsing -------------------------------------------------------
+
+def test_coco_classes_are_mmdets_in_its_order():
+    from mmdet.datasets import CocoDataset
+
+    assert COCO_CLASSES == CocoDataset.METAINFO['classes']
+
+
+def test_category_ids_are_the_80_used_coco_ids_in_order():
+    assert len(COCO_CATEGORY_IDS) == len(COCO_CLASSES) == 80
+    assert list(COCO_CATEGORY_IDS) == sorted(set(COCO_CATEGORY_IDS))
+    assert COCO_CATEGORY_IDS[0] == 1 and COCO_CATEGORY_IDS[-1] == 90
+    assert COCO_CATEGORY_IDS[COCO_CLASSES.index('stop sign')] == 13
+    assert COCO_CATEGORY_IDS[COCO_CLASSES.index('toothbrush')] == 90
+
+
+def test_parse_classes_accepts_names_ids_and_all():
+    assert parse_classes('all') is None
+    assert parse_classes(' ALL ') is None
+    assert parse_classes('person') == frozenset({1})
+    assert parse_classes(' Person , CAR,traffic light ') == frozenset({1, 3, 10})
+    assert parse_classes('traffic_light,13') == frozenset({10, 13})
+    assert parse_classes('1,1,person') == frozenset({1})
+
+
+def test_parse_classes_lists_close_matches_for_a_misspelt_name():
+    with pytest.raises(ValueError, match=r"unknown COCO class 'persn'.*'person'"):
+        parse_classes('car,persn')
+    with pytest.raises(ValueError, match=r"'teddy bear'"):
+        parse_classes('tedy bear')
+
+
+def test_parse_classes_rejects_unknown_ids_empty_entries_and_mixed_all():
+    with pytest.raises(ValueError, match=r'unknown COCO category id 12\b'):
+        parse_classes('1,12')
+    with pytest.raises(ValueError, match=r'unknown COCO category id 91\b'):
+        parse_classes('91')
+    with pytest.raises(ValueError, match='empty entry'):
+        parse_classes('person,,car')
+    with pytest.raises(ValueError, match='empty entry'):
+        parse_classes('')
+    with pytest.raises(ValueError, match='cannot be combined'):
+        parse_classes('all,person')
+
+
+def test_detections_select_filters_by_score_and_class():
+    count = 4
+    detections = Detections(
+        masks=np.zeros((count, 5, 6), bool), boxes=np.zeros((count, 4), np.float32),
+        scores=np.array([0.9, 0.4, 0.6, 0.5], np.float32),
+        label_ids=np.array([1, 1, 3, 18], np.int32), labels=['person', 'person', 'car', 'dog'])
+    assert detections.select(None, 0.5).tolist() == [True, False, True, True]
+    assert detections.select(frozenset({1, 18}), 0.5).tolist() == [True, False, False, True]
+    assert detections.select(frozenset(), 0.0).tolist() == [False] * count
+    with pytest.raises(ValueError, match='instance count'):
+        Detections(masks=np.zeros((2, 5, 6), bool), boxes=np.zeros((1, 4), np.float32),
+                   scores=np.zeros(1, np.float32), label_ids=np.ones(1, np.int32),
+                   labels=['person'])
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+def test_packaged_config_names_resolve_to_files_inside_mmdet():
+    for name in (DEFAULT_CONFIG, SEED_CONFIG):
+        source = resolve_config(name)
+        assert source.name == name
+        assert source.path == packaged_configs()[name] and os.path.isfile(source.path)
+        assert f'{os.sep}.mim{os.sep}configs{os.sep}' in source.path
+
+
+def test_unknown_config_name_suggests_packaged_names():
+    with pytest.raises(ModelFileError, match='mask-rcnn_r50_fpn_1x_coco'):
+        resolve_config('mask-rcnn_r50_fpn_1x_cocoo')
+    with pytest.raises(ModelFileError, match='config file not found'):
+        resolve_config('/nonexistent/dir/config.py')
+
+
+def test_remote_config_is_refused_unless_explicitly_allowed(tiny_files, tmp_path):
+    uri = f'memory://segmentation-tests/{uuid.uuid4().hex}/{TINY_CONFIG_NAME}.py'
+    with open(tiny_files[0], 'rb') as f:
+        fsspec.filesystem('memory').pipe(uri, f.read())
+    with pytest.raises(ModelFileError, match='refusing remote config'):
+        resolve_config(uri, cache_dir=str(tmp_path))
+    assert not list(tmp_path.iterdir()), 'a refused config must not even be downloaded'
+    source = resolve_config(uri, allow_remote_config=True, cache_dir=str(tmp_path))
+    assert source.name == TINY_CONFIG_NAME
+    with open(source.path, 'rb') as fetched, open(tiny_files[0], 'rb') as original:
+        assert fetched.read() == original.read()
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+def test_mmengine_checkpoint_loads_with_its_message_hub_and_exact_weights(tiny_files):
+    config_path, checkpoint_path = tiny_files
+    raw = torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint_path)
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in raw, \
+        'the fixture must exercise the mmengine types weights-only loading has to allow'
+    state_dict, meta = load_checkpoint_weights(checkpoint_path)
+    assert meta['dataset_meta']['classes'] == COCO_CLASSES
+    expected = build_random_maskrcnn(config_path, seed=0).state_dict()
+    assert state_dict.keys() == expected.keys()
+    assert all(torch.equal(state_dict[name], expected[name]) for name in expected)
+
+
+def test_bare_and_data_parallel_state_dicts_load(tmp_path):
+    weights = {'module.backbone.conv1.weight': torch.ones(2, 3)}
+    torch.save(weights, tmp_path / 'bare.pth')
+    torch.save({'state_dict': weights, 'meta': {'epoch': 3}}, tmp_path / 'wrapped.pth')
+    bare, bare_meta = load_checkpoint_weights(str(tmp_path / 'bare.pth'))
+    wrapped, wrapped_meta = load_checkpoint_weights(str(tmp_path / 'wrapped.pth'))
+    assert list(bare) == list(wrapped) == ['backbone.conv1.weight']
+    assert torch.equal(bare['backbone.conv1.weight'], torch.ones(2, 3))
+    assert bare_meta == {} and wrapped_meta == {'epoch': 3}
+
+
+class _CreatesMarkerWhenUnpickled:
+    """A pickle payload: unpickling calls os.system, which creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def test_checkpoint_with_code_in_its_pickle_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / 'payload-ran'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': _CreatesMarkerWhenUnpickled(marker)},
+               path)
+    assert f'{os.system.__module__}.system' in \
+        torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    with pytest.raises(ModelFileError, match=r"refusing to load checkpoint.*'posix\.system'"):
+        load_checkpoint_weights(str(path))
+    with pytest.raises(ModelFileError, match='refusing to load checkpoint'):
+        MaskRCNNSegmenter(DEFAULT_CONFIG, str(path))
+    assert not marker.exists()
+
+
+class _LooksUpNdarrayTofile:
+    """`getattr(np.ndarray, 'tofile')`: a file-writing method reached through allowed names."""
+
+    def __reduce__(self):
+        return getattr, (np.ndarray, 'tofile')
+
+
+def test_getattr_in_a_checkpoint_reaches_only_history_buffer_methods(tmp_path):
+    path = tmp_path / 'getattr.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': _LooksUpNdarrayTofile()}, path)
+    with pytest.raises(ModelFileError, match="cannot load checkpoint.*'tofile'.*nothing in it"):
+        load_checkpoint_weights(str(path))
+
+
+def test_corrupt_and_truncated_checkpoints_fail_clearly(tmp_path, tiny_files):
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    truncated = tmp_path / 'truncated.pth'
+    with open(tiny_files[1], 'rb') as f:
+        truncated.write_bytes(f.read(50_000))
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    for path in (garbage, truncated, empty):
+        with pytest.raises(ModelFileError, match=str(path)):
+            load_checkpoint_weights(str(path))
+
+
+def test_unreachable_checkpoint_uri_says_how_to_pass_a_local_file(tmp_path):
+    with pytest.raises(ModelFileError, match='pass its local path') as raised:
+        MaskRCNNSegmenter(DEFAULT_CONFIG, 'memory://segmentation-tests/missing/model.pth',
+                          cache_dir=str(tmp_path))
+    assert 'model zoo' in str(raised.value)
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path, tiny_files):
+    config_path, checkpoint_path = tiny_files
+    state_dict, meta = load_checkpoint_weights(checkpoint_path)
+    del state_dict['roi_head.mask_head.conv_logits.weight']
+    torch.save({'state_dict': state_dict, 'meta': meta}, tmp_path / 'partial.pth')
+    with pytest.raises(ModelFileError, match=r'1 weights missing.*conv_logits\.weight'):
+        MaskRCNNSegmenter(config_path, str(tmp_path / 'partial.pth'))
+    torch.save({'state_dict': state_dict, 'meta': {'dataset_meta': {'classes': ('a', 'b')}}},
+               tmp_path / 'two_classes.pth')
+    with pytest.raises(ModelFileError, match='trained on 2 classes'):
+        MaskRCNNSegmenter(config_path, str(tmp_path / 'two_classes.pth'))
+
+
+def test_checkpoint_from_an_fsspec_uri_is_cached_and_named_by_sha256(tmp_path, tiny_files,
+                                                                     tiny_segmenter):
+    config_path, checkpoint_path = tiny_files
+    with open(checkpoint_path, 'rb') as f:
+        payload = f.read()
+    uri = f'memory://segmentation-tests/{uuid.uuid4().hex}/weights.pth'
+    fsspec.filesystem('memory').pipe(uri, payload)
+    remote = MaskRCNNSegmenter(config_path, uri, cache_dir=str(tmp_path))
+    sha256 = hashlib.sha256(payload).hexdigest()
+    assert remote.identity == f'{TINY_CONFIG_NAME}@{sha256[:12]}' == tiny_segmenter.identity
+    assert remote.get_identity() == remote.identity
+    cached = [os.path.join(root, name) for root, _, names in os.walk(tmp_path) for name in names]
+    assert [os.path.basename(path) for path in cached] == ['weights.pth']
+    image = random_images([(64, 80)], seed=5)
+    _assert_same_detections(remote.segment(image)[0], tiny_segmenter.segment(image)[0])
+
+
+# --- inference ------------------------------------------------------------------------------------
+
+def _assert_same_detections(ours: Detections, theirs: Detections, atol=1e-4):
+    assert len(ours) > 0, 'a comparison of empty results would prove nothing'
+    np.testing.assert_array_equal(ours.label_ids, theirs.label_ids)
+    np.testing.assert_allclose(ours.boxes, theirs.boxes, atol=atol)
+    np.testing.assert_allclose(ours.scores, theirs.scores, atol=atol)
+    np.testing.assert_array_equal(ours.masks, theirs.masks)
+
+
+def test_batch_of_three_equals_mmdet_inference_detector_per_image(tiny_files, tiny_segmenter):
+    from mmdet.apis import inference_detector, init_detector
+
+    config_path, _ = tiny_files
+    reference = init_detector(config_path, checkpoint=None, device='cpu')
+    reference.load_state_dict(build_random_maskrcnn(config_path, seed=0).state_dict())
+    images = random_images([(120, 160)] * 3, seed=7)
+    # mmdet's ndarray path takes BGR; ours takes RGB.
+    expected = inference_detector(reference, [image[..., ::-1].copy() for image in images])
+    batched = tiny_segmenter.segment(images)
+    assert len(batched) == 3
+    for ours, sample in zip(batched, expected):
+        instances = sample.pred_instances
+        labels = instances.labels.numpy()
+        _assert_same_detections(ours, Detections(
+            masks=instances.masks.numpy(), boxes=instances.bboxes.numpy(),
+            scores=instances.scores.numpy(),
+            label_ids=np.asarray(COCO_CATEGORY_IDS)[labels],
+            labels=[COCO_CLASSES[label] for label in labels]))
+        assert ours.masks.dtype == bool and ours.masks.shape[1:] == (120, 160)
+        assert ours.boxes.dtype == np.float32 and ours.scores.dtype == np.float32
+        assert ours.label_ids.dtype == np.int32
+        assert ours.labels == [COCO_CLASSES[COCO_CATEGORY_IDS.index(i)] for i in ours.label_ids]
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(-1)
+    area = lambda boxes: (boxes[:, 2:] - boxes[:, :2]).prod(-1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_mixed_size_batch_gives_each_image_results_at_its_own_size(tiny_segmenter):
+    sizes = [(240, 320), (96, 256), (48, 160)]
+    images = random_images(sizes, seed=1)
+    batched = tiny_segmenter.segment(images)
+    alone = [tiny_segmenter.segment([image])[0] for image in images]
+    # The largest image sets the padded canvas and pads exactly as it does alone.
+    _assert_same_detections(batched[0], alone[0])
+    for (height, width), ours, single in zip(sizes, batched, alone):
+        assert ours.masks.shape == (len(ours), height, width)
+        assert (ours.boxes[:, [0, 2]] <= width + 1e-3).all()
+        assert (ours.boxes[:, [1, 3]] <= height + 1e-3).all()
+        # Smaller images are padded further in the batch than alone, and conv features whose
+        # receptive field reaches that extra padding differ: boxes near the bottom/right edge
+        # may change score or rank, the rest must not.
+        iou = _box_iou(single.boxes, ours.boxes)
+        same = (single.label_ids[:, None] == ours.label_ids[None, :]) & (iou > 0.9)
+        found = same.any(axis=1)
+        assert found.mean() >= 0.8
+        score_moves = [np.abs(single.scores[i] - ours.scores[same[i]]).min()
+                       for i in np.flatnonzero(found)]
+        assert np.median(score_moves) < 1e-4 and max(score_moves) < 0.25
+
+
+def test_candidate_score_threshold_sets_the_floor_for_min_score(tiny_files, tiny_segmenter):
+    config_path, checkpoint_path = tiny_files
+    strict = MaskRCNNSegmenter(config_path, checkpoint_path, candidate_score_threshold=0.5)
+    image = random_images([(64, 96)], seed=6)
+    [everything] = tiny_segmenter.segment(image)
+    [confident] = strict.segment(image)
+    assert everything.scores.min() < 0.5 <= confident.scores.min()
+    assert len(confident) == everything.select(None, 0.5).sum() > 0
+
+
+def test_segment_rejects_images_that_are_not_rgb_uint8(tiny_segmenter):
+    assert tiny_segmenter.segment([]) == []
+    for bad in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8),
+                np.zeros((8, 8, 4), np.uint8), np.zeros((0, 8, 3), np.uint8)):
+        with pytest.raises(ValueError, match='RGB uint8'):
+            tiny_segmenter.segment([np.zeros((8, 8, 3), np.uint8), bad])
+
+
+def test_default_packaged_config_runs_with_random_weights(tmp_path):
+    checkpoint = write_random_maskrcnn_checkpoint(str(tmp_path / 'r50.pth'), DEFAULT_CONFIG)
+    segmenter = MaskRCNNSegmenter(DEFAULT_CONFIG, checkpoint, device='cpu')
+    assert segmenter.identity.startswith(f'{DEFAULT_CONFIG}@')
+    # A wide strip: resized to 200x1333 rather than 800x1066, a third of the pixels.
+    [result] = segmenter.segment(random_images([(48, 320)], seed=3))
+    assert len(result) > 0
+    assert result.masks.shape[1:] == (48, 320) and result.masks.any()
+    assert set(result.label_ids.tolist()) <= set(COCO_CATEGORY_IDS)
+    # The seed's caffe-style config has the same weights layout and must load them too.
+    seed_config = MaskRCNNSegmenter(SEED_CONFIG, checkpoint, device='cpu')
+    assert seed_config.identity == f'{SEED_CONFIG}@{segmenter.identity.split("@")[1]}'
