@@ -72,7 +72,9 @@ class PartialConv2D(keras.layers.Layer):
         # Masks are binary, so S is a whole count: comparing with 0.5 is S > 0, robust to the
         # rounding of fast convolution algorithms (Winograd, TF32) that may turn an empty sum into 1e-7.
         updated = ops.cast(known > 0.5, self.compute_dtype)
-        output = raw * (self.window_size / (known + 1e-8))
+        # S >= 1 wherever a pixel is known (the rest is zeroed below), so clamping at 1 equals the
+        # paper's S + 1e-8 there, and cannot underflow to a division by zero in float16.
+        output = raw * (self.window_size / ops.maximum(known, 1.0))
         if self.use_bias:
             output = output + self.bias
         return output * updated, ops.repeat(updated, self.filters, axis=-1)

@@ -1,0 +1,419 @@
+"""Input pipeline for PConvUNet training: photos, hole masks and the validation set, all in tf.data.
+
+Photos come from plain image files or TFRecord shards in the ImageNet-1k Kaggle format
+(`image/encoded`, `image/height`, `image/width`), local or remote (`gs://`, any fsspec URI). Local
+files are read by TensorFlow's C++ readers; remote ones through fsspec, because TensorFlow no longer
+ships a GCS filesystem. Training crops are random, square and undistorted; hole masks come from a
+seeded irregular-mask generator written in TF ops (so it runs in parallel inside tf.data) and/or a
+folder of mask images. tf.data works under every Keras backend, so the torch trainer uses it too.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from models.pconv.metrics import HOLE_RATIO_BANDS, band_name
+from models.uri import is_remote
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Shards of the seed's ImageNet set are named `train-00012-of-01024`, without an extension.
+_TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
+_TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
+
+# Irregular-mask generator: shape counts; their sizes are fractions of the image side. Together
+# the shapes cover about 15-30% of the image; larger ratios scale them all up (see below).
+_STROKES, _STROKE_VERTICES = 6, 5
+_CIRCLES, _ELLIPSES = 4, 4
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Where training holes come from.
+
+    source: 'generated' (irregular-mask generator), 'folder' (mask images in `folder`) or 'both'
+    (half of each). hole_color: which colour is the hole in the mask images ('white' as in the
+    NVIDIA set, or 'black'). ratio_range: hole/image area range of generated masks.
+    """
+
+    source: str = "generated"
+    ratio_range: tuple[float, float] = (0.01, 0.6)
+    folder: str | None = None
+    hole_color: str = "white"
+
+    def __post_init__(self):
+        if self.source not in ("generated", "folder", "both"):
+            raise ValueError(f"mask source must be generated, folder or both, got {self.source!r}")
+        if self.source != "generated" and not self.folder:
+            raise ValueError(f"mask source {self.source!r} needs a mask folder")
+        if self.hole_color not in ("white", "black"):
+            raise ValueError(f"hole colour must be white or black, got {self.hole_color!r}")
+        low, high = self.ratio_range
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"hole ratio range must satisfy 0 <= low < high <= 1, got {self.ratio_range}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and reading files
+
+
+def _is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _is_tfrecord_file(path: str) -> bool:
+    return bool(_TFRECORD_NAME.search(os.path.basename(path.rstrip("/"))))
+
+
+def expand_sources(patterns: Sequence[str], kinds: str = "images+tfrecords") -> list[str]:
+    """Sorted, de-duplicated files matching `patterns` (globs or folders, local or remote).
+
+    A folder stands for every file below it. Files that are neither images nor TFRecord shards
+    (README, manifest.csv) are skipped; with kinds='images' only images are kept. A pattern that
+    matches no usable file is an error, so a typo never trains on less data than intended.
+    """
+    keep = _is_image_file if kinds == "images" else (lambda p: _is_image_file(p) or _is_tfrecord_file(p))
+    found: set[str] = set()
+    for pattern in patterns:
+        matches = [p for p in _glob(pattern) if keep(p)]
+        if not matches:
+            raise FileNotFoundError(f"no {kinds.replace('+', ' or ')} found for {pattern!r}")
+        found.update(matches)
+    return sorted(found)
+
+
+def _glob(pattern: str) -> list[str]:
+    if is_remote(pattern):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(pattern)
+        if fs.isdir(path):
+            path = path.rstrip("/") + "/**"
+        return [fs.unstrip_protocol(p) for p in fs.glob(path) if not fs.isdir(p)]
+    pattern = os.path.expanduser(pattern)
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "**", "*")
+    return [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+
+
+def total_size_bytes(files: Sequence[str], stop_above: int | None = None) -> int:
+    """Sum of file sizes (remote sizes via fsspec), to decide whether the encoded bytes fit a cache;
+    stops counting past `stop_above`, which spares a size request per shard of a large remote set."""
+    total = 0
+    for path in files:
+        if stop_above is not None and total > stop_above:
+            break
+        if is_remote(path):
+            import fsspec
+
+            fs, inner = fsspec.core.url_to_fs(path)
+            total += int(fs.size(inner))
+        else:
+            total += os.path.getsize(path)
+    return total
+
+
+def _read_remote_file(path) -> bytes:
+    import fsspec
+
+    with fsspec.open(path.decode() if isinstance(path, bytes) else path, "rb") as f:
+        return f.read()
+
+
+def iter_tfrecord(stream):
+    """Yields the records of a TFRecord file object (the framing: u64 length, u32 crc, data, u32 crc)."""
+    while header := stream.read(12):
+        if len(header) < 12:
+            raise ValueError("truncated TFRecord file")
+        (length,) = struct.unpack("<Q", header[:8])
+        record = stream.read(length)
+        if len(record) < length or len(stream.read(4)) < 4:
+            raise ValueError("truncated TFRecord file")
+        yield record
+
+
+def _remote_records(path):
+    import fsspec
+
+    with fsspec.open(path.decode() if isinstance(path, bytes) else path, "rb") as f:
+        yield from iter_tfrecord(f)
+
+
+def _local_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
+    return files.map(tf.io.read_file, num_parallel_calls=AUTOTUNE)
+
+
+def _remote_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
+    def read(path):
+        data = tf.numpy_function(_read_remote_file, [path], tf.string, stateful=False)
+        data.set_shape([])
+        return data
+
+    return files.map(read, num_parallel_calls=AUTOTUNE)
+
+
+def _local_tfrecord_bytes(files: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    return files.interleave(tf.data.TFRecordDataset, cycle_length=8, num_parallel_calls=AUTOTUNE,
+                            deterministic=deterministic).map(_parse_record, num_parallel_calls=AUTOTUNE)
+
+
+def _remote_tfrecord_bytes(files: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+    def records(path):
+        return tf.data.Dataset.from_generator(
+            _remote_records, args=(path,), output_signature=tf.TensorSpec([], tf.string))
+
+    return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE,
+                            deterministic=deterministic).map(_parse_record, num_parallel_calls=AUTOTUNE)
+
+
+def _parse_record(record):
+    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"]
+
+
+def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache: bool = False,
+                   shuffle_buffer: int = 512) -> tf.data.Dataset:
+    """Encoded image bytes from a mix of image files and TFRecord shards.
+
+    shuffle=True: endless, files reshuffled each pass plus a shuffle buffer of records (training).
+    shuffle=False: one pass in file order (validation). cache=True keeps the encoded bytes in
+    memory after the first pass, so later epochs only decode. Image files and TFRecord shards
+    given together are mixed in proportion to their file counts.
+    """
+    groups: dict[tuple[bool, bool], list[str]] = {}
+    for path in files:
+        groups.setdefault((_is_image_file(path), is_remote(path)), []).append(path)
+    datasets, weights = [], []
+    for (is_image, remote), paths in sorted(groups.items()):
+        names = tf.data.Dataset.from_tensor_slices(paths)
+        if shuffle:  # a cached set keeps its first (random) order, the shuffle buffer mixes it further
+            names = names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=not cache)
+        if is_image:
+            data = (_remote_image_bytes if remote else _local_image_bytes)(names)
+        else:
+            data = (_remote_tfrecord_bytes if remote else _local_tfrecord_bytes)(names, not shuffle)
+        if cache:
+            data = data.cache()
+        if shuffle:
+            data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        datasets.append(data)
+        weights.append(float(len(paths)))
+    if len(datasets) == 1:
+        return datasets[0]
+    if shuffle:
+        total = sum(weights)
+        return tf.data.Dataset.sample_from_datasets(datasets, [w / total for w in weights], seed=seed)
+    combined = datasets[0]
+    for data in datasets[1:]:
+        combined = combined.concatenate(data)
+    return combined
+
+
+# ---------------------------------------------------------------------------------------------
+# Photos -> square crops
+
+
+def _decode_upscaled(encoded, size: int):
+    """Decoded float image in [0, 1] whose shorter side is at least `size` (upscaled, aspect kept)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    shorter = tf.cast(tf.minimum(height, width), tf.float32)
+
+    def upscale():
+        scale = float(size) / shorter
+        new_size = tf.cast(tf.math.ceil(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32)
+        return tf.image.resize(image, tf.maximum(new_size, size), method="bicubic", antialias=False)
+
+    image = tf.cond(shorter < size, upscale, lambda: image)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def random_crop(encoded, seed, size: int):
+    """A random size x size crop, flipped left-right half the time (seeded, stateless)."""
+    image = _decode_upscaled(encoded, size)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = tf.image.stateless_random_crop(image, [size, size, 3], crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, flip_seed)
+
+
+def center_crop(encoded, size: int):
+    image = _decode_upscaled(encoded, size)
+    top = (tf.shape(image)[0] - size) // 2
+    left = (tf.shape(image)[1] - size) // 2
+    return tf.image.crop_to_bounding_box(image, top, left, size, size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hole masks (model convention: 1 = known pixel, 0 = hole)
+
+
+def irregular_hole_mask(seed, size: int, ratio_range: tuple[float, float]):
+    """A (size, size, 1) float mask with 1 = known, 0 = hole; hole ratio drawn from `ratio_range`.
+
+    Random strokes (thick polylines), circles and ellipses are ranked: every pixel gets the rank of
+    the first shape (in a random order) that covers it plus its normalised distance to that shape's
+    core (0 on the core, 1 on the outline), and pixels outside all shapes rank after them by the
+    smallest normalised distance, i.e. by how much every shape must be scaled up to reach them.
+    The holes are the k lowest-ranked pixels, k = ratio * size^2, so the ratio is exact: a small
+    ratio shows the first shapes, the last one thinner or smaller than drawn, instead of
+    overshooting; a large ratio shows all shapes, thickened and enlarged by a common factor.
+    """
+    seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 13))
+    low, high = ratio_range
+
+    def uniform(shape, index, minval, maxval):
+        return tf.random.stateless_uniform(shape, seeds[index], minval, maxval)
+
+    # Pixel centres in [0, 1]; x and y kept apart and broadcast, which is cheaper than (P, 2) points.
+    coordinates = (tf.range(size, dtype=tf.float32) + 0.5) / size
+    xs, ys = coordinates[None, None, :], coordinates[None, :, None]
+
+    # Strokes: random walks of `_STROKE_VERTICES` vertices; distance to the nearest segment.
+    starts = uniform([_STROKES, 1, 2], 0, 0.0, 1.0)
+    headings = uniform([_STROKES, 1], 1, 0.0, 2 * math.pi) + tf.cumsum(
+        uniform([_STROKES, _STROKE_VERTICES - 1], 2, -1.2, 1.2), axis=1)
+    lengths = uniform([_STROKES, _STROKE_VERTICES - 1], 3, 0.04, 0.25)
+    steps = tf.stack([lengths * tf.cos(headings), lengths * tf.sin(headings)], axis=-1)
+    vertices = tf.reshape(tf.concat([starts, starts + tf.cumsum(steps, axis=1)], axis=1), [-1, 2])
+    segments = tf.reshape(tf.range(_STROKES * _STROKE_VERTICES), [_STROKES, _STROKE_VERTICES])[:, :-1]
+    start_x, start_y = (tf.gather(vertices[:, i], tf.reshape(segments, [-1]))[:, None, None] for i in (0, 1))
+    end_x, end_y = (tf.gather(vertices[:, i], tf.reshape(segments + 1, [-1]))[:, None, None] for i in (0, 1))
+    vector_x, vector_y = end_x - start_x, end_y - start_y
+    from_x, from_y = xs - start_x, ys - start_y  # (segments, 1, S) and (segments, S, 1)
+    along = tf.clip_by_value((from_x * vector_x + from_y * vector_y)
+                             / (vector_x * vector_x + vector_y * vector_y + 1e-12), 0.0, 1.0)
+    squared = tf.square(from_x - along * vector_x) + tf.square(from_y - along * vector_y)
+    squared = tf.reduce_min(tf.reshape(squared, [_STROKES, _STROKE_VERTICES - 1, size, size]), axis=1)
+    stroke_radius = uniform([_STROKES, 1, 1], 4, 0.006, 0.035)
+    stroke_distance = tf.sqrt(squared) / stroke_radius  # (strokes, S, S), < 1 inside
+
+    # Circles and ellipses: normalised elliptic distance, < 1 inside.
+    shapes = _CIRCLES + _ELLIPSES
+    center_x, center_y = uniform([shapes, 1, 1], 5, 0.0, 1.0), uniform([shapes, 1, 1], 12, 0.0, 1.0)
+    major = tf.concat([uniform([_CIRCLES], 6, 0.02, 0.12), uniform([_ELLIPSES], 10, 0.04, 0.2)], 0)
+    minor = major * tf.concat([tf.ones([_CIRCLES]), uniform([_ELLIPSES], 7, 0.2, 0.7)], 0)
+    angle = uniform([shapes, 1, 1], 8, 0.0, math.pi)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    offset_x, offset_y = xs - center_x, ys - center_y
+    along_major = (offset_x * cos + offset_y * sin) / major[:, None, None]
+    along_minor = (offset_y * cos - offset_x * sin) / minor[:, None, None]
+    ellipse_distance = tf.sqrt(tf.square(along_major) + tf.square(along_minor))
+
+    distance = tf.reshape(tf.concat([stroke_distance, ellipse_distance], axis=0), [-1, size * size])
+    count = _STROKES + shapes
+    order = tf.cast(tf.random.experimental.stateless_shuffle(tf.range(count), seeds[9]), tf.float32)
+    inside = distance < 1.0
+    rank_inside = tf.reduce_min(tf.where(inside, order[:, None] + distance, float(count + 1)), axis=0)
+    rank_outside = count + tf.reduce_min(distance, axis=0)
+    rank = tf.where(tf.reduce_any(inside, axis=0), rank_inside, rank_outside)
+
+    ratio = uniform([], 11, low, high)
+    hole_count = tf.clip_by_value(tf.cast(tf.round(ratio * size * size), tf.int32), 1, size * size)
+    hole_pixels = tf.argsort(rank)[:hole_count]
+    known = tf.tensor_scatter_nd_update(tf.ones([size * size]), hole_pixels[:, None], tf.zeros([hole_count]))
+    return tf.reshape(known, [size, size, 1])
+
+
+def generated_masks(size: int, ratio_range: tuple[float, float], seed: int) -> tf.data.Dataset:
+    """Endless seeded irregular masks, generated in parallel."""
+    return tf.data.Dataset.random(seed=seed).batch(2).map(
+        lambda pair: irregular_hole_mask(pair, size, ratio_range), num_parallel_calls=AUTOTUNE)
+
+
+def _load_mask(encoded, size: int, hole_is_white: bool):
+    grey = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+    hole = grey > 127 if hole_is_white else grey <= 127
+    # Area resampling then 0.5 keeps the hole ratio when a 512 mask trains a 256 model.
+    hole = tf.image.resize(tf.cast(hole, tf.float32), [size, size], method="area") > 0.5
+    return 1.0 - tf.cast(hole, tf.float32)
+
+
+def folder_masks(folder: str, size: int, hole_color: str, seed: int) -> tf.data.Dataset:
+    """Endless masks from the images in `folder` (recursive), cached decoded at `size`, with
+    random flips and quarter turns so each file yields eight distinct masks."""
+    files = expand_sources([folder], kinds="images")
+    masks = tf.data.Dataset.from_tensor_slices(files)
+    masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks)
+    masks = masks.map(lambda data: _load_mask(data, size, hole_color == "white"), num_parallel_calls=AUTOTUNE)
+    masks = masks.cache().shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def augment(mask, pair):
+        seeds = tf.unstack(tf.random.experimental.stateless_split(pair, 3))
+        mask = tf.image.stateless_random_flip_left_right(mask, seeds[0])
+        mask = tf.image.stateless_random_flip_up_down(mask, seeds[1])
+        return tf.image.rot90(mask, tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32))
+
+    return tf.data.Dataset.zip(masks, tf.data.Dataset.random(seed=seed + 1).batch(2)).map(
+        augment, num_parallel_calls=AUTOTUNE)
+
+
+def training_masks(config: MaskConfig, size: int, seed: int) -> tf.data.Dataset:
+    if config.source == "generated":
+        return generated_masks(size, config.ratio_range, seed)
+    from_folder = folder_masks(config.folder, size, config.hole_color, seed)
+    if config.source == "folder":
+        return from_folder
+    return tf.data.Dataset.sample_from_datasets(
+        [generated_masks(size, config.ratio_range, seed), from_folder], [0.5, 0.5], seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets the trainer consumes
+
+
+def model_io(image, known):
+    """((image with holes zeroed, mask), ground truth): the model's inputs and target. The model
+    takes a 3-channel mask (one per colour channel, as NVIDIA's multi-channel partial conv)."""
+    mask = tf.repeat(known, 3, axis=-1)
+    return (image * mask, mask), image
+
+
+def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, masks: MaskConfig,
+                     seed: int = 0, cache: bool = False, shuffle_buffer: int = 512) -> tf.data.Dataset:
+    """Endless batches of ((masked image, mask), image), decoded and masked in parallel, prefetched."""
+    photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer)
+    # A corrupt photo in a large archive is skipped (with a warning), not fatal to a long run.
+    crops = tf.data.Dataset.zip(photos, tf.data.Dataset.random(seed=seed).batch(2)).map(
+        lambda data, pair: random_crop(data, pair, image_size), num_parallel_calls=AUTOTUNE
+    ).ignore_errors(log_warning=True)
+    pairs = tf.data.Dataset.zip(crops, training_masks(masks, image_size, seed))
+    return (pairs.map(model_io, num_parallel_calls=AUTOTUNE)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(AUTOTUNE))
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Fixed (image, mask) pairs: every validation image with one generated mask per band."""
+
+    images: np.ndarray  # (N, S, S, 3) float32 in [0, 1]
+    masks: np.ndarray   # (N, S, S, 1) float32, 1 = known
+    bands: list[str]    # band name of each pair, e.g. '20-30'
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def validation_set(files: Sequence[str], *, image_size: int, image_count: int,
+                   seed: int = 0) -> ValidationSet:
+    """Centre crops of the first `image_count` validation photos, each paired with a seeded
+    generated mask from every hole-ratio band, so the per-band numbers are exact and comparable
+    from one validation to the next (and independent of the training mask folder)."""
+    crops = encoded_images(files, shuffle=False).take(image_count).map(
+        lambda data: center_crop(data, image_size), num_parallel_calls=AUTOTUNE)
+    images = np.stack(list(crops.as_numpy_iterator()))
+    all_images, all_masks, bands = [], [], []
+    for index, band in enumerate(HOLE_RATIO_BANDS):
+        masks = generated_masks(image_size, band, seed=seed * 1000 + index).take(len(images))
+        all_images.append(images)
+        all_masks.append(np.stack(list(masks.as_numpy_iterator())))
+        bands.extend([band_name(band)] * len(images))
+    return ValidationSet(np.concatenate(all_images), np.concatenate(all_masks), bands)

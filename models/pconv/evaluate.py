@@ -1,0 +1,244 @@
+"""Scores the inpainter against OpenCV's TELEA and NS per hole-ratio band:
+`python -m models.pconv.evaluate --help`.
+
+Each photo is paired with one mask from every band folder (seeded, so reruns score the same
+pairs). Masks are resized to the photo (area resampling, then >= 0.5 is a hole), not the other way
+round: the photos keep their native pixels, so scores are not flattered by upscaling blur. The
+model runs through `Inpainter`, exactly as the pipeline uses it. Every method keeps the known
+pixels, so the scores are those of the composite against the original photo.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.pconv.metrics import BandedScores, band_name, band_of_ratio, format_table, l1_error, psnr, ssim, write_csv
+
+logger = logging.getLogger("models.pconv.evaluate")
+
+DEFAULT_WEIGHTS = "assets/inpainter/pconv_unet.keras"
+DEFAULT_IMAGES = "../shared/data/bsds500/test"
+DEFAULT_MASKS = "../shared/data/masks"
+METHODS = ("pconv", "telea", "ns")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: str
+    mask: str
+    band: str
+
+
+def _image_files(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def mask_groups(mask_dir: str, hole_color: str = "white") -> dict[str, list[str]]:
+    """Mask files by band: one group per subfolder (the `00-10`, ..., `50-60` layout), or, for a
+    flat folder, by each mask's measured hole ratio."""
+    if not os.path.isdir(mask_dir):
+        raise FileNotFoundError(f"mask folder not found: {mask_dir}")
+    groups = {name: _image_files(os.path.join(mask_dir, name)) for name in sorted(os.listdir(mask_dir))
+              if os.path.isdir(os.path.join(mask_dir, name))}
+    groups = {name: files for name, files in groups.items() if files}
+    if not groups:
+        for path in _image_files(mask_dir):
+            band = band_of_ratio(float(read_hole(path, hole_color).mean()))
+            if band is not None:
+                groups.setdefault(band_name(band), []).append(path)
+        groups = dict(sorted(groups.items()))
+    if not groups:
+        raise FileNotFoundError(f"no mask images in {mask_dir} or its subfolders")
+    return groups
+
+
+def pair_images_with_masks(images: list[str], groups: dict[str, list[str]], seed: int) -> list[Pair]:
+    """Every image with one mask of every band; masks drawn by a seeded permutation per band
+    (reused cyclically when there are more images than masks)."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for band, masks in groups.items():
+        order = rng.permutation(len(masks))
+        pairs.extend(Pair(image, masks[order[i % len(masks)]], band) for i, image in enumerate(images))
+    return pairs
+
+
+def read_image(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_hole(path: str, hole_color: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Bool hole mask of `path`, resized to `shape` (height, width) by area resampling."""
+    grey = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if grey is None:
+        raise ValueError(f"cannot read mask {path}")
+    hole = (grey > 127) if hole_color == "white" else (grey <= 127)
+    if shape is not None and hole.shape != tuple(shape):
+        hole = cv2.resize(hole.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA) >= 0.5
+    return hole
+
+
+def _opencv_method(flag: int, radius: float):
+    def inpaint(images: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
+        return [cv2.inpaint(image, hole.astype(np.uint8) * 255, radius, flag) for image, hole in zip(images, holes)]
+
+    return inpaint
+
+
+def build_methods(names: list[str], weights: str, strategy: str, batch_size: int, radius: float):
+    """{name: inpaint(images, holes) -> images} plus a description of each (model identity)."""
+    methods, described = {}, {}
+    for name in names:
+        if name == "pconv":
+            from models.pconv import Inpainter
+
+            if "://" not in weights and not os.path.isfile(weights):
+                raise SystemExit(f"no inpainting model at {weights}: pass --weights PATH (e.g. a training "
+                                 "run's model.keras) or --methods telea ns")
+            inpainter = Inpainter.load(weights, strategy=strategy, batch_size=batch_size)
+            methods[name] = inpainter.inpaint
+            described[name] = {"model": inpainter.identity, "weights": weights, "strategy": strategy,
+                               "training": _training_metadata(weights)}
+        else:
+            flag = cv2.INPAINT_TELEA if name == "telea" else cv2.INPAINT_NS
+            methods[name] = _opencv_method(flag, radius)
+            described[name] = {"opencv": f"cv2.inpaint {name.upper()}", "radius": radius}
+    return methods, described
+
+
+def _training_metadata(weights: str) -> dict | None:
+    """The VGG flag and steps a checkpoint was trained with, when train.py stored them in it."""
+    from models.pconv.train import read_training_metadata
+
+    if "://" in weights:
+        return None
+    metadata = read_training_metadata(weights)
+    if metadata is None:
+        return None
+    return {"vgg": metadata.get("loss", {}).get("vgg"), "steps": metadata.get("steps"),
+            "image_size": metadata.get("config", {}).get("image_size")}
+
+
+def evaluate(pairs: list[Pair], methods: dict, hole_color: str, chunk: int = 8):
+    """Runs every method on every pair; returns (per-band rows, per-pair rows, seconds per method)."""
+    scores = {name: BandedScores() for name in methods}
+    per_pair, seconds = [], dict.fromkeys(methods, 0.0)
+    for start in range(0, len(pairs), chunk):
+        batch = pairs[start:start + chunk]
+        images = [read_image(p.image) for p in batch]
+        holes = [read_hole(p.mask, hole_color, image.shape[:2]) for p, image in zip(batch, images)]
+        for name, inpaint in methods.items():
+            began = time.perf_counter()
+            outputs = inpaint(images, holes)
+            seconds[name] += time.perf_counter() - began
+            for pair, image, hole, output in zip(batch, images, holes, outputs):
+                truth, filled = image.astype(np.float32) / 255.0, output.astype(np.float32) / 255.0
+                scores[name].add(pair.band, filled, truth)
+                per_pair.append({"method": name, "band": pair.band, "image": os.path.basename(pair.image),
+                                 "mask": os.path.relpath(pair.mask, os.path.dirname(os.path.dirname(pair.mask))),
+                                 "hole_ratio": round(float(hole.mean()), 5),
+                                 "l1": float(l1_error(filled, truth)[0]), "psnr": float(psnr(filled, truth)[0]),
+                                 "ssim": float(ssim(filled, truth)[0])})
+        logger.info("%d/%d pairs", min(start + chunk, len(pairs)), len(pairs))
+    rows = [{"band": row["band"], "method": name, **{k: row[k] for k in ("count", "l1", "psnr", "ssim")}}
+            for name, banded in scores.items() for row in banded.rows()]
+    rows.sort(key=lambda r: (r["band"], list(methods).index(r["method"])))
+    return rows, per_pair, seconds
+
+
+def plot_bands(rows: list[dict], path: str) -> None:
+    """L1, PSNR and SSIM against hole-ratio band, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bands = sorted({row["band"] for row in rows})
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for axis, metric, label in zip(axes, ("l1", "psnr", "ssim"), ("L1 (lower is better)", "PSNR dB", "SSIM")):
+        for method in methods:
+            by_band = {row["band"]: row[metric] for row in rows if row["method"] == method}
+            axis.plot(bands, [by_band.get(band, np.nan) for band in bands], marker="o", label=method)
+        axis.set_xlabel("hole ratio band (%)")
+        axis.set_title(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m models.pconv.evaluate",
+        description="Score the PConv inpainter and OpenCV's TELEA and NS inpainting on photos with "
+                    "hole masks grouped by hole-ratio band; prints and saves a per-band table of L1, "
+                    "PSNR and SSIM (per_band.csv, per_pair.csv, per_band.png, summary.json).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
+                        help="the inpainting model (.keras, local path or URI), e.g. a training run's model.keras")
+    parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of evaluation photos")
+    parser.add_argument("--masks", default=DEFAULT_MASKS,
+                        help="folder of mask images: one subfolder per band (00-10, ..., 50-60) or a flat "
+                             "folder grouped by measured hole ratio; masks are resized to each photo")
+    parser.add_argument("--mask_hole_color", choices=["white", "black"], default="white",
+                        help="which colour is the hole in the mask images")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="methods to score")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only the first N photos (sorted by name), for a quick run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image-mask pairing")
+    parser.add_argument("--strategy", choices=["crop", "resize"], default="crop",
+                        help="Inpainter strategy: context window around each hole, or whole photo at model size")
+    parser.add_argument("--batch_size", type=int, default=8, help="model windows per forward pass")
+    parser.add_argument("--radius", type=float, default=3.0, help="inpaintRadius of cv2.inpaint")
+    parser.add_argument("--output_dir", default="eval-output", help="where the CSVs, chart and summary go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_arg_parser().parse_args(argv)
+    if not os.path.isdir(args.images):
+        raise SystemExit(f"image folder not found: {args.images}")
+    images = _image_files(args.images)[: args.limit]
+    if not images:
+        raise SystemExit(f"no images in {args.images}")
+    groups = mask_groups(args.masks, args.mask_hole_color)
+    methods, described = build_methods(args.methods, args.weights, args.strategy, args.batch_size, args.radius)
+    pairs = pair_images_with_masks(images, groups, args.seed)
+    logger.info("%d photos x %d bands = %d pairs, methods: %s", len(images), len(groups), len(pairs),
+                ", ".join(methods))
+    rows, per_pair, seconds = evaluate(pairs, methods, args.mask_hole_color)
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    write_csv(rows, os.path.join(args.output_dir, "per_band.csv"))
+    write_csv(per_pair, os.path.join(args.output_dir, "per_pair.csv"))
+    plot_bands(rows, os.path.join(args.output_dir, "per_band.png"))
+    summary = {"images": args.images, "photos": len(images), "masks": args.masks, "bands": list(groups),
+               "seed": args.seed, "methods": described,
+               "seconds_per_pair": {name: s / len(pairs) for name, s in seconds.items()}, "per_band": rows}
+    with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(format_table(rows, keys=("band", "method")))
+    print("seconds per pair: " + ", ".join(f"{n} {s / len(pairs):.3f}" for n, s in seconds.items()))
+    print(f"wrote {args.output_dir}/per_band.csv, per_pair.csv, per_band.png, summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The PConv training input pipeline: mask generator, TFRecord/image sources, crops, mask folders."""
+import io
+import os
+
+import fsspec
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from models.pconv import data
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _example(array: np.ndarray) -> bytes:
+    """A tf.train.Example in the seed's ImageNet-1k Kaggle layout."""
+    features = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png_bytes(array)])),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[array.shape[0]])),
+        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[array.shape[1]])),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _random_images(count, height=20, width=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def _decoded(dataset):
+    return [tf.io.decode_png(encoded).numpy() for encoded in dataset]
+
+
+@pytest.mark.parametrize("ratio_range", [(0.0, 0.1), (0.2, 0.3), (0.5, 0.6), (0.05, 0.06)])
+def test_generated_masks_hit_the_requested_hole_ratio_range(ratio_range):
+    size = 64
+    masks = np.stack(list(data.generated_masks(size, ratio_range, seed=3).take(12).as_numpy_iterator()))
+    assert masks.shape == (12, size, size, 1)
+    assert set(np.unique(masks)) <= {0.0, 1.0}
+    hole_ratios = 1.0 - masks.mean(axis=(1, 2, 3))
+    low, high = ratio_range
+    one_pixel = 1.0 / size ** 2
+    assert np.all(hole_ratios >= low - one_pixel) and np.all(hole_ratios <= high + one_pixel), hole_ratios
+    assert len({mask.tobytes() for mask in masks}) == len(masks), "every mask differs"
+
+
+def test_generated_masks_are_reproducible_per_seed():
+    first = next(data.generated_masks(48, (0.1, 0.4), seed=11).as_numpy_iterator())
+    again = next(data.generated_masks(48, (0.1, 0.4), seed=11).as_numpy_iterator())
+    other = next(data.generated_masks(48, (0.1, 0.4), seed=12).as_numpy_iterator())
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_tfrecord_shard_written_here_is_read_back(tmp_path):
+    images = _random_images(3)
+    shard = str(tmp_path / "train-00000-of-00001")
+    with tf.io.TFRecordWriter(shard) as writer:
+        for image in images:
+            writer.write(_example(image))
+
+    files = data.expand_sources([str(tmp_path)])
+    assert files == [shard]
+    for got, expected in zip(_decoded(data.encoded_images(files, shuffle=False)), images, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_remote_tfrecord_and_image_files_are_read_through_fsspec(tmp_path):
+    images = _random_images(3, seed=1)
+    shard = tmp_path / "part.tfrecord"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for image in images[:2]:
+            writer.write(_example(image))
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/pconv-test/shards/part.tfrecord", shard.read_bytes())
+    fs.pipe("/pconv-test/photos/c.png", _png_bytes(images[2]))
+    try:
+        files = data.expand_sources(["memory://pconv-test/shards/*", "memory://pconv-test/photos"])
+        assert len(files) == 2 and all(f.startswith("memory://") for f in files)
+        decoded = _decoded(data.encoded_images(files, shuffle=False))
+        assert len(decoded) == 3
+        for got, expected in zip(sorted(decoded, key=bytes), sorted(images, key=bytes)):
+            np.testing.assert_array_equal(got, expected)
+    finally:
+        fs.rm("/pconv-test", recursive=True)
+
+
+def test_expand_sources_skips_non_data_files_and_rejects_empty_patterns(tmp_path):
+    for name in ("a.jpg", "b.PNG", "README.md", "manifest.csv", "train-00001-of-00002"):
+        (tmp_path / name).write_bytes(b"x")
+    names = [os.path.basename(p) for p in data.expand_sources([str(tmp_path)])]
+    assert names == ["a.jpg", "b.PNG", "train-00001-of-00002"]
+    assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)], kinds="images")] == ["a.jpg", "b.PNG"]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        data.expand_sources([str(tmp_path / "nothing-here*.jpg")])
+
+
+def test_small_photos_are_upscaled_without_aspect_distortion():
+    # 20x40 horizontal ramp: upscaled x1.6 to 32x64, the centre crop shows the middle half of the ramp.
+    ramp = np.tile(np.linspace(0, 255, 40), (20, 1)).astype(np.uint8)
+    encoded = _png_bytes(np.stack([ramp] * 3, axis=-1))
+    crop = data.center_crop(tf.constant(encoded), 32).numpy()
+    assert crop.shape == (32, 32, 3)
+    np.testing.assert_allclose(crop[:, :, 0], np.broadcast_to(crop[:1, :, 0], (32, 32)), atol=1e-6)
+    assert crop[0, 0, 0] == pytest.approx(0.25, abs=0.04)
+    assert crop[0, -1, 0] == pytest.approx(0.75, abs=0.04)
+
+    random = data.random_crop(tf.constant(encoded), tf.constant([1, 2], tf.int64), 32).numpy()
+    assert random.shape == (32, 32, 3)
+    step = np.abs(np.diff(random[0, :, 0])).mean()
+    assert step == pytest.approx(1 / 39 / 1.6, rel=0.05), "the ramp is stretched x1.6, as the height"
+
+
+@pytest.mark.parametrize("hole_color", ["white", "black"])
+def test_mask_folder_hole_colour_and_resize(tmp_path, hole_color):
+    picture = np.zeros((64, 64), np.uint8)
+    picture[:16] = 255  # a quarter of the picture is white
+    Image.fromarray(picture).save(tmp_path / "m.png")
+    masks = np.stack(list(data.folder_masks(str(tmp_path), 32, hole_color, seed=0).take(4).as_numpy_iterator()))
+    assert masks.shape == (4, 32, 32, 1)
+    expected_hole = 0.25 if hole_color == "white" else 0.75
+    np.testing.assert_allclose(1.0 - masks.mean(axis=(1, 2, 3)), expected_hole)
+
+
+def test_training_batches_hide_the_holes_from_the_model(tmp_path):
+    for i, image in enumerate(_random_images(3, height=40, width=50, seed=2)):
+        Image.fromarray(image).save(tmp_path / f"{i}.jpg")
+    files = data.expand_sources([str(tmp_path)])
+    batches = data.training_dataset(files, image_size=32, batch_size=2,
+                                    masks=data.MaskConfig(ratio_range=(0.2, 0.3)), cache=True)
+    (masked, mask), truth = next(iter(batches))
+    assert masked.shape == mask.shape == truth.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(masked.numpy(), (truth * mask).numpy())
+    hole_ratio = 1.0 - mask.numpy().mean(axis=(1, 2, 3))
+    assert np.all((hole_ratio > 0.19) & (hole_ratio < 0.31))
+
+
+def test_validation_set_pairs_every_photo_with_every_band(tmp_path):
+    for i, image in enumerate(_random_images(2, height=40, width=50, seed=4)):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    val = data.validation_set(data.expand_sources([str(tmp_path)]), image_size=32, image_count=2, seed=0)
+    assert len(val) == 12 and val.images.shape == (12, 32, 32, 3) and val.masks.shape == (12, 32, 32, 1)
+    assert val.bands == [b for b in ("00-10", "10-20", "20-30", "30-40", "40-50", "50-60") for _ in range(2)]
+    hole_ratio = 1.0 - val.masks.mean(axis=(1, 2, 3))
+    for index, band in enumerate(val.bands):
+        low, high = int(band[:2]) / 100, int(band[3:]) / 100
+        assert low - 1e-3 <= hole_ratio[index] <= high + 1e-3
+    again = data.validation_set(data.expand_sources([str(tmp_path)]), image_size=32, image_count=2, seed=0)
+    np.testing.assert_array_equal(val.masks, again.masks)

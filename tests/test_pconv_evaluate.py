@@ -1,0 +1,97 @@
+"""The evaluation command: pairing, mask handling and a tiny end-to-end run of all three methods."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.pconv import build_pconv_unet
+from models.pconv import evaluate
+
+BANDS = ("00-10", "30-40")
+
+
+def _save_mask(path, hole_fraction_rows: float, size=32):
+    mask = np.zeros((size, size), np.uint8)
+    mask[: int(round(size * hole_fraction_rows))] = 255  # white = hole
+    Image.fromarray(mask).save(path)
+
+
+@pytest.fixture(scope="module")
+def eval_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        ramp = np.linspace(0, 255, 36)[None, :, None] * rng.uniform(0.3, 1.0, 3)
+        Image.fromarray(np.broadcast_to(ramp, (24, 36, 3)).astype(np.uint8)).save(images / f"img{i}.png")
+    for band, fraction in zip(BANDS, (0.0625, 0.34375)):
+        (masks / band).mkdir(parents=True)
+        for j in range(3):
+            _save_mask(masks / band / f"{j}.png", fraction)
+    model = build_pconv_unet(32, width_multiplier=0.125, depth=4, name="tiny_pconv")
+    model.save(root / "tiny.keras")
+    return root
+
+
+def test_pairing_is_seeded_and_gives_every_image_every_band():
+    groups = {"00-10": ["a0", "a1", "a2", "a3"], "10-20": ["b0", "b1"]}
+    images = ["x", "y", "z"]
+    pairs = evaluate.pair_images_with_masks(images, groups, seed=0)
+    assert pairs == evaluate.pair_images_with_masks(images, groups, seed=0)
+    for band in groups:
+        assert sorted(p.image for p in pairs if p.band == band) == images
+        assert all(p.mask in groups[band] for p in pairs if p.band == band)
+    assert len({p.mask for p in pairs if p.band == "00-10"}) == 3, "distinct masks while they last"
+    assert any(evaluate.pair_images_with_masks(images, groups, seed=s) != pairs for s in range(1, 5))
+
+
+def test_masks_are_resized_to_the_photo_and_flat_folders_grouped_by_ratio(tmp_path):
+    _save_mask(tmp_path / "small.png", 0.0625)
+    _save_mask(tmp_path / "large.png", 0.5)
+    hole = evaluate.read_hole(str(tmp_path / "large.png"), "white", (20, 30))
+    assert hole.shape == (20, 30) and hole.mean() == pytest.approx(0.5)
+    assert evaluate.read_hole(str(tmp_path / "large.png"), "black").mean() == pytest.approx(0.5)
+    groups = evaluate.mask_groups(str(tmp_path))
+    assert {band: [os.path.basename(p) for p in files] for band, files in groups.items()} == {
+        "00-10": ["small.png"], "50-60": ["large.png"]}
+
+
+def test_evaluation_scores_all_methods_per_band(eval_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    evaluate.main(["--weights", str(eval_data / "tiny.keras"), "--images", str(eval_data / "images"),
+                   "--masks", str(eval_data / "masks"), "--limit", "2", "--output_dir", str(out)])
+    with open(out / "per_band.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["band"], r["method"]) for r in rows] == [(b, m) for b in BANDS for m in ("pconv", "telea", "ns")]
+    assert all(r["count"] == "2" for r in rows)
+    for row in rows:
+        assert 0 <= float(row["l1"]) < 0.5 and -1 <= float(row["ssim"]) <= 1
+    by = {(r["band"], r["method"]): r for r in rows}
+    for method in ("pconv", "telea", "ns"):  # bigger holes, bigger error
+        assert float(by["30-40", method]["l1"]) > float(by["00-10", method]["l1"])
+
+    with open(out / "per_pair.csv") as f:
+        pairs = list(csv.DictReader(f))
+    assert len(pairs) == 2 * len(BANDS) * 3
+    assert {p["image"] for p in pairs} == {"img0.png", "img1.png"}
+    assert all(0.3 < float(p["hole_ratio"]) < 0.4 for p in pairs if p["band"] == "30-40")
+    with Image.open(out / "per_band.png") as chart:
+        assert chart.size[0] > 500
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["photos"] == 2 and summary["methods"]["pconv"]["model"].startswith("tiny_pconv-32@")
+    printed = capsys.readouterr().out
+    assert "telea" in printed and "30-40" in printed
+
+
+def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):
+    with pytest.raises(SystemExit, match="--methods telea ns"):
+        evaluate.main(["--weights", str(tmp_path / "absent.keras"), "--images", str(eval_data / "images"),
+                       "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
+    evaluate.main(["--weights", str(tmp_path / "absent.keras"), "--methods", "telea", "--images",
+                   str(eval_data / "images"), "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
+    with open(tmp_path / "per_band.csv") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {"telea"}

@@ -1,0 +1,169 @@
+"""PConv training: tiny runs that checkpoint and resume, the CLI, validation split and metrics."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from models.pconv import load_inpainting_model
+from models.pconv import metrics
+from models.pconv import train
+
+TINY = ["--image_size", "32", "--width_multiplier", "0.125", "--batch_size", "2", "--val_images", "1",
+        "--val_every", "2", "--checkpoint_every", "2", "--log_every", "1"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        # Smooth colour ramps plus noise: something a U-Net can start to learn in a few steps.
+        ramp = np.linspace(0, 1, 48)[None, :, None] * rng.uniform(0.3, 1.0, 3) + rng.uniform(0, 0.3, 3)
+        image = np.clip(np.broadcast_to(ramp, (40, 48, 3)) + rng.normal(0, 0.05, (40, 48, 3)), 0, 1)
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"photo{i}.jpg")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(photos, tmp_path_factory):
+    """Run 1 stops after 3 of 2 + 2 steps (inside stage 2); run 2 resumes and finishes."""
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    train.main(["--train_data", photos, "--run_dir", run_dir, "--stage1_steps", "2", "--stage2_steps", "2",
+                "--run_steps", "3", *TINY])
+    with open(os.path.join(run_dir, "state", "state.json")) as f:
+        first = json.load(f)
+    train.main(["--run_dir", run_dir, "--resume"])
+    return run_dir, first
+
+
+def test_second_run_resumes_where_the_first_stopped(resumed_run):
+    run_dir, first = resumed_run
+    assert (first["step"], first["stage"], first["optimizer_iterations"]) == (3, 2, 1)
+    with open(os.path.join(run_dir, "state", "state.json")) as f:
+        final = json.load(f)
+    # 3 steps + 1 resumed step, still in stage 2 with the same (restored, not fresh) Adam.
+    assert (final["step"], final["stage"], final["optimizer_iterations"]) == (4, 2, 2)
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["steps"] == 4 and metadata["total_steps"] == 4
+    assert metadata["last_losses"] and all(math.isfinite(v) for v in metadata["last_losses"].values())
+    assert set(metadata["last_losses"]) == {"loss", "valid", "hole", "tv"}
+    assert metadata["loss"]["vgg"] is False and "without VGG16" in metadata["loss"]["note"]
+    assert [s["started_at_step"] for s in metadata["sessions"]] == [0, 3]
+    assert metadata["data"]["val_files"] == 1 and metadata["data"]["train_files"] == 3
+
+
+def test_run_dir_holds_a_loadable_model_with_its_metadata(resumed_run):
+    run_dir, _ = resumed_run
+    model_path = os.path.join(run_dir, "model.keras")
+    model, fetched = load_inpainting_model(model_path)
+    assert [tuple(t.shape[1:]) for t in model.inputs] == [(32, 32, 3), (32, 32, 3)]
+    assert train.read_training_metadata(model_path)["steps"] == 4
+    images = np.full((1, 32, 32, 3), 0.5, np.float32)
+    assert np.all(np.isfinite(model.predict_on_batch([images, np.ones_like(images)])))
+
+    with open(os.path.join(run_dir, "validation.csv")) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "step,band,count,l1,psnr,ssim"
+    assert {line.split(",")[0] for line in lines[1:]} == {"2", "4"}  # every 2 steps, across both runs
+    assert len(lines) == 1 + 2 * 6
+    assert sorted(os.listdir(os.path.join(run_dir, "samples"))) == ["step_0000002.png", "step_0000004.png"]
+    assert os.listdir(os.path.join(run_dir, "tensorboard"))
+
+
+def test_resume_refuses_to_change_the_model_and_new_runs_refuse_a_used_dir(resumed_run, photos):
+    run_dir, _ = resumed_run
+    with pytest.raises(SystemExit, match="image_size"):
+        train.main(["--run_dir", run_dir, "--resume", "--image_size", "64"])
+    with pytest.raises(SystemExit, match="--resume"):
+        train.main(["--train_data", photos, "--run_dir", run_dir])
+
+
+def test_help_explains_every_flag():
+    parser = train.build_arg_parser()
+    flags = [action for action in parser._actions if action.option_strings and action.dest != "help"]
+    assert len(flags) > 25
+    undocumented = [action.option_strings[0] for action in flags if len(action.help or "") < 15]
+    assert not undocumented
+    assert "(default: 2e-04)" in parser.format_help() or "(default: 0.0002)" in parser.format_help()
+
+
+def test_validation_files_never_overlap_training_files(photos):
+    config = train.TrainConfig(train_data=[photos], val_holdout=0.5)
+    train_files, val_files = train.split_train_val(config)
+    assert len(val_files) == 2 and not set(train_files) & set(val_files)
+    assert len(train_files) + len(val_files) == 4
+    assert train.split_train_val(config) == (train_files, val_files)  # deterministic
+    with pytest.raises(SystemExit, match="both"):
+        train.split_train_val(train.TrainConfig(train_data=[photos], val_data=[os.path.join(photos, "photo1.jpg")]))
+    single = train.TrainConfig(train_data=[os.path.join(photos, "photo0.jpg")])
+    with pytest.raises(SystemExit, match="--val_data"):
+        train.split_train_val(single)
+
+
+def test_default_depth_keeps_a_two_pixel_bottleneck():
+    assert train.TrainConfig(image_size=512).model_depth == 8
+    assert train.TrainConfig(image_size=256).model_depth == 7
+    assert train.TrainConfig(image_size=32).model_depth == 4
+
+
+def test_validation_metrics_agree_with_skimage():
+    rng = np.random.default_rng(42)
+    truth = rng.uniform(0, 1, (37, 45, 3))
+    pred = np.clip(truth + rng.normal(0, 0.08, truth.shape), 0, 1)
+    assert metrics.psnr(pred, truth)[0] == pytest.approx(peak_signal_noise_ratio(truth, pred, data_range=1.0), rel=1e-9)
+    assert metrics.ssim(pred, truth)[0] == pytest.approx(
+        structural_similarity(pred, truth, channel_axis=-1, data_range=1.0), abs=1e-9)
+    assert metrics.l1_error(pred, truth)[0] == pytest.approx(np.abs(pred - truth).mean())
+
+    batch = np.stack([truth, pred])
+    np.testing.assert_allclose(metrics.ssim(batch, batch[::-1]), [metrics.ssim(truth, pred)[0]] * 2)
+    scores = metrics.BandedScores()
+    scores.add("20-30", batch, batch[::-1])
+    (row,) = scores.rows()
+    assert row["count"] == 2 and row["psnr"] == pytest.approx(metrics.psnr(pred, truth)[0])
+
+
+def test_vgg_loss_terms_train_and_are_recorded(photos, tmp_path):
+    import keras
+
+    # Random weights in the Keras VGG16 layout: exercises the perceptual/style path, not its quality.
+    vgg_path = str(tmp_path / "vgg16_random.weights.h5")
+    keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3)).save_weights(vgg_path)
+    run_dir = str(tmp_path / "run")
+    train.main(["--train_data", photos, "--run_dir", run_dir, "--vgg_weights", vgg_path,
+                "--vgg_preprocessing", "caffe", "--stage1_steps", "1", "--stage2_steps", "0",
+                *TINY, "--val_every", "0"])
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["loss"]["vgg"] is True and metadata["loss"]["vgg_preprocessing"] == "caffe"
+    assert len(metadata["loss"]["vgg_sha256"]) == 64
+    assert set(metadata["last_losses"]) == {"loss", "valid", "hole", "perceptual", "style_out", "style_comp", "tv"}
+    assert all(math.isfinite(v) for v in metadata["last_losses"].values())
+    assert metadata["data"]["val_files"] == 0 and metadata["data"]["train_files"] == 4
+
+
+def test_torch_backend_trains_and_tensorflow_resumes_its_state(photos, tmp_path):
+    run_dir = str(tmp_path / "run")
+    environment = dict(os.environ, KERAS_BACKEND="torch")
+    result = subprocess.run(
+        [sys.executable, "-m", "models.pconv.train", "--train_data", photos, "--run_dir", run_dir,
+         "--stage1_steps", "1", "--stage2_steps", "2", "--run_steps", "2", *TINY],
+        env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        assert json.load(f)["hardware"]["keras_backend"] == "torch"
+
+    train.main(["--run_dir", run_dir, "--resume"])  # this process runs the TensorFlow backend
+    with open(os.path.join(run_dir, "state", "state.json")) as f:
+        state = json.load(f)
+    assert (state["step"], state["stage"], state["optimizer_iterations"]) == (3, 2, 2)
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        sessions = json.load(f)["sessions"]
+    assert [s["hardware"]["keras_backend"] for s in sessions] == ["torch", "tensorflow"]
