@@ -156,8 +156,7 @@ def test_killed_run_resumed_with_skip_existing_matches_an_uninterrupted_run(tmp_
                    cwd=project, check=True, capture_output=True, timeout=600)
 
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(_pipeline_command(images, masks, interrupted, tiny_inpaint_weights,
-                                                 "--inpaint_batch_size", "1"),
+    process = subprocess.Popen(_pipeline_command(images, masks, interrupted, tiny_inpaint_weights),
                                cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 300

@@ -34,8 +34,15 @@ class ElementWeight:
 
 
 def batch_elements_kwargs(max_batch_size: int, max_batch_bytes: int | None,
-                          min_batch_size: int = 1) -> dict:
-    kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+                          min_batch_size: int | None = None) -> dict:
+    """By default every batch is full (`min_batch_size` = `max_batch_size`), bar a bundle's last.
+
+    With a smaller minimum, Beam's adaptive sizing starts there and regrows from timings that
+    include every fused stage downstream, so the models ran far smaller batches than asked for
+    (1.3 images instead of 8 for inpainting in benchmarks/pipeline_overhead.py), at a cost in
+    throughput (and new batch shapes make Keras retrace its predict function).
+    """
+    kwargs = {"min_batch_size": min_batch_size or max_batch_size, "max_batch_size": max_batch_size}
     if max_batch_bytes:
         kwargs["element_size_fn"] = ElementWeight(max_batch_size, max_batch_bytes)
     return kwargs

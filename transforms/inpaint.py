@@ -19,6 +19,8 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
                  max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
                  model_copies: Optional[int] = None):
         super().__init__(model_copies=model_copies)
+        # Full batches (the default): the Inpainter pads short ones to a fixed shape for identical
+        # reruns, so padding is computed only at a bundle's end.
         self._batching = batch_elements_kwargs(max_batch_size, max_batch_bytes)
         self._weights_uri = weights_uri
         self._strategy = strategy

@@ -25,6 +25,7 @@ METRICS_NAMESPACE = 'bg_obj_remover.segmentation'
 class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSegmenter']):
     """Batches RGB uint8 images of any sizes into one Mask R-CNN forward pass.
 
+    Batches hold `max_batch_size` images (a smaller `min_batch_size` lets Beam size them adaptively);
     `max_batch_bytes` caps a batch's total image bytes (large photos make small batches).
     `share_model_across_processes` or `model_copies` make Beam load the model in a per-machine
     server process (that many copies) instead of once per worker process: use it on GPU workers.
@@ -32,7 +33,7 @@ class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSeg
     """
 
     def __init__(self, config: str = DEFAULT_CONFIG, checkpoint: str = DEFAULT_CHECKPOINT_URI,
-                 device: str = 'cpu', *, min_batch_size: int = 1, max_batch_size: int = 4,
+                 device: str = 'cpu', *, min_batch_size: int | None = None, max_batch_size: int = 4,
                  max_batch_bytes: int | None = None, share_model_across_processes: bool = False,
                  model_copies: int | None = None, allow_remote_config: bool = False,
                  cache_dir: str | None = None,
