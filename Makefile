@@ -15,7 +15,7 @@ $(STAMP): constraints.txt requirements.txt setup.py scripts/install.sh
 
 demo: $(STAMP)
 	$(PY) run_pipeline.py --input 'assets/samples/images/*' --segmenter masks \
-	  --masks assets/samples/masks --output $(DEMO_OUT)
+	  --masks assets/samples/masks --output $(DEMO_OUT) --report
 
 test: $(STAMP)
 	bash scripts/install_test_tools.sh

@@ -45,15 +45,18 @@ def tiny_model_file(tmp_path_factory):
 
 
 def count_model_calls(monkeypatch, inpainter):
-    batch_sizes = []
-    predict_on_batch = inpainter.model.predict_on_batch
+    """(canvas side, batch length) of every forward pass, whichever canvas-sized model runs it."""
+    import keras
 
-    def counting(inputs):
-        batch_sizes.append(len(inputs[0]))
-        return predict_on_batch(inputs)
+    calls = []
+    predict_on_batch = keras.Model.predict_on_batch
 
-    monkeypatch.setattr(inpainter.model, "predict_on_batch", counting)
-    return batch_sizes
+    def counting(model, inputs):
+        calls.append((int(inputs[0].shape[1]), len(inputs[0])))
+        return predict_on_batch(model, inputs)
+
+    monkeypatch.setattr(keras.Model, "predict_on_batch", counting)
+    return calls
 
 
 @pytest.mark.parametrize("strategy", ["crop", "resize"])
@@ -139,7 +142,9 @@ def test_windows_of_all_images_go_through_the_model_in_chunks(monkeypatch, tiny_
     chunked = Inpainter.load(tiny_model_file, batch_size=2)
     calls = count_model_calls(monkeypatch, chunked)
     results = chunked.inpaint(images, holes)
-    assert calls == [2, 2]  # three windows: a full chunk, then one padded to the fixed shape
+    # Windows run unscaled on canvases of the model size times a power of two, one fixed-shape
+    # (padded) batch per canvas: 32 px and 40 px windows of the first image, 80 px of the second.
+    assert calls == [(32, 2), (64, 2), (128, 2)]
     one_by_one = Inpainter.load(tiny_model_file, batch_size=1).inpaint(images, holes)
     for image, hole, result, single in zip(images, holes, results, one_by_one):
         np.testing.assert_array_equal(result[~hole], image[~hole])

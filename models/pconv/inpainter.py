@@ -1,14 +1,16 @@
 """Full-resolution inpainting with a fixed-size PConv U-Net.
 
-The model sees S x S pixels; photos are larger and of any aspect. The default `crop` strategy
-inpaints each hole in a context window around it (resized to S x S and back), so small holes in
-big photos keep their resolution; only hole pixels are written back, every other pixel of the
-input is returned bit-exact.
+The model was trained on S x S crops; photos are larger and of any aspect. The default `crop`
+strategy inpaints each hole in a context window around it at the photo's own resolution: the
+U-Net is fully convolutional, so a window up to `max_side` pixels runs unscaled on a canvas of a
+multiple of S (larger windows are scaled down to `max_side`, keeping their aspect). Only hole
+pixels are written back; every other pixel of the input is returned bit-exact.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -110,6 +112,17 @@ def crop_windows(image_index: int, hole: np.ndarray, margin: float, min_side: in
             for (group_labels, _), (top, left, bottom, right) in zip(groups, windows)]
 
 
+def resized_model(model: keras.Model, side: int) -> keras.Model:
+    """The same U-Net and weights for `side` x `side` inputs (a multiple of the trained size)."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, side, side, 3]
+    clone = keras.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """Area averaging to shrink, bilinear to enlarge: both only mix pixels whose footprints touch."""
     if array.shape[:2] == (height, width):
@@ -129,7 +142,7 @@ class Inpainter:
     """
 
     def __init__(self, model: keras.Model, strategy: str = "crop", margin: float = 0.5,
-                 batch_size: int = 8, identity: str | None = None):
+                 batch_size: int = 8, identity: str | None = None, max_side: int | None = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if margin < 0:
@@ -142,15 +155,20 @@ class Inpainter:
         self.margin = margin
         self.batch_size = batch_size
         self.identity = identity or f"{model.name}-{self.size}"
+        # Longest window side run unscaled by `crop`: 4 S keeps whole 1 MP photos at full detail
+        # while bounding the canvas (and memory) for huge windows.
+        self.max_side = max_side or 4 * self.size
+        self._models = {self.size: model}
 
     @classmethod
     def load(cls, uri: str, strategy: str = "crop", margin: float = 0.5, batch_size: int = 8,
-             cache_dir: str | None = None) -> Inpainter:
+             cache_dir: str | None = None, max_side: int | None = None) -> Inpainter:
         """An Inpainter whose identity names the model and the exact weights file: `name-S@sha256[:12]`."""
         model, fetched = load_inpainting_model(uri, cache_dir=cache_dir)
         identity = f"{model.name}-{model_size(model)}@{fetched.short_id}"
         logger.info("inpainting model %s from %s, strategy %s", identity, uri, strategy)
-        return cls(model, strategy=strategy, margin=margin, batch_size=batch_size, identity=identity)
+        return cls(model, strategy=strategy, margin=margin, batch_size=batch_size, identity=identity,
+                   max_side=max_side)
 
     def inpaint(self, images: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
         """Returns copies of `images` (uint8 (H, W, 3)) with the `holes` (bool (H, W)) filled in."""
@@ -163,16 +181,21 @@ class Inpainter:
             outputs.append(image.copy())
             if hole.any():
                 windows.extend(self._windows(index, image, hole))
-        for start in range(0, len(windows), self.batch_size):
-            chunk = windows[start:start + self.batch_size]
-            model_inputs = [self._model_input(images[w.image_index], holes[w.image_index], w) for w in chunk]
-            predictions = self._predict_fixed_batch(np.stack([image for image, _ in model_inputs]),
-                                                    np.stack([mask for _, mask in model_inputs]))
-            for window, prediction in zip(chunk, predictions):
-                self._paste(outputs[window.image_index], window, prediction)
+        by_canvas: dict[int, list[Window]] = {}
+        for window in windows:
+            by_canvas.setdefault(self._canvas_side(window), []).append(window)
+        for side, group in sorted(by_canvas.items()):
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start:start + self.batch_size]
+                model_inputs = [self._model_input(images[w.image_index], holes[w.image_index], w, side)
+                                for w in chunk]
+                predictions = self._predict_fixed_batch(side, np.stack([image for image, _ in model_inputs]),
+                                                        np.stack([mask for _, mask in model_inputs]))
+                for window, prediction in zip(chunk, predictions):
+                    self._paste(outputs[window.image_index], window, prediction)
         return outputs
 
-    def _predict_fixed_batch(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def _predict_fixed_batch(self, side: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Runs the model on exactly `batch_size` windows, padding a short chunk.
 
         Convolution kernels pick their blocking by batch size, which moves results by ~1e-7 and so
@@ -184,7 +207,9 @@ class Inpainter:
         if padding:
             images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), images.dtype)])
             masks = np.concatenate([masks, np.ones((padding, *masks.shape[1:]), masks.dtype)])
-        return keras.ops.convert_to_numpy(self.model.predict_on_batch([images, masks]))[:count]
+        if side not in self._models:
+            self._models[side] = resized_model(self.model, side)
+        return keras.ops.convert_to_numpy(self._models[side].predict_on_batch([images, masks]))[:count]
 
     def _check(self, index: int, image: np.ndarray, hole: np.ndarray) -> None:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -200,18 +225,39 @@ class Inpainter:
             return crop_windows(index, hole, self.margin, self.size)
         return [Window(index, 0, 0, image.shape[0], image.shape[1], hole)]
 
-    def _model_input(self, image: np.ndarray, hole: np.ndarray, window: Window):
-        """(image, mask) at model size; any model pixel that mixes in hole content is marked a hole."""
+    def _run_shape(self, window: Window) -> tuple[int, int]:
+        """(height, width) the window runs at: its own pixels for `crop` (scaled down, aspect
+        kept, only beyond `max_side`); the model size for `resize` and `original`."""
+        if self.strategy != "crop":
+            return self.size, self.size
+        height, width = window.bottom - window.top, window.right - window.left
+        scale = min(1.0, self.max_side / max(height, width))
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def _canvas_side(self, window: Window) -> int:
+        """The square input the window is placed in: the model size times a power of two, so
+        every encoder level halves it evenly and windows fall in few groups (each group is one
+        fixed-shape batch, and each shape builds a model once)."""
+        return self.size * 2 ** max(0, math.ceil(math.log2(max(self._run_shape(window)) / self.size)))
+
+    def _model_input(self, image: np.ndarray, hole: np.ndarray, window: Window, side: int):
+        """(image, mask) on a side x side canvas; padding, and any pixel that mixes in hole
+        content when resized, count as holes (the partial convolutions ignore them)."""
+        height, width = self._run_shape(window)
         crop = image[window.top:window.bottom, window.left:window.right].astype(np.float32) / 255.0
         hole_crop = hole[window.top:window.bottom, window.left:window.right].astype(np.float32)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
-        known = (_resize(hole_crop, self.size, self.size) <= 0).astype(np.float32)
-        mask = np.repeat(known[:, :, None], 3, axis=2)
-        return _resize(crop, self.size, self.size) * mask, mask
+        known = (_resize(hole_crop, height, width) <= 0).astype(np.float32)[:, :, None]
+        canvas = np.zeros((side, side, 3), np.float32)
+        mask = np.zeros((side, side, 3), np.float32)
+        mask[:height, :width] = known
+        canvas[:height, :width] = _resize(crop, height, width) * known
+        return canvas, mask
 
-    @staticmethod
-    def _paste(output: np.ndarray, window: Window, prediction: np.ndarray) -> None:
-        filled = _resize(prediction.astype(np.float32), window.bottom - window.top, window.right - window.left)
+    def _paste(self, output: np.ndarray, window: Window, prediction: np.ndarray) -> None:
+        height, width = self._run_shape(window)
+        filled = _resize(prediction[:height, :width].astype(np.float32),
+                         window.bottom - window.top, window.right - window.left)
         filled = np.clip(np.rint(filled * 255.0), 0, 255).astype(np.uint8)
         region = output[window.top:window.bottom, window.left:window.right]
         region[window.paste] = filled[window.paste]
