@@ -29,6 +29,8 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/pipeline_overhead.py --quick
+	$(PY) benchmarks/batching.py --quick
+	$(PY) benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

@@ -119,10 +119,13 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     cleaned = inpainted | "Cleaned" >> beam.MapTuple(
         lambda info, result: (info.replace(status=CLEANED), result.inference))
 
-    to_write = (cleaned, selected[SelectAndDilate.UNCHANGED]) | "ToWrite" >> beam.Flatten()
-    written = to_write | "WriteImages" >> beam.ParDo(WriteImage(config.output))
+    # One writer per branch rather than a Flatten of the pixels: the DirectRunner materialises
+    # every multi-input Flatten, which held every image of the run in memory until the last.
+    written = [branch | f"WriteImages{name}" >> beam.ParDo(WriteImage(config.output))
+               for name, branch in (("Cleaned", cleaned),
+                                    ("Unchanged", selected[SelectAndDilate.UNCHANGED]))]
 
-    infos = ([written] + finished + errors) | "AllImages" >> beam.Flatten()
+    infos = (written + finished + errors) | "AllImages" >> beam.Flatten()
     infos | "WriteMetadata" >> WriteMetadata(config.output, config.segmenter_identity,
                                              config.inpainter_identity)
     return infos

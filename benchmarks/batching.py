@@ -1,0 +1,122 @@
+"""Images/s of each model at batch 1, 2, 4 and 8, and each batch size's speed-up over batch 1,
+measured in one run (rounds of the same images, interleaved across batch sizes, best kept).
+
+    python benchmarks/batching.py [--quick]                 # tiny Mask R-CNN + inpainter, 1-2 min
+    python benchmarks/batching.py --models r50 --repeats 1  # the default Mask R-CNN (~7 min on CPU)
+    python benchmarks/batching.py --device cuda             # GPU machine: PConvUNet 512 px, R50
+
+CPU models: Mask R-CNN `tiny` (ResNet-18, 320 px) and `r50` (mask-rcnn_r50_fpn_1x_coco, which
+resizes to 1333x800) on 320x240 photo-like images; `inpaint` is the shipped inpainter's
+architecture (256 px, width 0.25, crop strategy) on 320x240 images with a centre hole (one
+model window each). `--device cuda` runs Keras on torch: PConvUNet at 512 px, full width, on
+512x512 images, and Mask R-CNN R50 on 1333x800 images with GPU utilisation from nvidia-smi.
+All weights are random: speed does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import tempfile
+import time
+
+from common import (SHIPPED_SIZE, SHIPPED_WIDTH, GpuUtilisation, centre_hole, machine,
+                    photo_like, segmenter_files, use_device)
+
+MODELS = ("tiny", "r50", "inpaint")
+
+
+def _segmentation_runner(kind: str, device: str, workdir: str, threads: int | None):
+    """`run(images)`: one Mask R-CNN batch."""
+    config, checkpoint = segmenter_files(os.path.join(workdir, "models"), kind)
+    from models.segmentation import MaskRCNNSegmenter
+    return MaskRCNNSegmenter(config, checkpoint, device=device, cpu_threads=threads).segment
+
+
+def _inpainting_runners(device: str, batch_sizes: list[int], height: int, width: int):
+    """`{batch: run(images)}`: the crop strategy with one centre hole (one model window) per image."""
+    from models.pconv import Inpainter, build_pconv_unet
+    if device == "cpu":
+        model = build_pconv_unet(image_size=SHIPPED_SIZE, width_multiplier=SHIPPED_WIDTH)
+    else:
+        model = build_pconv_unet(image_size=512)
+    hole = centre_hole(height, width)
+
+    def runner(batch):
+        inpainter = Inpainter(model, strategy="crop", batch_size=batch)
+        return lambda images: inpainter.inpaint(images, [hole] * len(images))
+    return {batch: runner(batch) for batch in batch_sizes}
+
+
+def time_model(name: str, args) -> list[dict]:
+    gpu = args.device == "cuda"
+    if name == "inpaint":
+        height, width = (512, 512) if gpu else args.size
+        runs = _inpainting_runners(args.device, args.batch_sizes, height, width)
+    else:
+        height, width = (800, 1333) if gpu else args.size
+        segment = _segmentation_runner(name, args.device, args.workdir, args.threads)
+        runs = {batch: segment for batch in args.batch_sizes}
+    # The same images for every batch size; more per round on a GPU, so nvidia-smi sees each.
+    round_images = max(args.batch_sizes) * (8 if gpu else 1)
+    images = [photo_like(height, width, seed) for seed in range(round_images)]
+    # Warm-up: Keras traces its predict function once per batch shape; eager torch on CPU compiles
+    # nothing per shape, so one call pays its first-use costs (on a GPU, warming each is cheap).
+    for batch in args.batch_sizes if name == "inpaint" or gpu else args.batch_sizes[:1]:
+        runs[batch](images[:batch])
+
+    best = {batch: float("inf") for batch in args.batch_sizes}
+    utilisation = {batch: GpuUtilisation() for batch in args.batch_sizes}
+    for _ in range(args.repeats):
+        for batch in args.batch_sizes:  # interleaved, so a change in background load hits all sizes
+            started = time.perf_counter()
+            with utilisation[batch] if gpu else contextlib.nullcontext():
+                for first in range(0, round_images, batch):
+                    runs[batch](images[first:first + batch])
+            best[batch] = min(best[batch], time.perf_counter() - started)
+    first = args.batch_sizes[0]
+    return [{"model": name, "size": f"{width}x{height}", "batch": batch,
+             "images_per_s": round_images / best[batch], "speedup": best[first] / best[batch],
+             "gpu": utilisation[batch].summary() if gpu else ""} for batch in args.batch_sizes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one timed round (~1 min)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
+                        help="default: tiny and inpaint on CPU (r50 takes ~7 min there); "
+                        "r50 and inpaint with --device cuda")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"),
+                        help="CPU image size (cuda: 512x512 for inpainting, 1333x800 for Mask R-CNN)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds, best kept (default 2; --quick 1)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for Mask R-CNN (default: every usable CPU, as the pipeline)")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bg-obj-remover-bench"))
+    args = parser.parse_args()
+    args.repeats = args.repeats or (1 if args.quick else 2)
+    models = args.models or (["tiny", "inpaint"] if args.device == "cpu" else ["r50", "inpaint"])
+    if args.device == "cuda" and "tiny" in models:
+        parser.error("--device cuda times the full-size models: r50 and inpaint")
+    use_device(args.device)
+
+    import keras
+    print(f"machine: {machine()}; Keras backend {keras.backend.backend()}, device {args.device}, "
+          f"torch threads {args.threads or 'all'}, best of {args.repeats}")
+    rows = []
+    for name in models:
+        if name != "inpaint" and importlib.util.find_spec("mmdet") is None:
+            print(f"{name}: skipped, Mask R-CNN needs mmcv and mmdet, not installed here")
+            continue
+        rows += time_model(name, args)
+    print(f"machine after: {machine()}")
+    print(f"{'model':<8} {'image':>9} {'batch':>5} {'images/s':>9} {f'vs batch {args.batch_sizes[0]}':>10}")
+    for row in rows:
+        print(f"{row['model']:<8} {row['size']:>9} {row['batch']:>5} {row['images_per_s']:>9.3g} "
+              f"{row['speedup']:>9.2f}x  {row['gpu']}")
+
+
+if __name__ == "__main__":
+    main()
