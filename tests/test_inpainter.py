@@ -142,9 +142,9 @@ def test_windows_of_all_images_go_through_the_model_in_chunks(monkeypatch, tiny_
     chunked = Inpainter.load(tiny_model_file, batch_size=2)
     calls = count_model_calls(monkeypatch, chunked)
     results = chunked.inpaint(images, holes)
-    # Windows run unscaled on canvases of the model size times a power of two, one fixed-shape
-    # (padded) batch per canvas: 32 px and 40 px windows of the first image, 80 px of the second.
-    assert calls == [(32, 2), (64, 2), (128, 2)]
+    # Windows are grouped by canvas (the model size times a power of two); each group is one
+    # fixed-shape batch, padded: here 3 windows on 2 canvases.
+    assert [n for _, n in calls] == [2, 2] and calls[0][0] == 32 and calls[1][0] == 64
     one_by_one = Inpainter.load(tiny_model_file, batch_size=1).inpaint(images, holes)
     for image, hole, result, single in zip(images, holes, results, one_by_one):
         np.testing.assert_array_equal(result[~hole], image[~hole])
@@ -202,3 +202,17 @@ def test_unusable_model_files_and_inputs_are_clear_errors(tmp_path, tiny_model_f
         inpainter.inpaint([image.astype(np.float32)], [holes_at(40, 40, (1, 1, 5, 5))])
     with pytest.raises(ValueError, match="expected bool"):
         inpainter.inpaint([image], [holes_at(40, 30, (1, 1, 5, 5))])
+
+
+def test_thin_holes_keep_full_resolution_and_deep_holes_are_shrunk_to_what_the_model_learned(tiny_model_file):
+    from models.pconv import Inpainter
+
+    inpainter = Inpainter.load(tiny_model_file, max_side=1024)  # size 32: up to 4 px deep runs unscaled
+    thin = np.zeros((200, 300), bool)
+    thin[50:53, 20:280] = True  # a 3 px line across the photo: 1.5 px deep
+    (line,) = inpainter._windows(0, textured(200, 300), thin)
+    assert line.scale == 1.0 and inpainter._canvas_side(line) > MODEL_SIZE
+    deep = holes_at(200, 300, (60, 100, 140, 180))  # 80 px square: 40 px deep
+    (square,) = inpainter._windows(0, textured(200, 300), deep)
+    assert square.scale == pytest.approx(MODEL_SIZE / 8 / 40, rel=0.05)
+    assert inpainter._canvas_side(square) == MODEL_SIZE

@@ -1,13 +1,14 @@
 """Full-resolution inpainting with a fixed-size PConv U-Net.
 
 The model was trained on S x S crops; photos are larger and of any aspect. The default `crop`
-strategy inpaints each hole in a context window around it at the photo's own resolution: the
-U-Net is fully convolutional, so a window up to `max_side` pixels runs unscaled on a canvas of a
-multiple of S (larger windows are scaled down to `max_side`, keeping their aspect). Only hole
-pixels are written back; every other pixel of the input is returned bit-exact.
+strategy inpaints each hole in a context window around it. The U-Net is fully convolutional, so
+a window runs at the photo's own resolution on a canvas of S times a power of two, unless its
+hole is deeper than the model learned to fill (then it is shrunk, aspect kept) or it is longer
+than `max_side`. Only hole pixels are written back; every other pixel is returned bit-exact.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -63,6 +64,7 @@ class Window:
     bottom: int
     right: int
     paste: np.ndarray  # (bottom - top, right - left) bool: the hole pixels this window fills
+    scale: float = 1.0  # resize factor of the window's pixels before the model sees them
 
 
 def _context_box(box, margin: float, min_side: int, height: int, width: int):
@@ -222,17 +224,30 @@ class Inpainter:
 
     def _windows(self, index: int, image: np.ndarray, hole: np.ndarray) -> list[Window]:
         if self.strategy == "crop":
-            return crop_windows(index, hole, self.margin, self.size)
+            return [dataclasses.replace(w, scale=self._crop_scale(w))
+                    for w in crop_windows(index, hole, self.margin, self.size)]
         return [Window(index, 0, 0, image.shape[0], image.shape[1], hole)]
 
+    def _crop_scale(self, window: Window) -> float:
+        """Full resolution, unless the hole is too thick for the model to see across it.
+
+        What makes a hole hard is its depth: the farthest hole pixel from any known pixel. The
+        model learned holes up to about `size / 8` deep, so a deeper hole (a removed person) is
+        shrunk until it fits, while thin or scattered holes keep every pixel of detail. Windows
+        longer than `max_side` are shrunk to it, bounding the canvas.
+        """
+        hole = np.pad(window.paste, 1).astype(np.uint8)  # the window edge counts as known
+        depth = float(cv2.distanceTransform(hole, cv2.DIST_L2, 3).max())
+        longest = max(window.bottom - window.top, window.right - window.left)
+        return min(1.0, self.size / 8 / max(depth, 1.0), self.max_side / longest)
+
     def _run_shape(self, window: Window) -> tuple[int, int]:
-        """(height, width) the window runs at: its own pixels for `crop` (scaled down, aspect
-        kept, only beyond `max_side`); the model size for `resize` and `original`."""
+        """(height, width) the window runs at: scaled by its `scale` for `crop` (aspect kept);
+        the model size for `resize` and `original`."""
         if self.strategy != "crop":
             return self.size, self.size
         height, width = window.bottom - window.top, window.right - window.left
-        scale = min(1.0, self.max_side / max(height, width))
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        return max(1, round(height * window.scale)), max(1, round(width * window.scale))
 
     def _canvas_side(self, window: Window) -> int:
         """The square input the window is placed in: the model size times a power of two, so
