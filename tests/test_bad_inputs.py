@@ -179,3 +179,53 @@ def test_killed_run_resumed_with_skip_existing_matches_an_uninterrupted_run(tmp_
     assert len(rows) == count
     statuses = [r["status"] for r in rows.values()]
     assert statuses.count("skipped") == done_before_kill and statuses.count("cleaned") == count - done_before_kill
+
+
+class _Payload:
+    """Pickles to a call that would create a marker file if anything unpickled it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("flag", ["--inpaint_weights", "--seg_checkpoint"])
+@pytest.mark.parametrize("kind", ["pickle_with_code", "corrupt", "unreachable"])
+def test_bad_model_files_stop_the_run_before_any_image_and_execute_nothing(
+        tmp_path, tiny_inpaint_weights, tiny_segmenter, flag, kind):
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "pwned"
+    suffix = ".keras" if flag == "--inpaint_weights" else ".pth"
+    bad = tmp_path / f"model{suffix}"
+    if kind == "pickle_with_code":
+        if suffix == ".pth":
+            torch.save({"state_dict": _Payload(marker)}, bad)
+        else:
+            bad.write_bytes(pickle.dumps(_Payload(marker)))
+        uri = str(bad)
+    elif kind == "corrupt":
+        bad.write_bytes(b"\x50\x4b\x03\x04 not really a zip nor a checkpoint")
+        uri = str(bad)
+    else:
+        uri = f"https://127.0.0.1:9/models/model{suffix}"  # nothing listens on the discard port
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.new("RGB", (16, 16)).save(images / "x.png")
+    config, checkpoint = tiny_segmenter
+    models = {"--inpaint_weights": tiny_inpaint_weights, "--seg_checkpoint": checkpoint}
+    models[flag] = uri
+    with pytest.raises(SystemExit) as stopped:
+        run_pipeline(["--input", f"{images}/*.png", "--output", tmp_path / "out", "--classes", "all",
+                      "--seg_config", config, "--seg_checkpoint", models["--seg_checkpoint"],
+                      "--inpaint_weights", models["--inpaint_weights"]])
+    message = str(stopped.value)
+    assert ("inpainting weights" if flag == "--inpaint_weights" else "segmentation model") in message
+    if kind == "unreachable":
+        assert "local path" in message
+    assert not marker.exists(), "unpickling ran the payload"
+    assert not (tmp_path / "out").exists()
