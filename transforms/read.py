@@ -72,6 +72,21 @@ class _ReadFileBytes(beam.DoFn):
             yield info.failed("read", e), b""
 
 
+class MatchAndSpread(beam.PTransform):
+    """Pattern -> `FileMetadata` (an empty match fails the job), reshuffled so the files, not
+    their pixels, are what spreads over workers."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "MatchFiles" >> fileio.MatchFiles(
+                    self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+                | "Spread" >> beam.Reshuffle())
+
+
 class ListImageFiles(beam.PTransform):
     """File pattern (local or gs://, `**` allowed) -> `(ImageInfo, None)`, spread over workers."""
 
@@ -81,9 +96,7 @@ class ListImageFiles(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "Match" >> fileio.MatchFiles(self._pattern,
-                                               empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-                | "Spread" >> beam.Reshuffle()
+                | "Match" >> MatchAndSpread(self._pattern)
                 | "Name" >> beam.Map(file_info, pattern_root(self._pattern)))
 
 
@@ -144,7 +157,5 @@ class ReadTFRecordImages(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "MatchShards" >> fileio.MatchFiles(self._pattern,
-                                                     empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-                | "SpreadShards" >> beam.Reshuffle()
+                | "MatchShards" >> MatchAndSpread(self._pattern)
                 | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._image_key, self._id_key)))
