@@ -55,3 +55,21 @@ def test_misspelt_class_fails_before_any_work(tmp_path, tiny_inpaint_weights):
         run_pipeline(["--input", str(tmp_path / "*.png"), "--output", tmp_path / "o",
                       "--classes", "persn", "--inpaint_weights", tiny_inpaint_weights])
     assert not (tmp_path / "o").exists()
+
+
+def test_mmdet_segmenter_under_multi_processing_direct_runner(tmp_path, tiny_segmenter, tiny_inpaint_weights):
+    config, checkpoint = tiny_segmenter
+    images, sizes = _corpus(tmp_path)
+    output = tmp_path / "out"
+    run_pipeline(["--input", f"{images}/*.png", "--seg_config", config, "--seg_checkpoint", checkpoint,
+                  "--inpaint_weights", tiny_inpaint_weights, "--classes", "all", "--min_score", "0.05",
+                  "--output", output, "--direct_running_mode", "multi_processing",
+                  "--direct_num_workers", "2"])
+    rows = read_rows(output)
+    assert len(rows) == len(sizes)
+    for i, (h, w) in enumerate(sizes):
+        row = rows[str(images / f"{i}.png")]
+        assert row["status"] in ("cleaned", "unchanged") and row["error"] is None
+        assert load_rgb(row["output_uri"]).shape == (h, w, 3)
+        assert all(coco_mask.decode(x["mask"]).shape == (h, w) for x in row["instances"])
+    assert any(row["status"] == "cleaned" for row in rows.values())
