@@ -49,6 +49,7 @@ class GraphConfig:
     inpaint_batch_size: int = 8
     max_batch_bytes: int = 512 << 20
     model_copies: int | None = None
+    seg_cpu_threads: int | None = None
     segmenter_identity: str = ""
     inpainter_identity: str = ""
 
@@ -76,7 +77,7 @@ def _segment(images, config: GraphConfig):
         config=config.seg_config, checkpoint=config.seg_checkpoint, device=config.device,
         allow_remote_config=config.allow_remote_config, max_batch_size=config.seg_batch_size,
         max_batch_bytes=config.max_batch_bytes, model_copies=config.model_copies,
-        candidate_score_threshold=min(config.min_score, DEFAULT_CANDIDATE_SCORE)))
+        cpu_threads=config.seg_cpu_threads, candidate_score_threshold=min(config.min_score, DEFAULT_CANDIDATE_SCORE)))
     segmented, failed = images | "Segment" >> RunInference(handler).with_exception_handling()
     errors = failed.failed_inferences | "SegmentFailures" >> beam.FlatMap(_batch_failures("segment"))
     return segmented, errors

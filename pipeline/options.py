@@ -69,6 +69,9 @@ class RemoverOptions(PipelineOptions):
         models.add_argument("--max_batch_megabytes", type=int, default=512,
                             help="Upper bound on the pixels of one model batch, whatever the counts "
                             "(default 512 MB).")
+        models.add_argument("--seg_cpu_threads", type=int, default=None,
+                            help="torch CPU threads per Mask R-CNN process (default: the usable "
+                            "CPUs divided among --direct_num_workers processes).")
         models.add_argument("--model_copies", type=int, default=None,
                             help="Copies of each model per worker machine (1 on a GPU worker).")
         parser.add_argument("--report", action="store_true",

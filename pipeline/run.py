@@ -8,7 +8,8 @@ import sys
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import SetupOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import (DirectOptions, SetupOptions, StandardOptions,
+                                                  TestOptions)
 
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
@@ -82,7 +83,18 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         device=options.device, seg_batch_size=options.seg_batch_size,
         inpaint_batch_size=options.inpaint_batch_size,
         max_batch_bytes=options.max_batch_megabytes << 20, model_copies=options.model_copies,
+        seg_cpu_threads=options.seg_cpu_threads or _threads_per_worker_process(options),
         segmenter_identity=segmenter_identity, inpainter_identity=inpainter_identity)
+
+
+def _threads_per_worker_process(options) -> int | None:
+    """Several local worker processes each taking every CPU for torch oversubscribe the machine
+    (each op then waits for its threads): share the CPUs out instead."""
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode != "multi_processing" or not direct.direct_num_workers:
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // direct.direct_num_workers)
 
 
 def _validate_segmenter(options) -> str:
