@@ -8,7 +8,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from transforms.read import NAMESPACE
-from transforms.records import ImageInfo
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
