@@ -73,6 +73,25 @@ def test_without_vgg_weights_says_so_once_in_the_log(caplog):
     assert len(warnings) == 1
 
 
+def test_structural_term_is_one_minus_the_reported_ssim_of_the_composite():
+    from models.pconv import InpaintingLoss
+    from models.pconv.metrics import ssim
+
+    truth, prediction, mask = example(size=40, seed=3)
+    total, terms = InpaintingLoss(ssim_weight=2.5)(truth, prediction, mask)
+    terms = as_numpy(terms)
+    comp = mask * truth + (1 - mask) * prediction
+    # The metric that validation and evaluation report, so training optimises what is scored.
+    np.testing.assert_allclose(terms["ssim"], 1.0 - ssim(comp, truth).mean(), rtol=1e-4)
+    assert terms["ssim"] > 0.01
+    weights = WEIGHTS | {"ssim": 2.5}
+    np.testing.assert_allclose(float(total), sum(weights[name] * terms[name] for name in terms), rtol=1e-5)
+    _, perfect = InpaintingLoss(ssim_weight=2.5)(truth, truth, mask)
+    assert abs(as_numpy(perfect)["ssim"]) < 1e-6
+    with pytest.raises(ValueError, match="ssim_weight"):
+        InpaintingLoss(ssim_weight=-1.0)
+
+
 @pytest.fixture(scope="module")
 def random_vgg(tmp_path_factory):
     """A random-initialised Keras VGG16 (no top) saved to a file: exercises the user-weights path."""

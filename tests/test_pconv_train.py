@@ -85,6 +85,30 @@ def test_resume_refuses_to_change_the_model_and_new_runs_refuse_a_used_dir(resum
         train.main(["--train_data", photos, "--run_dir", run_dir])
 
 
+def test_a_new_run_can_start_from_another_models_weights(resumed_run, photos, tmp_path):
+    import keras
+
+    source_path = os.path.join(resumed_run[0], "model.keras")
+    source, fetched = load_inpainting_model(source_path)
+    run_dir = str(tmp_path / "finetune")
+    # No steps: the exported model is exactly the starting point, and records where it came from.
+    train.main(["--train_data", photos, "--run_dir", run_dir, "--init_weights", source_path,
+                "--ssim_weight", "1.5", "--stage1_steps", "0", "--stage2_steps", "0", *TINY])
+    model, _ = load_inpainting_model(os.path.join(run_dir, "model.keras"))
+    for theirs, ours in zip(source.weights, model.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(theirs), keras.ops.convert_to_numpy(ours))
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["init_weights"]["sha256"] == fetched.sha256
+    assert metadata["init_weights"]["steps"] == 4
+    assert metadata["loss"]["terms"] == {"valid": 1.0, "hole": 6.0, "tv": 0.1, "ssim": 1.5}
+
+    with pytest.raises(SystemExit, match="--init_weights .* differs from this run's"):
+        train.main(["--train_data", photos, "--run_dir", str(tmp_path / "wider"), "--init_weights",
+                    source_path, "--stage1_steps", "1", "--stage2_steps", "0",
+                    *TINY, "--width_multiplier", "0.25"])
+
+
 def test_help_explains_every_flag():
     parser = train.build_arg_parser()
     flags = [action for action in parser._actions if action.option_strings and action.dest != "help"]
@@ -154,7 +178,7 @@ def test_torch_backend_trains_and_tensorflow_resumes_its_state(photos, tmp_path)
     environment = dict(os.environ, KERAS_BACKEND="torch")
     result = subprocess.run(
         [sys.executable, "-m", "models.pconv.train", "--train_data", photos, "--run_dir", run_dir,
-         "--stage1_steps", "1", "--stage2_steps", "2", "--run_steps", "2", *TINY],
+         "--stage1_steps", "1", "--stage2_steps", "2", "--run_steps", "2", "--ssim_weight", "1", *TINY],
         env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(run_dir, "metadata.json")) as f:

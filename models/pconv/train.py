@@ -57,6 +57,8 @@ class TrainConfig:
     depth: int | None = None
     vgg_weights: str | None = None
     vgg_preprocessing: str = "torch"
+    ssim_weight: float = 0.0
+    init_weights: str | None = None
     batch_size: int = 8
     stage1_steps: int = 20000
     stage2_steps: int = 5000
@@ -173,6 +175,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
          "converted to the Keras layout (RGB, ImageNet mean/std; what the paper used), caffe = Keras' "
          "own vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (BGR, 0-255 minus mean)",
          choices=["torch", "caffe"])
+    flag(model, "ssim_weight", "weight of an added 1 - SSIM term on the composite (not in the paper; "
+         "0 = off); it targets the blotchy fills the pixel terms leave when there is no VGG", type=float)
+    flag(model, "init_weights", "start a new run from this .keras model's weights (local path or URI; "
+         "same --image_size, --width_multiplier and --depth), e.g. fine-tune the shipped "
+         "assets/inpainter/pconv_unet.keras on your own photos; a resumed run ignores it")
 
     training = parser.add_argument_group("training")
     flag(training, "batch_size", "photos per step", type=int)
@@ -315,6 +322,37 @@ def _start_stage(trainer, unet, config: TrainConfig, stage: int, optimizer_value
             variable.assign(value)
     logger.info("%s: lr %g, %d trainable tensors", STAGE_NAMES[stage], config.learning_rate(stage),
                 len(trainer.trainable_variables))
+
+
+def initialise_from(unet, uri: str) -> None:
+    """Copies the weights of the `.keras` model at `uri` into `unet`, which must have its shapes."""
+    from models.pconv import load_inpainting_model
+
+    source, fetched = load_inpainting_model(uri)
+    theirs = [tuple(w.shape) for w in source.weights]
+    ours = [tuple(w.shape) for w in unet.weights]
+    if theirs != ours:
+        raise SystemExit(f"--init_weights {uri}: its U-Net ({len(theirs)} tensors, input "
+                         f"{tuple(source.inputs[0].shape[1:])}) differs from this run's ({len(ours)} "
+                         f"tensors, input {tuple(unet.inputs[0].shape[1:])}): pass the --image_size, "
+                         "--width_multiplier and --depth it was trained with")
+    unet.set_weights(source.get_weights())
+    logger.info("initialised from %s (sha256 %s)", uri, fetched.short_id)
+
+
+def _describe_init(uri: str | None) -> dict | None:
+    """Where a fine-tune started: the file and its digest, and that file's own training steps."""
+    if not uri:
+        return None
+    from models.uri import fetch
+
+    fetched = fetch(uri)
+    described = {"uri": uri, "sha256": fetched.sha256}
+    metadata = read_training_metadata(fetched.path)
+    if metadata:
+        described["steps"] = metadata.get("steps")
+        described["init_weights"] = metadata.get("init_weights")
+    return described
 
 
 def _learning_rate(trainer) -> float:
@@ -618,13 +656,15 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                                        image_count=config.val_images, seed=config.seed)
                if val_files else None)
 
-        loss_fn = InpaintingLoss(config.vgg_weights, config.vgg_preprocessing)
+        loss_fn = InpaintingLoss(config.vgg_weights, config.vgg_preprocessing, ssim_weight=config.ssim_weight)
         if not loss_fn.uses_vgg:
             logger.warning("training WITHOUT VGG16: pixel loss terms only (no perceptual/style); "
                            "this is recorded in metadata.json and inside model.keras")
         trainer, unet = _build_trainer(config, loss_fn)
         if saved:
             unet.load_weights(saved[0]["weights_path"])
+        elif config.init_weights:
+            initialise_from(unet, config.init_weights)
         _start_stage(trainer, unet, config, stage, optimizer_values)
         logger.info("model %s: %d parameters, depth %d, width x%g, %s; backend %s",
                     unet.name, unet.count_params(), config.model_depth, config.width_multiplier, policy,
@@ -710,7 +750,6 @@ def _validate_and_log(unet, val, config, step, run_dir, events, format_table) ->
 
 def _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, trainer, hardware) -> dict:
     """metadata.json of this run; a resumed run keeps `created` and the earlier sessions."""
-    from models.pconv.loss import TERM_WEIGHTS
     from models.uri import fetch
 
     path = os.path.join(run_dir, "metadata.json")
@@ -732,9 +771,10 @@ def _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, tr
         "loss": {"vgg": loss_fn.uses_vgg, "vgg_weights": config.vgg_weights,
                  "vgg_sha256": fetch(config.vgg_weights).sha256 if loss_fn.uses_vgg else None,
                  "vgg_preprocessing": config.vgg_preprocessing if loss_fn.uses_vgg else None,
-                 "terms": {name: TERM_WEIGHTS[name] for name in trainer.term_names},
+                 "terms": {name: loss_fn.weights[name] for name in trainer.term_names},
                  "note": None if loss_fn.uses_vgg else
                  "trained without VGG16: pixel terms only, no perceptual or style loss"},
+        "init_weights": previous.get("init_weights") or _describe_init(config.init_weights),
         "hardware": hardware,
         "sessions": previous.get("sessions", []) + [session],
         "last_validation": previous.get("last_validation"),
