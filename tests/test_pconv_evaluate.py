@@ -85,6 +85,29 @@ def test_evaluation_scores_all_methods_per_band(eval_data, tmp_path, capsys):
     assert summary["photos"] == 2 and summary["methods"]["pconv"]["model"].startswith("tiny_pconv-32@")
     printed = capsys.readouterr().out
     assert "telea" in printed and "30-40" in printed
+    won = evaluate.bands_won([{k: float(v) if k in ("psnr", "ssim") else v for k, v in r.items()} for r in rows])
+    assert f"in {len(won)} of 2 bands" in printed
+
+    table = (out / "per_band.md").read_text().splitlines()
+    assert table[0] == ("| band | PConvUNet PSNR | TELEA PSNR | NS PSNR | PConvUNet SSIM | TELEA SSIM "
+                        "| NS SSIM |")
+    assert len(table) == 2 + len(BANDS) and table[2].startswith("| 00-10 % | ")
+    cells = table[3].strip("|").split("|")
+    psnr_cells = [c.strip() for c in cells[1:4]]
+    best = max(float(by["30-40", m]["psnr"]) for m in ("pconv", "telea", "ns"))
+    assert [c.startswith("**") for c in psnr_cells] == [
+        f"{float(by['30-40', m]['psnr']):.2f}" == f"{best:.2f}" for m in ("pconv", "telea", "ns")]
+
+
+def test_bands_won_needs_both_metrics_against_every_other_method():
+    rows = [{"band": "00-10", "method": "pconv", "psnr": 30.0, "ssim": 0.95},
+            {"band": "00-10", "method": "telea", "psnr": 29.0, "ssim": 0.94},
+            {"band": "00-10", "method": "ns", "psnr": 29.5, "ssim": 0.96},
+            {"band": "10-20", "method": "pconv", "psnr": 26.0, "ssim": 0.90},
+            {"band": "10-20", "method": "telea", "psnr": 25.0, "ssim": 0.89},
+            {"band": "10-20", "method": "ns", "psnr": 25.5, "ssim": 0.88}]
+    assert evaluate.bands_won(rows) == ["10-20"]
+    assert "| 00-10 % | **30.00** | 29.00 | 29.50 | 0.9500 | 0.9400 | **0.9600** |" in evaluate.markdown_table(rows)
 
 
 def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):

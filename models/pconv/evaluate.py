@@ -28,6 +28,7 @@ DEFAULT_WEIGHTS = "assets/inpainter/pconv_unet.keras"
 DEFAULT_IMAGES = "../shared/data/bsds500/test"
 DEFAULT_MASKS = "../shared/data/masks"
 METHODS = ("pconv", "telea", "ns")
+METHOD_TITLES = {"pconv": "PConvUNet", "telea": "TELEA", "ns": "NS"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -159,6 +160,37 @@ def evaluate(pairs: list[Pair], methods: dict, hole_color: str, chunk: int = 8):
     return rows, per_pair, seconds
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """PSNR and SSIM per band and method as a Markdown table, the best of each band in bold
+    (compared as printed), the form the README and the model card show."""
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    by = {(row["band"], row["method"]): row for row in rows}
+    metrics = (("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"))
+    lines = ["| band | " + " | ".join(f"{METHOD_TITLES.get(m, m)} {title}" for _, title, _ in metrics
+                                      for m in methods) + " |",
+             "|---" * (1 + len(methods) * len(metrics)) + "|"]
+    for band in sorted({row["band"] for row in rows}):
+        cells = [f"{band} %"]
+        for key, _, form in metrics:
+            printed = {m: form.format(by[band, m][key]) for m in methods if (band, m) in by}
+            best = max(float(value) for value in printed.values())
+            cells += [f"**{printed[m]}**" if float(printed[m]) == best else printed[m]
+                      for m in methods if m in printed]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bands_won(rows: list[dict], method: str = "pconv") -> list[str]:
+    """Bands where `method` beats every other method on both PSNR and SSIM."""
+    won = []
+    for band in sorted({row["band"] for row in rows}):
+        ours = next((r for r in rows if r["band"] == band and r["method"] == method), None)
+        others = [r for r in rows if r["band"] == band and r["method"] != method]
+        if ours and others and all(ours["psnr"] > r["psnr"] and ours["ssim"] > r["ssim"] for r in others):
+            won.append(band)
+    return won
+
+
 def plot_bands(rows: list[dict], path: str) -> None:
     """L1, PSNR and SSIM against hole-ratio band, one line per method."""
     import matplotlib
@@ -187,7 +219,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         prog="python -m models.pconv.evaluate",
         description="Score the PConv inpainter and OpenCV's TELEA and NS inpainting on photos with "
                     "hole masks grouped by hole-ratio band; prints and saves a per-band table of L1, "
-                    "PSNR and SSIM (per_band.csv, per_pair.csv, per_band.png, summary.json).",
+                    "PSNR and SSIM (per_band.csv, per_band.md, per_pair.csv, per_band.png, summary.json).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS,
                         help="the inpainting model (.keras, local path or URI), e.g. a training run's model.keras")
@@ -229,14 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(rows, os.path.join(args.output_dir, "per_band.csv"))
     write_csv(per_pair, os.path.join(args.output_dir, "per_pair.csv"))
     plot_bands(rows, os.path.join(args.output_dir, "per_band.png"))
+    with open(os.path.join(args.output_dir, "per_band.md"), "w") as f:
+        f.write(markdown_table(rows) + "\n")
     summary = {"images": args.images, "photos": len(images), "masks": args.masks, "bands": list(groups),
                "seed": args.seed, "methods": described,
                "seconds_per_pair": {name: s / len(pairs) for name, s in seconds.items()}, "per_band": rows}
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(format_table(rows, keys=("band", "method")))
+    if "pconv" in methods and len(methods) > 1:
+        won = bands_won(rows)
+        print(f"pconv beats every other method on both PSNR and SSIM in {len(won)} of {len(groups)} bands"
+              + (f": {', '.join(won)}" if won else ""))
     print("seconds per pair: " + ", ".join(f"{n} {s / len(pairs):.3f}" for n, s in seconds.items()))
-    print(f"wrote {args.output_dir}/per_band.csv, per_pair.csv, per_band.png, summary.json")
+    print(f"wrote {args.output_dir}/per_band.csv, per_band.md, per_pair.csv, per_band.png, summary.json")
     return 0
 
 
