@@ -56,6 +56,7 @@ def test_second_run_resumes_where_the_first_stopped(resumed_run):
     assert set(metadata["last_losses"]) == {"loss", "valid", "hole", "tv"}
     assert metadata["loss"]["vgg"] is False and "without VGG16" in metadata["loss"]["note"]
     assert [s["started_at_step"] for s in metadata["sessions"]] == [0, 3]
+    assert metadata["sessions"][1]["loss_terms"] == {"valid": 1.0, "hole": 6.0, "tv": 0.1}
     assert metadata["data"]["val_files"] == 1 and metadata["data"]["train_files"] == 3
 
 

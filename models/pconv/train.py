@@ -757,7 +757,9 @@ def _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, tr
     if os.path.exists(path):
         with open(path) as f:
             previous = json.load(f)
-    session = {"started": _now(), "started_at_step": step, "hardware": hardware}
+    # Per session: a resumed run may change the loss weights (--ssim_weight) part-way.
+    session = {"started": _now(), "started_at_step": step, "hardware": hardware,
+               "loss_terms": {name: loss_fn.weights[name] for name in trainer.term_names}}
     return {
         "format": "bg-obj-remover pconv training run v1",
         "created": previous.get("created", session["started"]),
