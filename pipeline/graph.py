@@ -44,6 +44,7 @@ class GraphConfig:
     allow_remote_config: bool = False
     inpaint_weights: str = ""
     inpaint_strategy: str = "crop"
+    inpaint_self_ensemble: int = 1
     device: str = "cpu"
     seg_batch_size: int = 4
     inpaint_batch_size: int = 8
@@ -112,7 +113,7 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     inpaint_handler = KeyedModelHandler(InpaintModelHandler(
         config.inpaint_weights, strategy=config.inpaint_strategy, device=config.device,
         max_batch_size=config.inpaint_batch_size, max_batch_bytes=config.max_batch_bytes,
-        model_copies=config.model_copies))
+        model_copies=config.model_copies, self_ensemble=config.inpaint_self_ensemble))
     inpainted, inpaint_failed = (selected.holes
                                  | "Inpaint" >> RunInference(inpaint_handler).with_exception_handling())
     errors.append(inpaint_failed.failed_inferences

@@ -216,3 +216,30 @@ def test_thin_holes_keep_full_resolution_and_deep_holes_are_shrunk_to_what_the_m
     (square,) = inpainter._windows(0, textured(200, 300), deep)
     assert square.scale == pytest.approx(MODEL_SIZE / 8 / 40, rel=0.05)
     assert inpainter._canvas_side(square) == MODEL_SIZE
+
+
+def test_self_ensemble_averages_the_fills_of_the_mirror_images(tiny_model_file):
+    from models.pconv import Inpainter, load_inpainting_model
+
+    model, _ = load_inpainting_model(tiny_model_file)
+    image = textured(70, 90, seed=4)
+    hole = holes_at(70, 90, (10, 12, 30, 40), (45, 60, 60, 85))
+    single = Inpainter(model)
+    ensemble = Inpainter(model, self_ensemble=2)
+    [plain] = single.inpaint([image], [hole])
+    [mirrored] = single.inpaint([image[:, ::-1].copy()], [hole[:, ::-1].copy()])
+    [averaged] = ensemble.inpaint([image], [hole])
+    np.testing.assert_array_equal(averaged[~hole], image[~hole])
+    # Each hole pixel is the mean of the two single fills (each already rounded, hence the 1).
+    low = np.minimum(plain, mirrored[:, ::-1]).astype(int)
+    high = np.maximum(plain, mirrored[:, ::-1]).astype(int)
+    assert ((averaged.astype(int) >= low - 1) & (averaged.astype(int) <= high + 1)).all()
+    assert (averaged[hole] != plain[hole]).any()
+    # The random U-Net is not mirror-symmetric, but the 2-way ensemble is, exactly.
+    assert not np.array_equal(mirrored[:, ::-1], plain)
+    [of_mirror] = ensemble.inpaint([image[:, ::-1].copy()], [hole[:, ::-1].copy()])
+    np.testing.assert_array_equal(of_mirror[:, ::-1], averaged)
+    [four_way] = Inpainter(model, self_ensemble=4).inpaint([image[::-1].copy()], [hole[::-1].copy()])
+    np.testing.assert_array_equal(four_way[::-1], Inpainter(model, self_ensemble=4).inpaint([image], [hole])[0])
+    with pytest.raises(ValueError, match="self_ensemble"):
+        Inpainter(model, self_ensemble=3)

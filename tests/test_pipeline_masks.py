@@ -60,6 +60,23 @@ def test_pixels_outside_the_dilated_hole_are_unchanged(masks_corpus, tmp_path, t
     np.testing.assert_array_equal(load_rgb(output / "images" / "sub/c.png"), load_rgb(images / "sub/c.png"))
 
 
+def test_self_ensemble_option_reaches_the_inpainter_and_names_it(masks_corpus, tmp_path, tiny_inpaint_weights):
+    from models.pconv import Inpainter
+    from transforms.select import dilate
+
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_self_ensemble", "2"))
+    row = read_rows(output)[str(images / "a.png")]
+    assert row["inpainter"].endswith("+mirror2")
+    # Byte for byte what a 2-way ensemble Inpainter gives for the same dilated hole; not the plain one.
+    before, after = load_rgb(images / "a.png"), load_rgb(output / "images" / "a.png")
+    hole = dilate(coco_mask.decode(row["instances"][0]["mask"]), 2)
+    for ensemble, same in ((2, True), (1, False)):
+        [cleaned] = Inpainter.load(tiny_inpaint_weights, self_ensemble=ensemble).inpaint([before], [hole])
+        assert np.array_equal(cleaned, after) is same
+
+
 def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_path, tiny_inpaint_weights):
     images, masks, specs = masks_corpus
     output = tmp_path / "out"
