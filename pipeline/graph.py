@@ -44,7 +44,7 @@ class GraphConfig:
     allow_remote_config: bool = False
     inpaint_weights: str = ""
     inpaint_strategy: str = "crop"
-    inpaint_self_ensemble: int = 1
+    inpaint_self_ensemble: int = 2
     device: str = "cpu"
     seg_batch_size: int = 4
     inpaint_batch_size: int = 8

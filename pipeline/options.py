@@ -61,10 +61,10 @@ class RemoverOptions(PipelineOptions):
                             help="crop: inpaint a context window around each hole at model size; "
                             "resize: the whole image at model size.")
         # Literals, not models.pconv's constants: importing it would load Keras to parse flags.
-        models.add_argument("--inpaint_self_ensemble", type=int, choices=(1, 2, 4), default=1,
+        models.add_argument("--inpaint_self_ensemble", type=int, choices=(1, 2, 4), default=2,
                             help="average each fill with those of the mirrored image: 2 = left-right, "
                             "4 = also up-down; cleaner fills for 2x or 4x the inpainting work "
-                            "(default 1).")
+                            "(default 2).")
         models.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                             help="Where both models run.")
         models.add_argument("--seg_batch_size", type=int, default=4,

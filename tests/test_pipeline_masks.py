@@ -66,13 +66,13 @@ def test_self_ensemble_option_reaches_the_inpainter_and_names_it(masks_corpus, t
 
     images, masks, specs = masks_corpus
     output = tmp_path / "out"
-    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_self_ensemble", "2"))
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_self_ensemble", "4"))
     row = read_rows(output)[str(images / "a.png")]
-    assert row["inpainter"].endswith("+mirror2")
-    # Byte for byte what a 2-way ensemble Inpainter gives for the same dilated hole; not the plain one.
+    assert row["inpainter"].endswith("+mirror4")
+    # Byte for byte what a 4-way ensemble Inpainter gives for the same dilated hole; not the default.
     before, after = load_rgb(images / "a.png"), load_rgb(output / "images" / "a.png")
     hole = dilate(coco_mask.decode(row["instances"][0]["mask"]), 2)
-    for ensemble, same in ((2, True), (1, False)):
+    for ensemble, same in ((4, True), (2, False)):
         [cleaned] = Inpainter.load(tiny_inpaint_weights, self_ensemble=ensemble).inpaint([before], [hole])
         assert np.array_equal(cleaned, after) is same
 

@@ -17,7 +17,7 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
 
     def __init__(self, weights_uri: str, strategy: str = "crop", device: str = "cpu",
                  max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
-                 model_copies: Optional[int] = None, self_ensemble: int = 1):
+                 model_copies: Optional[int] = None, self_ensemble: int = 2):
         super().__init__(model_copies=model_copies)
         # Full batches (the default): the Inpainter pads short ones to a fixed shape for identical
         # reruns, so padding is computed only at a bundle's end.

