@@ -775,7 +775,7 @@ def _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, tr
                  "vgg_preprocessing": config.vgg_preprocessing if loss_fn.uses_vgg else None,
                  "terms": {name: loss_fn.weights[name] for name in trainer.term_names},
                  "note": None if loss_fn.uses_vgg else
-                 "trained without VGG16: pixel terms only, no perceptual or style loss"},
+                 "trained without VGG16: no perceptual or style loss"},
         "init_weights": previous.get("init_weights") or _describe_init(config.init_weights),
         "hardware": hardware,
         "sessions": previous.get("sessions", []) + [session],
