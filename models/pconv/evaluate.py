@@ -242,7 +242,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=8, help="model windows per forward pass")
     parser.add_argument("--self_ensemble", type=int, choices=[1, 2, 4], default=DEFAULT_SELF_ENSEMBLE,
                         help="Inpainter self-ensemble: average with the mirrored images' fills (the "
-                             "pipeline's --inpaint_self_ensemble)"),
+                             "pipeline's --inpaint_self_ensemble)")
     parser.add_argument("--radius", type=float, default=3.0, help="inpaintRadius of cv2.inpaint")
     parser.add_argument("--output_dir", default="eval-output", help="where the CSVs, chart and summary go")
     return parser

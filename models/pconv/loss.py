@@ -100,8 +100,8 @@ class InpaintingLoss:
     """`total, terms = loss(y_true, y_pred, mask)` on (B, H, W, 3) images in [0, 1], mask 1 = known.
 
     `terms` holds the unweighted terms that were computed (names as in `weights`): only
-    valid, hole and tv when `uses_vgg` is False, plus `ssim` when `ssim_weight` > 0. `vgg_preprocessing` is how the VGG weights
-    expect their input (keras.applications.imagenet_utils modes): `torch` = RGB in [0, 1]
+    valid, hole and tv when `uses_vgg` is False, plus `ssim` when `ssim_weight` > 0.
+    `vgg_preprocessing` is how the VGG weights expect their input (keras.applications.imagenet_utils modes): `torch` = RGB in [0, 1]
     normalised by the ImageNet mean and std, as torchvision's VGG16 that the paper's loss
     weights were tuned with; `caffe` = BGR in 0-255 minus the ImageNet mean, for Keras's own file.
     """
