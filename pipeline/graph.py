@@ -45,6 +45,7 @@ class GraphConfig:
     inpaint_weights: str = ""
     inpaint_strategy: str = "crop"
     inpaint_self_ensemble: int = 2
+    inpaint_blend: str = "poisson"
     device: str = "cpu"
     seg_batch_size: int = 4
     inpaint_batch_size: int = 8
@@ -113,7 +114,8 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     inpaint_handler = KeyedModelHandler(InpaintModelHandler(
         config.inpaint_weights, strategy=config.inpaint_strategy, device=config.device,
         max_batch_size=config.inpaint_batch_size, max_batch_bytes=config.max_batch_bytes,
-        model_copies=config.model_copies, self_ensemble=config.inpaint_self_ensemble))
+        model_copies=config.model_copies, self_ensemble=config.inpaint_self_ensemble,
+        blend=config.inpaint_blend))
     inpainted, inpaint_failed = (selected.holes
                                  | "Inpaint" >> RunInference(inpaint_handler).with_exception_handling())
     errors.append(inpaint_failed.failed_inferences

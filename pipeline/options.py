@@ -65,6 +65,9 @@ class RemoverOptions(PipelineOptions):
                             help="average each fill with those of the mirrored image: 2 = left-right, "
                             "4 = also up-down; cleaner fills for 2x or 4x the inpainting work "
                             "(default 2).")
+        models.add_argument("--inpaint_blend", choices=("poisson", "none"), default="poisson",
+                            help="poisson: blend each fill into the photo across the hole's edge, so "
+                            "no seam shows; none: paste the model's fill as is (default poisson).")
         models.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                             help="Where both models run.")
         models.add_argument("--seg_batch_size", type=int, default=4,

@@ -72,7 +72,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         segmenter_identity = _validate_segmenter(options)
 
     inpainter_identity = _validate_inpainter(options.inpaint_weights, options.device,
-                                             options.inpaint_self_ensemble)
+                                             options.inpaint_self_ensemble, options.inpaint_blend)
     return GraphConfig(
         output=options.output, input=options.input, input_tfrecords=options.input_tfrecords,
         tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
@@ -81,7 +81,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         segmenter=options.segmenter, masks=options.masks, seg_config=options.seg_config,
         seg_checkpoint=options.seg_checkpoint, allow_remote_config=options.allow_remote_config,
         inpaint_weights=options.inpaint_weights, inpaint_strategy=options.inpaint_strategy,
-        inpaint_self_ensemble=options.inpaint_self_ensemble, device=options.device, seg_batch_size=options.seg_batch_size,
+        inpaint_self_ensemble=options.inpaint_self_ensemble, inpaint_blend=options.inpaint_blend,
+        device=options.device, seg_batch_size=options.seg_batch_size,
         inpaint_batch_size=options.inpaint_batch_size,
         max_batch_bytes=options.max_batch_megabytes << 20, model_copies=options.model_copies,
         seg_cpu_threads=options.seg_cpu_threads or _threads_per_worker_process(options),
@@ -109,7 +110,7 @@ def _validate_segmenter(options) -> str:
     return segmenter.identity
 
 
-def _validate_inpainter(uri: str, device: str, self_ensemble: int) -> str:
+def _validate_inpainter(uri: str, device: str, self_ensemble: int, blend: str) -> str:
     """Loads the inpainting weights once here, so a bad file fails before any image is read."""
     from models.runtime import configure_tensorflow
     configure_tensorflow(device)  # before TensorFlow's first use, also in this process
@@ -118,7 +119,7 @@ def _validate_inpainter(uri: str, device: str, self_ensemble: int) -> str:
         raise UsageError(f"the shipped inpainting checkpoint is missing at {uri}; "
                          "pass --inpaint_weights PATH_OR_URI")
     try:
-        return Inpainter.load(uri, self_ensemble=self_ensemble).identity
+        return Inpainter.load(uri, self_ensemble=self_ensemble, blend=blend).identity
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"inpainting weights: {e}") from None
 

@@ -65,7 +65,7 @@ def test_fills_every_hole_pixel_and_keeps_all_others_bit_exact(strategy):
 
     image = textured(75, 130)
     hole = holes_at(75, 130, (5, 4, 20, 30), (40, 90, 70, 126), (60, 10, 62, 11))
-    [result] = Inpainter(fake_model("constant"), strategy=strategy).inpaint([image], [hole])
+    [result] = Inpainter(fake_model("constant"), strategy=strategy, blend="none").inpaint([image], [hole])
     assert result.dtype == np.uint8 and result.shape == image.shape
     np.testing.assert_array_equal(result[~hole], image[~hole])
     assert (result[hole] == 64).all()  # 0.25 * 255, rounded
@@ -90,7 +90,7 @@ def test_hole_content_never_reaches_the_model_as_known(strategy, height, width, 
 def test_original_strategy_needs_images_at_model_size():
     from models.pconv import Inpainter
 
-    inpainter = Inpainter(fake_model("constant"), strategy="original")
+    inpainter = Inpainter(fake_model("constant"), strategy="original", blend="none")
     image, hole = textured(MODEL_SIZE, MODEL_SIZE), holes_at(MODEL_SIZE, MODEL_SIZE, (3, 3, 9, 20))
     [result] = inpainter.inpaint([image], [hole])
     np.testing.assert_array_equal(result[~hole], image[~hole])
@@ -166,11 +166,11 @@ def test_loads_from_a_path_or_an_fsspec_uri_and_names_the_weights(tmp_path, tiny
         target.write(source.read())
     from_path = Inpainter.load(tiny_model_file)
     from_uri = Inpainter.load("memory://models/tiny_pconv.keras", cache_dir=str(tmp_path / "cache"))
-    # The default 2-way self-ensemble is part of the name: it changes the output bytes.
-    assert from_path.identity == from_uri.identity == f"pconv_unet-32@{sha256_of(tiny_model_file)[:12]}+mirror2"
+    # The default 2-way self-ensemble and Poisson blend are part of the name: they change the output bytes.
+    assert from_path.identity == from_uri.identity == f"pconv_unet-32@{sha256_of(tiny_model_file)[:12]}+mirror2+poisson"
     assert any((tmp_path / "cache").rglob("tiny_pconv.keras"))
     in_memory = Inpainter(keras.saving.load_model(tiny_model_file, compile=False))
-    assert in_memory.identity == "pconv_unet-32+mirror2"
+    assert in_memory.identity == "pconv_unet-32+mirror2+poisson"
 
     image, hole = textured(90, 70, seed=4), holes_at(90, 70, (30, 20, 60, 45))
     results = [inpainter.inpaint([image], [hole])[0] for inpainter in (from_path, from_uri, in_memory)]
@@ -244,3 +244,24 @@ def test_self_ensemble_averages_the_fills_of_the_mirror_images(tiny_model_file):
     np.testing.assert_array_equal(four_way[::-1], Inpainter(model, self_ensemble=4).inpaint([image], [hole])[0])
     with pytest.raises(ValueError, match="self_ensemble"):
         Inpainter(model, self_ensemble=3)
+
+
+def test_poisson_blend_is_applied_to_the_fill_and_named(tiny_model_file):
+    from models.pconv import Inpainter, load_inpainting_model
+    from models.pconv.blend import poisson_blend
+
+    model, _ = load_inpainting_model(tiny_model_file)
+    image = textured(70, 90, seed=5)
+    hole = holes_at(70, 90, (10, 12, 30, 40), (45, 60, 70, 90))
+    pasted = Inpainter(model, blend="none")
+    blended = Inpainter(model, blend="poisson")
+    assert pasted.identity == "pconv_unet-32+mirror2" and blended.identity == "pconv_unet-32+mirror2+poisson"
+    [raw] = pasted.inpaint([image], [hole])
+    [result] = blended.inpaint([image], [hole])
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    expected = np.rint(poisson_blend(image, hole, raw.astype(np.float32) / 255.0) * 255.0)
+    # The blend of the (already rounded) pasted fill: equal up to that rounding.
+    assert np.abs(result[hole].astype(int) - expected[hole]).max() <= 1
+    assert (result[hole] != raw[hole]).mean() > 0.5
+    with pytest.raises(ValueError, match="blend"):
+        Inpainter(model, blend="gaussian")

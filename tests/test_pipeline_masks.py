@@ -60,20 +60,23 @@ def test_pixels_outside_the_dilated_hole_are_unchanged(masks_corpus, tmp_path, t
     np.testing.assert_array_equal(load_rgb(output / "images" / "sub/c.png"), load_rgb(images / "sub/c.png"))
 
 
-def test_self_ensemble_option_reaches_the_inpainter_and_names_it(masks_corpus, tmp_path, tiny_inpaint_weights):
+def test_self_ensemble_and_blend_options_reach_the_inpainter_and_name_it(masks_corpus, tmp_path,
+                                                                         tiny_inpaint_weights):
     from models.pconv import Inpainter
     from transforms.select import dilate
 
     images, masks, specs = masks_corpus
     output = tmp_path / "out"
-    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_self_ensemble", "4"))
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_self_ensemble", "4",
+                       "--inpaint_blend", "none"))
     row = read_rows(output)[str(images / "a.png")]
     assert row["inpainter"].endswith("+mirror4")
-    # Byte for byte what a 4-way ensemble Inpainter gives for the same dilated hole; not the default.
+    # Byte for byte what such an Inpainter gives for the same dilated hole; not the defaults.
     before, after = load_rgb(images / "a.png"), load_rgb(output / "images" / "a.png")
     hole = dilate(coco_mask.decode(row["instances"][0]["mask"]), 2)
-    for ensemble, same in ((4, True), (2, False)):
-        [cleaned] = Inpainter.load(tiny_inpaint_weights, self_ensemble=ensemble).inpaint([before], [hole])
+    for settings, same in (({"self_ensemble": 4, "blend": "none"}, True), ({"self_ensemble": 4}, False),
+                           ({}, False)):
+        [cleaned] = Inpainter.load(tiny_inpaint_weights, **settings).inpaint([before], [hole])
         assert np.array_equal(cleaned, after) is same
 
 

@@ -17,7 +17,7 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
 
     def __init__(self, weights_uri: str, strategy: str = "crop", device: str = "cpu",
                  max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
-                 model_copies: Optional[int] = None, self_ensemble: int = 2):
+                 model_copies: Optional[int] = None, self_ensemble: int = 2, blend: str = "poisson"):
         super().__init__(model_copies=model_copies)
         # Full batches (the default): the Inpainter pads short ones to a fixed shape for identical
         # reruns, so padding is computed only at a bundle's end.
@@ -27,13 +27,14 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
         self._device = device
         self._batch_size = max_batch_size
         self._self_ensemble = self_ensemble
+        self._blend = blend
 
     def load_model(self):
         from models.runtime import configure_tensorflow
         configure_tensorflow(self._device)
         from models.pconv import Inpainter
         return Inpainter.load(self._weights_uri, strategy=self._strategy, batch_size=self._batch_size,
-                              self_ensemble=self._self_ensemble)
+                              self_ensemble=self._self_ensemble, blend=self._blend)
 
     def run_inference(self, batch: Sequence[Example], model, inference_args=None) -> Iterable[PredictionResult]:
         images = [image for image, _ in batch]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.pconv.inpainter import DEFAULT_SELF_ENSEMBLE
+from models.pconv.inpainter import BLENDS, DEFAULT_BLEND, DEFAULT_SELF_ENSEMBLE
 from models.pconv.metrics import BandedScores, band_name, band_of_ratio, format_table, l1_error, psnr, ssim, write_csv
 
 logger = logging.getLogger("models.pconv.evaluate")
@@ -101,7 +101,7 @@ def _opencv_method(flag: int, radius: float):
 
 
 def build_methods(names: list[str], weights: str, strategy: str, batch_size: int, radius: float,
-                  self_ensemble: int = DEFAULT_SELF_ENSEMBLE):
+                  self_ensemble: int = DEFAULT_SELF_ENSEMBLE, blend: str = DEFAULT_BLEND):
     """{name: inpaint(images, holes) -> images} plus a description of each (model identity)."""
     methods, described = {}, {}
     for name in names:
@@ -112,10 +112,10 @@ def build_methods(names: list[str], weights: str, strategy: str, batch_size: int
                 raise SystemExit(f"no inpainting model at {weights}: pass --weights PATH (e.g. a training "
                                  "run's model.keras) or --methods telea ns")
             inpainter = Inpainter.load(weights, strategy=strategy, batch_size=batch_size,
-                                       self_ensemble=self_ensemble)
+                                       self_ensemble=self_ensemble, blend=blend)
             methods[name] = inpainter.inpaint
             described[name] = {"model": inpainter.identity, "weights": weights, "strategy": strategy,
-                               "self_ensemble": self_ensemble, "training": _training_metadata(weights)}
+                               "self_ensemble": self_ensemble, "blend": blend, "training": _training_metadata(weights)}
         else:
             flag = cv2.INPAINT_TELEA if name == "telea" else cv2.INPAINT_NS
             methods[name] = _opencv_method(flag, radius)
@@ -243,6 +243,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self_ensemble", type=int, choices=[1, 2, 4], default=DEFAULT_SELF_ENSEMBLE,
                         help="Inpainter self-ensemble: average with the mirrored images' fills (the "
                              "pipeline's --inpaint_self_ensemble)")
+    parser.add_argument("--blend", choices=BLENDS, default=DEFAULT_BLEND,
+                        help="how the Inpainter's fill meets the photo: Poisson seam blending or pasted "
+                             "as is (the pipeline's --inpaint_blend)")
     parser.add_argument("--radius", type=float, default=3.0, help="inpaintRadius of cv2.inpaint")
     parser.add_argument("--output_dir", default="eval-output", help="where the CSVs, chart and summary go")
     return parser
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no images in {args.images}")
     groups = mask_groups(args.masks, args.mask_hole_color)
     methods, described = build_methods(args.methods, args.weights, args.strategy, args.batch_size, args.radius,
-                                       args.self_ensemble)
+                                       args.self_ensemble, args.blend)
     pairs = pair_images_with_masks(images, groups, args.seed)
     logger.info("%d photos x %d bands = %d pairs, methods: %s", len(images), len(groups), len(pairs),
                 ", ".join(methods))
