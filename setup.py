@@ -20,6 +20,7 @@ setup(
     install_requires=[
         "apache-beam>=2.60",
         "numpy",
+        "scipy",
         "pillow",
         "pyarrow",
         "fsspec",
