@@ -34,7 +34,7 @@ def _segmentation_runner(kind: str, device: str, workdir: str, threads: int | No
     return MaskRCNNSegmenter(config, checkpoint, device=device, cpu_threads=threads).segment
 
 
-def _inpainting_runners(device: str, batch_sizes: list[int], height: int, width: int):
+def _inpainting_runners(device: str, batch_sizes: list[int], height: int, width: int, blend: str):
     """`{batch: run(images)}`: the crop strategy with one centre hole (one model window) per image."""
     from models.pconv import Inpainter, build_pconv_unet
     if device == "cpu":
@@ -44,7 +44,7 @@ def _inpainting_runners(device: str, batch_sizes: list[int], height: int, width:
     hole = centre_hole(height, width)
 
     def runner(batch):
-        inpainter = Inpainter(model, strategy="crop", batch_size=batch)
+        inpainter = Inpainter(model, strategy="crop", batch_size=batch, blend=blend)
         return lambda images: inpainter.inpaint(images, [hole] * len(images))
     return {batch: runner(batch) for batch in batch_sizes}
 
@@ -53,7 +53,7 @@ def time_model(name: str, args) -> list[dict]:
     gpu = args.device == "cuda"
     if name == "inpaint":
         height, width = (512, 512) if gpu else args.size
-        runs = _inpainting_runners(args.device, args.batch_sizes, height, width)
+        runs = _inpainting_runners(args.device, args.batch_sizes, height, width, args.inpaint_blend)
     else:
         height, width = (800, 1333) if gpu else args.size
         segment = _segmentation_runner(name, args.device, args.workdir, args.threads)
@@ -92,6 +92,9 @@ def main() -> None:
                         help="CPU image size (cuda: 512x512 for inpainting, 1333x800 for Mask R-CNN)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds, best kept (default 2; --quick 1)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--inpaint_blend", choices=("poisson", "none"), default="poisson",
+                        help="the inpainter's seam blend (CPU work after the model; the pipeline's default "
+                        "is poisson)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for Mask R-CNN (default: every usable CPU, as the pipeline)")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bg-obj-remover-bench"))
@@ -104,7 +107,7 @@ def main() -> None:
 
     import keras
     print(f"machine: {machine()}; Keras backend {keras.backend.backend()}, device {args.device}, "
-          f"torch threads {args.threads or 'all'}, best of {args.repeats}")
+          f"torch threads {args.threads or 'all'}, inpaint blend {args.inpaint_blend}, best of {args.repeats}")
     rows = []
     for name in models:
         if name != "inpaint" and importlib.util.find_spec("mmdet") is None:

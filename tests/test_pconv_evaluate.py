@@ -87,6 +87,11 @@ def test_evaluation_scores_all_methods_per_band(eval_data, tmp_path, capsys):
     assert "telea" in printed and "30-40" in printed
     won = evaluate.bands_won([{k: float(v) if k in ("psnr", "ssim") else v for k, v in r.items()} for r in rows])
     assert f"in {len(won)} of 2 bands" in printed
+    with open(out / "paired.csv") as f:
+        paired = list(csv.DictReader(f))
+    assert [(r["band"], r["versus"], r["pairs"]) for r in paired] == [
+        (b, m, "2") for b in BANDS for m in ("telea", "ns")]
+    assert "30-40 vs ns" in printed
 
     table = (out / "per_band.md").read_text().splitlines()
     assert table[0] == ("| band | PConvUNet PSNR | TELEA PSNR | NS PSNR | PConvUNet SSIM | TELEA SSIM "
@@ -108,6 +113,20 @@ def test_bands_won_needs_both_metrics_against_every_other_method():
             {"band": "10-20", "method": "ns", "psnr": 25.5, "ssim": 0.88}]
     assert evaluate.bands_won(rows) == ["10-20"]
     assert "| 00-10 % | **30.00** | 29.00 | 29.50 | 0.9500 | 0.9400 | **0.9600** |" in evaluate.markdown_table(rows)
+
+
+def test_paired_gains_compare_each_pair_with_itself():
+    def pair(method, image, psnr, ssim):
+        return {"method": method, "band": "00-10", "image": image, "mask": "00-10/1.png", "psnr": psnr, "ssim": ssim}
+
+    per_pair = [pair("pconv", "a", 30.0, 0.90), pair("ns", "a", 29.0, 0.91),
+                pair("pconv", "b", 20.0, 0.80), pair("ns", "b", 19.0, 0.77),
+                pair("pconv", "c", 25.0, 0.85), pair("ns", "c", 23.0, 0.84)]
+    [row] = evaluate.paired_gains(per_pair)
+    assert (row["band"], row["versus"], row["pairs"]) == ("00-10", "ns", 3)
+    assert row["psnr_gain"] == pytest.approx(4 / 3) and row["psnr_pairs_won"] == 1.0
+    assert row["ssim_gain"] == pytest.approx(0.01) and row["ssim_pairs_won"] == pytest.approx(2 / 3)
+    assert row["ssim_gain_se"] == pytest.approx(np.std([-0.01, 0.03, 0.01], ddof=1) / np.sqrt(3))
 
 
 def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):
