@@ -36,24 +36,19 @@ def poisson_blend(image: np.ndarray, hole: np.ndarray, fill: np.ndarray,
         raise ValueError(f"image {image.shape}, hole {hole.shape} and fill {fill.shape} do not match")
     if max_unknowns < 1:
         raise ValueError(f"max_unknowns must be positive, got {max_unknowns}")
-    photo = image.astype(np.float64) / 255.0
-    # Photo outside the holes, fill inside: what a reduced-scale solve may average (never the
-    # removed object under a hole).
-    composite = np.where(hole[:, :, None], fill, photo)
     blended = np.zeros(fill.shape, np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=4)
     for label in range(1, count):
         left, top, width, height, area = stats[label]
-        # One pixel of photo around the component: its Dirichlet boundary.
-        box = (slice(max(top - 1, 0), top + height + 1), slice(max(left - 1, 0), left + width + 1))
-        component = labels[box] == label
         if area <= max_unknowns:
-            solved = _solve(composite[box], component)
+            margin, solve = 1, _solve  # one pixel of photo around the component: its boundary
         else:
-            box, solved = _solve_reduced(composite, labels == label, (top, left, height, width), area,
-                                         max_unknowns)
-            component = labels[box] == label
-        blended[box][component] = np.clip(solved[component], 0.0, 1.0)
+            margin, solve = _reduced_solver(area, max_unknowns)
+        box = (slice(max(top - margin, 0), top + height + margin), slice(max(left - margin, 0), left + width + margin))
+        component = labels[box] == label
+        # Photo outside the holes, fill inside (never the removed object under a hole).
+        composite = np.where(hole[box][:, :, None], fill[box], image[box] / 255.0)
+        blended[box][component] = np.clip(solve(composite, component)[component], 0.0, 1.0)
     return blended
 
 
@@ -95,33 +90,33 @@ def _solve(composite: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return solved
 
 
-def _solve_reduced(composite: np.ndarray, component: np.ndarray, bounds: tuple[int, int, int, int],
-                   area: int, max_unknowns: int) -> tuple[tuple[slice, slice], np.ndarray]:
-    """An approximate solution for a component of `area` > `max_unknowns` pixels within `bounds`
-    (top, left, height, width): the correction (solution minus fill) solved at a scale with at
-    most `max_unknowns` unknowns and enlarged smoothly. Returns the box it covers and the solution."""
+def _reduced_solver(area: int, max_unknowns: int):
+    """(margin, solve) for a component of `area` > `max_unknowns` pixels: `solve` finds the
+    correction (solution minus fill) at a scale with at most `max_unknowns` unknowns and enlarges
+    it smoothly; the margin leaves at least two reduced pixels of pure photo around the hole."""
     scale = math.sqrt(max_unknowns / area) * 0.9
-    while True:
-        # Margin: at least two reduced pixels of pure photo around the hole, the solve's boundary.
-        margin = math.ceil(2 / scale) + 1
-        top, left, height, width = bounds
-        box = (slice(max(top - margin, 0), top + height + margin), slice(max(left - margin, 0), left + width + margin))
-        crop, hole = composite[box], component[box]
-        small_size = (max(2, round(hole.shape[1] * scale)), max(2, round(hole.shape[0] * scale)))
-        # A reduced pixel is a hole if any of its footprint is: its value would mix the hole in.
-        hole_share = cv2.resize(hole.astype(np.float64), small_size, interpolation=cv2.INTER_AREA)
-        small_hole = hole_share > 0
-        if small_hole.sum() <= max_unknowns:
-            break
-        scale *= 0.9
-    # Reduced hole pixels take the mean of their fill pixels only: a fill/photo mix at the edge
-    # would be a step in the guidance, which the solve would keep.
-    fill_mean = cv2.resize(crop * hole[:, :, None], small_size, interpolation=cv2.INTER_AREA)
-    small = np.where(small_hole[:, :, None], fill_mean / np.maximum(hole_share, 1e-12)[:, :, None],
-                     cv2.resize(crop, small_size, interpolation=cv2.INTER_AREA))
-    correction = np.where(small_hole[:, :, None], _solve(small, small_hole) - small, 0.0)
-    # Normalised bilinear enlargement: only reduced hole pixels contribute to a hole pixel.
-    size = (hole.shape[1], hole.shape[0])
-    weight = cv2.resize(small_hole.astype(np.float64), size, interpolation=cv2.INTER_LINEAR)
-    enlarged = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
-    return box, crop + enlarged / np.maximum(weight, 1e-6)[:, :, None]
+    margin = math.ceil(2 / scale) + 1
+
+    def solve(composite: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        nonlocal scale
+        while True:
+            small_size = (max(2, round(hole.shape[1] * scale)), max(2, round(hole.shape[0] * scale)))
+            # A reduced pixel is a hole if any of its footprint is: its value would mix the hole in.
+            hole_share = cv2.resize(hole.astype(np.float64), small_size, interpolation=cv2.INTER_AREA)
+            small_hole = hole_share > 0
+            if small_hole.sum() <= max_unknowns:
+                break
+            scale *= 0.9
+        # Reduced hole pixels take the mean of their fill pixels only: a fill/photo mix at the edge
+        # would be a step in the guidance, which the solve would keep.
+        fill_mean = cv2.resize(composite * hole[:, :, None], small_size, interpolation=cv2.INTER_AREA)
+        small = np.where(small_hole[:, :, None], fill_mean / np.maximum(hole_share, 1e-12)[:, :, None],
+                         cv2.resize(composite, small_size, interpolation=cv2.INTER_AREA))
+        correction = np.where(small_hole[:, :, None], _solve(small, small_hole) - small, 0.0)
+        # Normalised bilinear enlargement: only reduced hole pixels contribute to a hole pixel.
+        size = (hole.shape[1], hole.shape[0])
+        weight = cv2.resize(small_hole.astype(np.float64), size, interpolation=cv2.INTER_LINEAR)
+        enlarged = cv2.resize(correction, size, interpolation=cv2.INTER_LINEAR)
+        return composite + enlarged / np.maximum(weight, 1e-6)[:, :, None]
+
+    return margin, solve
