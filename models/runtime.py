@@ -7,6 +7,13 @@ import os
 logger = logging.getLogger(__name__)
 
 
+def usable_cpu_count() -> int:
+    """The CPUs this process may run on (its affinity on Linux), not all the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def configure_tensorflow(device: str = "cpu") -> None:
     """Hides the GPU from TensorFlow for `cpu`, else turns on memory growth.
 

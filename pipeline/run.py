@@ -11,6 +11,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (DirectOptions, SetupOptions, StandardOptions,
                                                   TestOptions)
 
+from models.runtime import usable_cpu_count
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_prefix
@@ -95,8 +96,7 @@ def _threads_per_worker_process(options) -> int | None:
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode != "multi_processing" or not direct.direct_num_workers:
         return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus // direct.direct_num_workers)
+    return max(1, usable_cpu_count() // direct.direct_num_workers)
 
 
 def _validate_segmenter(options) -> str:

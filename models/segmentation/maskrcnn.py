@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.model.utils import revert_sync_batchnorm
 
+from models.runtime import usable_cpu_count
 from models.segmentation.checkpoint import load_checkpoint_weights
 from models.segmentation.coco import (CATEGORY_ID_BY_MMDET_LABEL, COCO_CLASSES,
                                       normalise_class_name)
@@ -51,7 +51,7 @@ class MaskRCNNSegmenter:
         if self.device.type == 'cpu':
             # torch defaults to the host's physical cores; inside a container or a Beam worker
             # pinned to fewer CPUs that oversubscribes them, so follow the CPUs we may run on.
-            torch.set_num_threads(cpu_threads or _usable_cpu_count())
+            torch.set_num_threads(cpu_threads or usable_cpu_count())
         source = resolve_config(config, allow_remote_config, cache_dir)
         cfg = Config.fromfile(source.path)
         weights = fetch(checkpoint, cache_dir, hint=_CHECKPOINT_HINT)
@@ -85,12 +85,6 @@ class MaskRCNNSegmenter:
         with torch.inference_mode():
             samples = self._model.test_step(batch)
         return [_to_detections(sample.pred_instances) for sample in samples]
-
-
-def _usable_cpu_count() -> int:
-    if hasattr(os, 'sched_getaffinity'):  # Linux: the CPUs this process may run on
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _torch_device(device: str) -> torch.device:
