@@ -10,6 +10,9 @@ resizes to 1333x800) on 320x240 photo-like images; `inpaint` is the shipped inpa
 architecture (256 px, width 0.25, crop strategy) on 320x240 images with a centre hole (one
 model window each). `--device cuda` runs Keras on torch: PConvUNet at 512 px, full width, on
 512x512 images, and Mask R-CNN R50 on 1333x800 images with GPU utilisation from nvidia-smi.
+`tv-r50` is a stand-in for machines without mmcv (the lent GPU machine): torchvision's Mask
+R-CNN R50-FPN, the same architecture in another implementation, keeping 100 detections per image
+(score threshold 0, the most mask work mmdet's test config allows). It is not our segmenter.
 All weights are random: speed does not depend on them.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from common import (SHIPPED_SIZE, SHIPPED_WIDTH, GpuUtilisation, centre_hole, machine,
                     photo_like, segmenter_files, use_device)
 
-MODELS = ("tiny", "r50", "inpaint")
+MODELS = ("tiny", "r50", "tv-r50", "inpaint")
 
 
 def _segmentation_runner(kind: str, device: str, workdir: str, threads: int | None):
@@ -32,6 +35,22 @@ def _segmentation_runner(kind: str, device: str, workdir: str, threads: int | No
     config, checkpoint = segmenter_files(os.path.join(workdir, "models"), kind)
     from models.segmentation import MaskRCNNSegmenter
     return MaskRCNNSegmenter(config, checkpoint, device=device, cpu_threads=threads).segment
+
+
+def _torchvision_runner(device: str):
+    """`run(images)`: torchvision's Mask R-CNN R50-FPN (resizes to 1333x800, as mmdet's config)
+    on one batch, masks thresholded and brought back to the CPU as the pipeline's are."""
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0.0,
+                                  box_detections_per_img=100).eval().to(device)
+
+    @torch.inference_mode()
+    def run(images):
+        tensors = [torch.from_numpy(image).to(device).permute(2, 0, 1).float() / 255 for image in images]
+        return [(found["masks"][:, 0] > 0.5).cpu() for found in model(tensors)]
+    return run
 
 
 def _inpainting_runners(device: str, batch_sizes: list[int], height: int, width: int, blend: str):
@@ -56,7 +75,10 @@ def time_model(name: str, args) -> list[dict]:
         runs = _inpainting_runners(args.device, args.batch_sizes, height, width, args.inpaint_blend)
     else:
         height, width = (800, 1333) if gpu else args.size
-        segment = _segmentation_runner(name, args.device, args.workdir, args.threads)
+        if name == "tv-r50":
+            segment = _torchvision_runner(args.device)
+        else:
+            segment = _segmentation_runner(name, args.device, args.workdir, args.threads)
         runs = {batch: segment for batch in args.batch_sizes}
     # The same images for every batch size; more per round on a GPU, so nvidia-smi sees each.
     round_images = max(args.batch_sizes) * (8 if gpu else 1)
@@ -86,7 +108,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one timed round (~1 min)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="default: tiny and inpaint on CPU (r50 takes ~7 min there); "
-                        "r50 and inpaint with --device cuda")
+                        "r50 and inpaint with --device cuda; tv-r50 is torchvision's Mask R-CNN, "
+                        "a stand-in where mmcv is missing")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"),
                         help="CPU image size (cuda: 512x512 for inpainting, 1333x800 for Mask R-CNN)")
@@ -102,7 +125,7 @@ def main() -> None:
     args.repeats = args.repeats or (1 if args.quick else 2)
     models = args.models or (["tiny", "inpaint"] if args.device == "cpu" else ["r50", "inpaint"])
     if args.device == "cuda" and "tiny" in models:
-        parser.error("--device cuda times the full-size models: r50 and inpaint")
+        parser.error("--device cuda times the full-size models: r50, tv-r50 and inpaint")
     use_device(args.device)
 
     import keras
@@ -110,8 +133,10 @@ def main() -> None:
           f"torch threads {args.threads or 'all'}, inpaint blend {args.inpaint_blend}, best of {args.repeats}")
     rows = []
     for name in models:
-        if name != "inpaint" and importlib.util.find_spec("mmdet") is None:
-            print(f"{name}: skipped, Mask R-CNN needs mmcv and mmdet, not installed here")
+        needs = {"inpaint": None, "tv-r50": "torchvision"}.get(name, "mmdet")
+        if needs and importlib.util.find_spec(needs) is None:
+            print(f"{name}: skipped, it needs {needs}, not installed here"
+                  + (" (tv-r50 times torchvision's Mask R-CNN instead)" if needs == "mmdet" else ""))
             continue
         rows += time_model(name, args)
     print(f"machine after: {machine()}")

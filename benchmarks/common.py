@@ -103,7 +103,10 @@ def machine() -> str:
     with open("/proc/meminfo") as f:
         total_kib = int(f.readline().split()[1])
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"{len(os.sched_getaffinity(0))} CPUs, {total_kib / 2 ** 20:.0f} GiB, "
+    gpu = ""
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        gpu = f"{sys.modules['torch'].cuda.get_device_name(0)}, "
+    return (f"{gpu}{len(os.sched_getaffinity(0))} CPUs, {total_kib / 2 ** 20:.0f} GiB, "
             f"load average {load}")
 
 
