@@ -265,3 +265,22 @@ def test_poisson_blend_is_applied_to_the_fill_and_named(tiny_model_file):
     assert (result[hole] != raw[hole]).mean() > 0.5
     with pytest.raises(ValueError, match="blend"):
         Inpainter(model, blend="gaussian")
+
+
+def test_concurrent_callers_sharing_one_inpainter_get_the_bytes_of_sequential_calls(tiny_model_file):
+    """Beam's worker threads share one Inpainter (RunInference shares the model), and all of them
+    hand their CPU work to one thread pool: no caller may see another's windows or fills."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.pconv import Inpainter
+
+    inpainter = Inpainter.load(tiny_model_file, batch_size=2)
+    calls = [([textured(60 + 7 * i, 80, seed=i), textured(50, 70 + 5 * i, seed=10 + i)],
+              [holes_at(60 + 7 * i, 80, (5, 5, 20, 30 + i)), holes_at(50, 70 + 5 * i, (20, 10, 40, 40), (2, 50, 9, 60))])
+             for i in range(6)]
+    sequential = [inpainter.inpaint(images, holes) for images, holes in calls]
+    with ThreadPoolExecutor(max_workers=6) as callers:
+        concurrent = list(callers.map(lambda call: inpainter.inpaint(*call), calls))
+    for expected, got in zip(sequential, concurrent):
+        for expected_image, got_image in zip(expected, got):
+            np.testing.assert_array_equal(got_image, expected_image)

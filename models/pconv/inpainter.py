@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -208,6 +209,7 @@ class Inpainter:
         # while bounding the canvas (and memory) for huge windows.
         self.max_side = max_side or 4 * self.size
         self._models = {self.size: model}
+        self._models_lock = threading.Lock()  # Beam's threads share one Inpainter: build each canvas once
 
     @classmethod
     def load(cls, uri: str, strategy: str = "crop", margin: float = 0.5, batch_size: int = 8,
@@ -276,8 +278,9 @@ class Inpainter:
         if padding:
             images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), images.dtype)])
             masks = np.concatenate([masks, np.ones((padding, *masks.shape[1:]), masks.dtype)])
-        if side not in self._models:
-            self._models[side] = resized_model(self.model, side)
+        with self._models_lock:
+            if side not in self._models:
+                self._models[side] = resized_model(self.model, side)
         return keras.ops.convert_to_numpy(self._models[side].predict_on_batch([images, masks]))[:count]
 
     def _check(self, index: int, image: np.ndarray, hole: np.ndarray) -> None:
