@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.output_dir, exist_ok=True)
     write_csv(rows, os.path.join(args.output_dir, "per_band.csv"))
     write_csv(per_pair, os.path.join(args.output_dir, "per_pair.csv"))
-    paired = paired_gains(per_pair) if "pconv" in methods and len(methods) > 1 else []
+    compared = "pconv" in methods and len(methods) > 1
+    paired = paired_gains(per_pair) if compared else []
     if paired:
         write_csv(paired, os.path.join(args.output_dir, "paired.csv"))
     plot_bands(rows, os.path.join(args.output_dir, "per_band.png"))
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(format_table(rows, keys=("band", "method")))
-    if "pconv" in methods and len(methods) > 1:
+    if compared:
         won = bands_won(rows)
         print("pconv's gain on the same pairs (mean ± standard error, share of pairs won):")
         for row in paired:

@@ -103,7 +103,8 @@ class InpaintingLoss:
     valid, hole and tv when `uses_vgg` is False, plus `ssim` when `ssim_weight` > 0.
     `vgg_preprocessing` is how the VGG weights expect their input (keras.applications.imagenet_utils
     modes): `torch` = RGB in [0, 1] normalised by the ImageNet mean and std, as torchvision's
-    VGG16 that the paper's loss weights were tuned with; `caffe` = BGR in 0-255 minus the ImageNet mean, for Keras's own file.
+    VGG16 that the paper's loss weights were tuned with; `caffe` = BGR in 0-255 minus the ImageNet
+    mean, for Keras's own file.
     """
 
     def __init__(self, vgg_weights: str | None = None, vgg_preprocessing: str = "torch",
