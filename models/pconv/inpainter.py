@@ -155,9 +155,19 @@ def resized_model(model: keras.Model, side: int) -> keras.Model:
 
 
 def _mirror(array: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
-    """`array` flipped up-down and/or left-right (its own inverse); a contiguous copy."""
+    """`array` flipped up-down and/or left-right (its own inverse), contiguous (`array` itself when
+    neither flip is asked for)."""
+    return np.ascontiguousarray(_flipped_view(array, flip))
+
+
+def _flipped_view(array: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
     flip_rows, flip_columns = flip
-    return np.ascontiguousarray(array[::-1 if flip_rows else 1, ::-1 if flip_columns else 1])
+    return array[::-1 if flip_rows else 1, ::-1 if flip_columns else 1]
+
+
+def _add_mirrored(fill: np.ndarray, mirrored_fill: np.ndarray, flip: tuple[bool, bool]) -> None:
+    """Adds the fill of a mirror image to `fill`, mirrored back, in place."""
+    np.add(fill, _flipped_view(mirrored_fill, flip), out=fill)
 
 
 def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -231,12 +241,14 @@ class Inpainter:
         for index, (image, hole) in enumerate(zip(images, holes)):
             self._check(index, image, hole)
         flips = ENSEMBLE_FLIPS[self.self_ensemble]
+        pool = _cpu_pool()
         fills = [np.zeros(image.shape, np.float32) for image in images]
         for flip in flips:
-            for fill, mirrored_fill in zip(fills, self._fill([_mirror(image, flip) for image in images],
-                                                             [_mirror(hole, flip) for hole in holes])):
-                fill += _mirror(mirrored_fill, flip)
-        return list(_cpu_pool().map(functools.partial(self._finish, len(flips)), images, holes, fills))
+            mirrored_images = list(pool.map(_mirror, images, [flip] * len(images)))
+            mirrored_holes = list(pool.map(_mirror, holes, [flip] * len(holes)))
+            list(pool.map(functools.partial(_add_mirrored, flip=flip), fills,
+                          self._fill(mirrored_images, mirrored_holes)))
+        return list(pool.map(functools.partial(self._finish, len(flips)), images, holes, fills))
 
     def _finish(self, passes: int, image: np.ndarray, hole: np.ndarray, fill: np.ndarray) -> np.ndarray:
         """The output image: the mean fill of the ensemble's passes, blended, in the holes only."""
@@ -258,30 +270,35 @@ class Inpainter:
         for side, group in sorted(by_canvas.items()):
             for start in range(0, len(group), self.batch_size):
                 chunk = group[start:start + self.batch_size]
-                model_inputs = list(_cpu_pool().map(
-                    lambda w: self._model_input(images[w.image_index], holes[w.image_index], w, side), chunk))
-                predictions = self._predict_fixed_batch(side, np.stack([image for image, _ in model_inputs]),
-                                                        np.stack([mask for _, mask in model_inputs]))
+                predictions = self._predict(side, *self._model_inputs(chunk, side, images, holes))
                 # Windows of one image write disjoint pixels (each only its own holes'), so in any order.
                 list(_cpu_pool().map(lambda w, p: self._paste(fills[w.image_index], w, p), chunk, predictions))
         return fills
 
-    def _predict_fixed_batch(self, side: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Runs the model on exactly `batch_size` windows, padding a short chunk.
+    def _model_inputs(self, chunk: list[Window], side: int, images: list[np.ndarray],
+                      holes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(images, masks), each (batch_size, side, side, 3): one row per window, written in place
+        by the pool (no stacking copy on the calling thread), then all-known padding rows.
 
-        Convolution kernels pick their blocking by batch size, which moves results by ~1e-7 and so
-        flips the odd rounded pixel; one fixed shape makes each window's output independent of
-        which windows it was grouped with, so reruns and resumed runs write identical bytes.
+        Always `batch_size` rows: convolution kernels pick their blocking by batch size, which
+        moves results by ~1e-7 and so flips the odd rounded pixel; one fixed shape makes each
+        window's output independent of which windows it was grouped with, so reruns and resumed
+        runs write identical bytes.
         """
-        count = len(images)
-        padding = self.batch_size - count
-        if padding:
-            images = np.concatenate([images, np.zeros((padding, *images.shape[1:]), images.dtype)])
-            masks = np.concatenate([masks, np.ones((padding, *masks.shape[1:]), masks.dtype)])
+        batch_images = np.zeros((self.batch_size, side, side, 3), np.float32)
+        batch_masks = np.zeros((self.batch_size, side, side, 3), np.float32)
+        batch_masks[len(chunk):] = 1.0
+        list(_cpu_pool().map(
+            lambda w, image, mask: self._model_input(images[w.image_index], holes[w.image_index], w, image, mask),
+            chunk, batch_images, batch_masks))
+        return batch_images, batch_masks
+
+    def _predict(self, side: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The model's output for a batch of `side` x `side` inputs, building that canvas's model once."""
         with self._models_lock:
             if side not in self._models:
                 self._models[side] = resized_model(self.model, side)
-        return keras.ops.convert_to_numpy(self._models[side].predict_on_batch([images, masks]))[:count]
+        return keras.ops.convert_to_numpy(self._models[side].predict_on_batch([images, masks]))
 
     def _check(self, index: int, image: np.ndarray, hole: np.ndarray) -> None:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -327,19 +344,18 @@ class Inpainter:
         fixed-shape batch, and each shape builds a model once)."""
         return self.size * 2 ** max(0, math.ceil(math.log2(max(self._run_shape(window)) / self.size)))
 
-    def _model_input(self, image: np.ndarray, hole: np.ndarray, window: Window, side: int):
-        """(image, mask) on a side x side canvas; padding, and any pixel that mixes in hole
-        content when resized, count as holes (the partial convolutions ignore them)."""
+    def _model_input(self, image: np.ndarray, hole: np.ndarray, window: Window,
+                     canvas: np.ndarray, mask: np.ndarray) -> None:
+        """Writes the window into a zeroed (side, side, 3) `canvas` and `mask`; padding, and any
+        pixel that mixes in hole content when resized, count as holes (the partial convolutions
+        ignore them)."""
         height, width = self._run_shape(window)
         crop = image[window.top:window.bottom, window.left:window.right].astype(np.float32) / 255.0
         hole_crop = hole[window.top:window.bottom, window.left:window.right].astype(np.float32)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
         known = (_resize(hole_crop, height, width) <= 0).astype(np.float32)[:, :, None]
-        canvas = np.zeros((side, side, 3), np.float32)
-        mask = np.zeros((side, side, 3), np.float32)
         mask[:height, :width] = known
         canvas[:height, :width] = _resize(crop, height, width) * known
-        return canvas, mask
 
     def _paste(self, output: np.ndarray, window: Window, prediction: np.ndarray) -> None:
         height, width = self._run_shape(window)
