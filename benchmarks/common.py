@@ -15,6 +15,8 @@ if PROJECT_ROOT not in sys.path:
     sys.path.insert(0, PROJECT_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from models.runtime import usable_cpu_count  # noqa: E402  (needs PROJECT_ROOT on the path)
+
 SEGMENTERS = ("tiny", "r50")
 INPAINTERS = ("tiny", "shipped")
 # The shipped inpainter's architecture (assets/inpainter/pconv_unet.keras).
@@ -106,7 +108,7 @@ def machine() -> str:
     gpu = ""
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
         gpu = f"{sys.modules['torch'].cuda.get_device_name(0)}, "
-    return (f"{gpu}{len(os.sched_getaffinity(0))} CPUs, {total_kib / 2 ** 20:.0f} GiB, "
+    return (f"{gpu}{usable_cpu_count()} CPUs, {total_kib / 2 ** 20:.0f} GiB, "
             f"load average {load}")
 
 

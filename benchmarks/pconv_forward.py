@@ -57,7 +57,8 @@ def main() -> None:
 
     import keras
 
-    print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs visible, "
+    from models.runtime import usable_cpu_count
+    print(f"backend {keras.backend.backend()}, {usable_cpu_count()} usable CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, batch {args.batch}, {args.repeats} timed runs")
     results = [time_forward(size, width, args.batch, args.repeats) for size in args.sizes for width in args.widths]
     baseline = results[0]["median_s"]
