@@ -6,7 +6,7 @@ import posixpath
 import re
 
 import apache_beam as beam
-from apache_beam.io import fileio
+from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.records import ImageInfo
@@ -14,6 +14,31 @@ from transforms.records import ImageInfo
 logger = logging.getLogger(__name__)
 NAMESPACE = "bg_obj_remover"
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# `**/` as a whole path segment: the recursive wildcard, which also matches no folder at all.
+_GLOBSTAR = re.compile(r"(?:^|(?<=/))\*\*/")
+
+
+def globstar_regex(pattern: str) -> re.Pattern:
+    """Beam's glob syntax as a regex, except that each `**/` also matches no folder, as bash's
+    globstar and Python's `glob(recursive=True)` do: `photos/**/*.jpg` takes `photos/a.jpg` too
+    (Beam alone needs at least one folder level there)."""
+    pieces = [FileSystem.translate_pattern(piece)[len("(?ms)"):-len(r"\Z")]
+              for piece in _GLOBSTAR.split(pattern)]
+    return re.compile("(?ms)" + "(?:.*/)?".join(pieces) + r"\Z")
+
+
+def match_input_files(pattern: str) -> list:
+    """`FileMetadata` of every file `pattern` matches (local or any Beam file system).
+
+    A pattern with `**/` lists its fixed prefix once (Beam lists that whole subtree for it anyway)
+    and keeps what `globstar_regex` accepts, rather than matching each variant with and without
+    every `**/`, which would list an archive-sized prefix 2^n times.
+    """
+    if not _GLOBSTAR.search(pattern):
+        return FileSystems.match([pattern])[0].metadata_list
+    fixed = pattern[:_GLOB_CHARS.search(pattern).start()]
+    accepts = globstar_regex(pattern).match
+    return [m for m in FileSystems.match([fixed + "**"])[0].metadata_list if accepts(m.path)]
 
 
 def pattern_root(pattern: str) -> str:
@@ -72,6 +97,14 @@ class _ReadFileBytes(beam.DoFn):
             yield info.failed("read", e), b""
 
 
+class _MatchFiles(beam.DoFn):
+    def process(self, pattern):
+        matched = match_input_files(pattern)
+        if not matched:
+            raise FileNotFoundError(f"no file matches {pattern}")
+        yield from matched
+
+
 class MatchAndSpread(beam.PTransform):
     """Pattern -> `FileMetadata` (an empty match fails the job), reshuffled so the files, not
     their pixels, are what spreads over workers."""
@@ -82,8 +115,8 @@ class MatchAndSpread(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "MatchFiles" >> fileio.MatchFiles(
-                    self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+                | "Pattern" >> beam.Create([self._pattern])
+                | "MatchFiles" >> beam.ParDo(_MatchFiles())
                 | "Spread" >> beam.Reshuffle())
 
 
