@@ -1,6 +1,7 @@
 """Finding the inputs: `**/` and folders, the output folder left out, TFRecord ids that collide."""
 from __future__ import annotations
 
+from apache_beam.io.filesystem import FileMetadata, FileSystem
 from PIL import Image
 
 from tests.pipeline_helpers import output_files, read_rows, run_pipeline
@@ -50,3 +51,60 @@ def test_each_globstar_may_match_no_folder(tmp_path):
     assert matched("a/**/*.png") == sorted(f for f in files if f.endswith(".png"))
     assert matched("a/*.png") == ["a/p.png"]  # no `**/`: Beam's own matching
     assert matched("a/x**/p.png") == ["a/x/m/p.png", "a/x/p.png", "a/xx/p.png"]  # not a whole segment
+
+
+def test_a_folder_means_every_file_under_it(tmp_path, tiny_inpaint_weights):
+    images, masks = tmp_path / "in", tmp_path / "masks"
+    _image(images / "top.png", (200, 0, 0))
+    _image(images / "sub/nested.png", (0, 200, 0))
+    _empty_masks(masks, "top.png", "sub/nested.png")
+    for i, folder in enumerate([str(images), f"{images}/"]):
+        output = tmp_path / f"out{i}"
+        rows = _masks_run(folder, masks, output, tiny_inpaint_weights)
+        assert {uri: row["status"] for uri, row in rows.items()} == {
+            str(images / "top.png"): "unchanged", str(images / "sub/nested.png"): "unchanged"}, folder
+        assert sorted(output_files(output)) == ["sub/nested.png", "top.png"]
+
+
+class _ObjectStore(FileSystem):
+    """A bucket in memory, listed by name prefix as GCS is (no folders)."""
+    objects: set[str] = set()
+
+    @classmethod
+    def scheme(cls):
+        return "teststore"
+
+    def has_dirs(self):
+        return False
+
+    def _list(self, prefix):
+        return (FileMetadata(path, 0) for path in sorted(self.objects) if path.startswith(prefix))
+
+    def exists(self, path):
+        return path in self.objects
+
+    def metadata(self, path):
+        return FileMetadata(path, 0)
+
+    def _unused(self, *args, **kwargs):
+        raise NotImplementedError
+
+    copy = create = delete = join = last_updated = mkdirs = open = rename = size = split = _unused
+
+
+def test_globstar_and_folders_on_an_object_store():
+    from transforms.read import folder_as_pattern, match_input_files, pattern_root
+
+    _ObjectStore.objects = {"teststore://b/in/top.png", "teststore://b/in/sub/nested.png",
+                            "teststore://b/input.png", "teststore://b/in.png"}
+
+    def matched(pattern):
+        return sorted(m.path for m in match_input_files(pattern))
+
+    assert matched("teststore://b/in/**/*.png") == ["teststore://b/in/sub/nested.png", "teststore://b/in/top.png"]
+    for folder in ("teststore://b/in", "teststore://b/in/"):
+        pattern = folder_as_pattern(folder)
+        assert pattern == "teststore://b/in/**" and pattern_root(pattern) == "teststore://b/in/"
+        assert matched(pattern) == ["teststore://b/in/sub/nested.png", "teststore://b/in/top.png"]
+    assert folder_as_pattern("teststore://b/in.png") == "teststore://b/in.png"
+    assert folder_as_pattern("teststore://b/missing") == "teststore://b/missing"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
 
@@ -25,6 +26,24 @@ def globstar_regex(pattern: str) -> re.Pattern:
     pieces = [FileSystem.translate_pattern(piece)[len("(?ms)"):-len(r"\Z")]
               for piece in _GLOBSTAR.split(pattern)]
     return re.compile("(?ms)" + "(?:.*/)?".join(pieces) + r"\Z")
+
+
+def folder_as_pattern(pattern: str) -> str:
+    """An input naming a folder means every file under it: `dir` and `dir/` become `dir/**`
+    (outputs then keep the paths relative to `dir`).
+
+    A folder is an existing local directory or, on an object store, a name without wildcards
+    that ends in `/`, or that is no object but has objects under `name/`.
+    """
+    if _GLOB_CHARS.search(pattern):
+        return pattern
+    everything_under = pattern.rstrip("/") + "/**"
+    if "://" not in pattern:
+        return everything_under if os.path.isdir(pattern) else pattern
+    if pattern.endswith("/") or (not FileSystems.exists(pattern) and
+                                 FileSystems.match([everything_under], [1])[0].metadata_list):
+        return everything_under
+    return pattern
 
 
 def match_input_files(pattern: str) -> list:
@@ -121,11 +140,12 @@ class MatchAndSpread(beam.PTransform):
 
 
 class ListImageFiles(beam.PTransform):
-    """File pattern (local or gs://, `**` allowed) -> `(ImageInfo, None)`, spread over workers."""
+    """File pattern or folder (local or gs://, `**` allowed) -> `(ImageInfo, None)`, spread over
+    workers."""
 
     def __init__(self, pattern: str):
         super().__init__()
-        self._pattern = pattern
+        self._pattern = folder_as_pattern(pattern)
 
     def expand(self, pbegin):
         return (pbegin
@@ -184,7 +204,7 @@ class ReadTFRecordImages(beam.PTransform):
 
     def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename"):
         super().__init__()
-        self._pattern = pattern
+        self._pattern = folder_as_pattern(pattern)
         self._image_key = image_key
         self._id_key = id_key
 
