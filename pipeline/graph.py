@@ -89,10 +89,10 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     """Adds the whole job to `pipeline`; returns the PCollection of final `ImageInfo`s."""
     errors, finished = [], []
     if config.input:
-        named = pipeline | "ListImages" >> ListImageFiles(config.input)
+        named = pipeline | "ListImages" >> ListImageFiles(config.input, config.output)
     else:
         named = pipeline | "ReadTFRecords" >> ReadTFRecordImages(
-            config.input_tfrecords, config.tfrecord_image_key, config.tfrecord_id_key)
+            config.input_tfrecords, config.tfrecord_image_key, config.tfrecord_id_key, config.output)
     if config.skip_existing:
         todo = named | "SkipExisting" >> beam.ParDo(SkipExisting(config.output)).with_outputs(
             SkipExisting.SKIPPED, main="todo")

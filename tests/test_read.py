@@ -1,6 +1,8 @@
 """Finding the inputs: `**/` and folders, the output folder left out, TFRecord ids that collide."""
 from __future__ import annotations
 
+import logging
+
 from apache_beam.io.filesystem import FileMetadata, FileSystem
 from PIL import Image
 
@@ -108,3 +110,24 @@ def test_globstar_and_folders_on_an_object_store():
         assert matched(pattern) == ["teststore://b/in/sub/nested.png", "teststore://b/in/top.png"]
     assert folder_as_pattern("teststore://b/in.png") == "teststore://b/in.png"
     assert folder_as_pattern("teststore://b/missing") == "teststore://b/missing"
+
+
+def test_an_output_folder_inside_the_input_tree_is_never_read(tmp_path, tiny_inpaint_weights, caplog,
+                                                               monkeypatch):
+    tree, masks = tmp_path / "tree", tmp_path / "masks"
+    _image(tree / "a.png", (200, 0, 0))
+    _image(tree / "sub/b.png", (0, 200, 0))
+    _empty_masks(masks, "a.png", "sub/b.png")
+    output = tree / "out"
+    first = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report")
+    assert sorted(first) == [str(tree / "a.png"), str(tree / "sub/b.png")]
+    with caplog.at_level(logging.INFO, logger="transforms.read"):
+        second = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report")
+    assert {uri: row["status"] for uri, row in second.items()} == {uri: "unchanged" for uri in first}
+    assert sorted(output_files(output)) == ["a.png", "sub/b.png"]
+    excluded = [r.getMessage() for r in caplog.records if "under the output folder" in r.getMessage()]
+    assert len(excluded) == 1 and int(excluded[0].split()[0]) >= 3, excluded  # 2 images, index.html, ...
+
+    from transforms.read import _MatchFiles
+    monkeypatch.chdir(tree)  # the output given relative, the pattern absolute: still left out
+    assert sorted(m.path for m in _MatchFiles("./out/").process(f"{tree}/**")) == sorted(first)

@@ -116,40 +116,64 @@ class _ReadFileBytes(beam.DoFn):
             yield info.failed("read", e), b""
 
 
+def _as_folder_prefix(path: str) -> str:
+    """`path` as a prefix that only what lies under it starts with (local paths made absolute)."""
+    if "://" not in path:
+        path = os.path.abspath(path)
+    return path.rstrip("/") + "/"
+
+
 class _MatchFiles(beam.DoFn):
+    """Pattern -> `FileMetadata` of the files it matches outside `output_root`: a run never reads
+    what this or an earlier run wrote (its images, its report), even when --output lies inside
+    the input tree."""
+
+    def __init__(self, output_root: str | None):
+        self._output_root = output_root
+
     def process(self, pattern):
         matched = match_input_files(pattern)
-        if not matched:
-            raise FileNotFoundError(f"no file matches {pattern}")
-        yield from matched
+        inputs = matched
+        if self._output_root:
+            output = _as_folder_prefix(self._output_root)
+            inputs = [m for m in matched if not _as_folder_prefix(m.path).startswith(output)]
+            if len(inputs) < len(matched):
+                logger.info("%d files matching %s are under the output folder %s and are not read",
+                            len(matched) - len(inputs), pattern, self._output_root)
+        if not inputs:
+            raise FileNotFoundError(f"no file matches {pattern}" + (
+                f" outside the output folder {self._output_root}" if matched else ""))
+        yield from inputs
 
 
 class MatchAndSpread(beam.PTransform):
     """Pattern -> `FileMetadata` (an empty match fails the job), reshuffled so the files, not
-    their pixels, are what spreads over workers."""
+    their pixels, are what spreads over workers. Files under `output_root` are left out."""
 
-    def __init__(self, pattern: str):
+    def __init__(self, pattern: str, output_root: str | None = None):
         super().__init__()
         self._pattern = pattern
+        self._output_root = output_root
 
     def expand(self, pbegin):
         return (pbegin
                 | "Pattern" >> beam.Create([self._pattern])
-                | "MatchFiles" >> beam.ParDo(_MatchFiles())
+                | "MatchFiles" >> beam.ParDo(_MatchFiles(self._output_root))
                 | "Spread" >> beam.Reshuffle())
 
 
 class ListImageFiles(beam.PTransform):
     """File pattern or folder (local or gs://, `**` allowed) -> `(ImageInfo, None)`, spread over
-    workers."""
+    workers; nothing under `output_root` is an input."""
 
-    def __init__(self, pattern: str):
+    def __init__(self, pattern: str, output_root: str | None = None):
         super().__init__()
         self._pattern = folder_as_pattern(pattern)
+        self._output_root = output_root
 
     def expand(self, pbegin):
         return (pbegin
-                | "Match" >> MatchAndSpread(self._pattern)
+                | "Match" >> MatchAndSpread(self._pattern, self._output_root)
                 | "Name" >> beam.Map(file_info, pattern_root(self._pattern)))
 
 
@@ -202,13 +226,15 @@ class _ReadTFRecordShard(beam.DoFn):
 class ReadTFRecordImages(beam.PTransform):
     """TFRecord shards of `tf.train.Example` -> `(ImageInfo, bytes)`; outputs are `<id>.png`."""
 
-    def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename"):
+    def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename",
+                 output_root: str | None = None):
         super().__init__()
         self._pattern = folder_as_pattern(pattern)
         self._image_key = image_key
         self._id_key = id_key
+        self._output_root = output_root
 
     def expand(self, pbegin):
         return (pbegin
-                | "MatchShards" >> MatchAndSpread(self._pattern)
+                | "MatchShards" >> MatchAndSpread(self._pattern, self._output_root)
                 | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._image_key, self._id_key)))
