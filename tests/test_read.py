@@ -1,12 +1,15 @@
 """Finding the inputs: `**/` and folders, the output folder left out, TFRecord ids that collide."""
 from __future__ import annotations
 
+import io
 import logging
+
+import numpy as np
 
 from apache_beam.io.filesystem import FileMetadata, FileSystem
 from PIL import Image
 
-from tests.pipeline_helpers import output_files, read_rows, run_pipeline
+from tests.pipeline_helpers import load_rgb, output_files, read_rows, run_pipeline
 
 
 def _image(path, colour, size=(12, 10)):
@@ -131,3 +134,47 @@ def test_an_output_folder_inside_the_input_tree_is_never_read(tmp_path, tiny_inp
     from transforms.read import _MatchFiles
     monkeypatch.chdir(tree)  # the output given relative, the pattern absolute: still left out
     assert sorted(m.path for m in _MatchFiles("./out/").process(f"{tree}/**")) == sorted(first)
+
+
+def _example(image_id: str | None, rgb) -> bytes:
+    import tensorflow as tf
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 10), rgb).save(buffer, "PNG")
+    feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()]))}
+    if image_id is not None:
+        feature["image/filename"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_shard(path, records):
+    import tensorflow as tf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image_id, rgb in records:
+            writer.write(_example(image_id, rgb))
+
+
+def test_tfrecord_ids_that_give_one_output_name_never_overwrite_each_other(tmp_path, tiny_inpaint_weights):
+    shards = tmp_path / "shards"
+    shard0, shard1 = shards / "part-0.tfrecord", shards / "part-1.tfrecord"
+    first_cat = (200, 0, 0)
+    # Within one shard `cat.jpg` and `cat.png` both give cat.png; shard 1 repeats `cat.jpg`.
+    _write_shard(shard0, [("dog.jpg", (0, 0, 200)), ("cat.jpg", first_cat), ("cat.png", (0, 200, 0))])
+    _write_shard(shard1, [("cat.jpg", (90, 90, 90)), ("bird.jpg", (9, 9, 9))])
+    masks = tmp_path / "masks"
+    _empty_masks(masks, "cat.png", "dog.png", "bird.png")
+    output = tmp_path / "out"
+    run_pipeline(["--input_tfrecords", f"{shards}/*.tfrecord", "--segmenter", "masks", "--masks", masks,
+                  "--output", output, "--inpaint_weights", tiny_inpaint_weights])
+    rows = read_rows(output)
+    assert len(rows) == 5
+    winner = rows[f"{shard0}#1"]
+    assert winner["status"] == "unchanged" and winner["output_uri"] == str(output / "images" / "cat.png")
+    for loser in (f"{shard0}#2", f"{shard1}#0"):
+        assert rows[loser]["status"] == "error" and rows[loser]["output_uri"] is None
+        assert f"{shard0}#1" in rows[loser]["error"] and "unique" in rows[loser]["error"], rows[loser]["error"]
+    assert rows[f"{shard0}#0"]["status"] == rows[f"{shard1}#1"]["status"] == "unchanged"
+    assert sorted(output_files(output)) == ["bird.png", "cat.png", "dog.png"]
+    np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], first_cat)

@@ -184,57 +184,114 @@ class ReadImageBytes(beam.PTransform):
         return named | "ReadBytes" >> beam.ParDo(_ReadFileBytes())
 
 
-class _ReadTFRecordShard(beam.DoFn):
+class _RecordParser:
+    """One TFRecord record -> `(ImageInfo, image bytes, id)`, shared by the pass that checks the
+    output names and the pass that reads the images, so that both name every record alike."""
+
     def __init__(self, image_key: str, id_key: str):
         self._image_key = image_key
         self._id_key = id_key
-        self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
 
-    def process(self, metadata):
+    def records(self, path: str):
+        """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`; a
+        corrupt tail raises after the records before it."""
         import tensorflow as tf
 
-        shard = posixpath.basename(metadata.path)
+        shard = posixpath.basename(path)
+        for offset, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            yield (offset, *self._parse(tf, record, path, shard, offset))
+
+    def _parse(self, tf, record: bytes, path: str, shard: str, offset: int):
+        image_id = f"{shard}-{offset:06d}"
+        try:
+            features = tf.train.Example.FromString(record).features.feature
+        except Exception as e:  # noqa: BLE001
+            info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{image_id}.png")
+            return info.failed("read", f"not a tf.train.Example: {e}"), b"", image_id
+        stem = image_id
+        if self._id_key in features and features[self._id_key].bytes_list.value:
+            named = features[self._id_key].bytes_list.value[0].decode("utf-8", "replace")
+            if named.strip("./"):
+                image_id = named
+                stem = posixpath.splitext(safe_relative_path(named, ""))[0]
+        info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
+        values = features[self._image_key].bytes_list.value if self._image_key in features else []
+        if not values:
+            return info.failed("read", f"record has no {self._image_key!r} bytes feature"), b"", image_id
+        return info, values[0], image_id
+
+
+class _ListOutputNames(beam.DoFn):
+    """Shard -> `(output name, (shard path, offset, id))` of each record that will be written."""
+
+    def __init__(self, parser: _RecordParser):
+        self._parser = parser
+
+    def process(self, metadata):
+        try:
+            for offset, info, _, image_id in self._parser.records(metadata.path):
+                if info.status is None:
+                    yield info.relative_path, (metadata.path, offset, image_id)
+        except Exception:  # noqa: BLE001 - the reading pass reports a corrupt tail as an error row
+            return
+
+
+def _later_claims(name_and_claims):
+    """`(output name, claims)` -> `(record uri, error)` for every claim but the first by shard
+    path and offset, which keeps the name: the same records lose on every run and runner."""
+    name, claims = name_and_claims
+    (first_path, first_offset, first_id), *others = sorted(claims)
+    for path, offset, image_id in others:
+        yield f"{path}#{offset}", (
+            f"id {image_id!r} gives the output name {name}, which {first_path}#{first_offset} "
+            f"(id {first_id!r}) already has: ids must be unique, even without their extension")
+
+
+class _ReadTFRecordShard(beam.DoFn):
+    def __init__(self, parser: _RecordParser):
+        self._parser = parser
+        self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
+
+    def process(self, metadata, name_taken: dict[str, str]):
         offset = -1
         try:
-            for offset, record in enumerate(tf.data.TFRecordDataset(metadata.path).as_numpy_iterator()):
+            for offset, info, image, _ in self._parser.records(metadata.path):
                 self._read.inc()
-                yield self._parse(tf, record, metadata.path, shard, offset)
+                if info.status is None and info.image_uri in name_taken:
+                    yield info.failed("read", name_taken[info.image_uri]), b""
+                else:
+                    yield info, image
         except Exception as e:  # noqa: BLE001 - a corrupt shard tail is reported, not fatal
             uri = f"{metadata.path}#{offset + 1}"
             yield ImageInfo(image_uri=uri, relative_path="").failed(
                 "read", f"TFRecord shard unreadable after record {offset}: {e}"), b""
 
-    def _parse(self, tf, record: bytes, path: str, shard: str, offset: int):
-        fallback_id = f"{shard}-{offset:06d}"
-        try:
-            features = tf.train.Example.FromString(record).features.feature
-        except Exception as e:  # noqa: BLE001
-            info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{fallback_id}.png")
-            return info.failed("read", f"not a tf.train.Example: {e}"), b""
-        stem = fallback_id
-        if self._id_key in features and features[self._id_key].bytes_list.value:
-            image_id = features[self._id_key].bytes_list.value[0].decode("utf-8", "replace")
-            if image_id.strip("./"):
-                stem = posixpath.splitext(safe_relative_path(image_id, ""))[0]
-        info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
-        values = features[self._image_key].bytes_list.value if self._image_key in features else []
-        if not values:
-            return info.failed("read", f"record has no {self._image_key!r} bytes feature"), b""
-        return info, values[0]
-
 
 class ReadTFRecordImages(beam.PTransform):
-    """TFRecord shards of `tf.train.Example` -> `(ImageInfo, bytes)`; outputs are `<id>.png`."""
+    """TFRecord shards of `tf.train.Example` -> `(ImageInfo, bytes)`; outputs are `<id stem>.png`
+    (`cat.jpg` -> `cat.png`, no id: `<shard>-<offset>.png`).
+
+    Two records whose ids give one output name (`cat.jpg` and `cat.png`, or an id repeated in
+    another shard) must not overwrite each other's image. A first pass reads every shard for its
+    names only and groups `(name, (shard, offset, id))` by name; no pixels cross that shuffle.
+    Where a name has several records, the first by shard path and offset keeps it and each other
+    becomes an error row naming that one: a choice that needs the global view, so the result does
+    not depend on which shard a worker read first. The reading pass gets those (few) losers as a
+    side input. The price is reading the shards twice, small next to segmenting their images.
+    """
 
     def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename",
                  output_root: str | None = None):
         super().__init__()
         self._pattern = folder_as_pattern(pattern)
-        self._image_key = image_key
-        self._id_key = id_key
+        self._parser = _RecordParser(image_key, id_key)
         self._output_root = output_root
 
     def expand(self, pbegin):
-        return (pbegin
-                | "MatchShards" >> MatchAndSpread(self._pattern, self._output_root)
-                | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._image_key, self._id_key)))
+        shards = pbegin | "MatchShards" >> MatchAndSpread(self._pattern, self._output_root)
+        name_taken = (shards
+                      | "ListOutputNames" >> beam.ParDo(_ListOutputNames(self._parser))
+                      | "GroupByOutputName" >> beam.GroupByKey()
+                      | "LaterClaims" >> beam.FlatMap(_later_claims))
+        return shards | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._parser),
+                                                    name_taken=beam.pvalue.AsDict(name_taken))
