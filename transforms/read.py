@@ -130,13 +130,15 @@ class _MatchFiles(beam.DoFn):
 
     def __init__(self, output_root: str | None):
         self._output_root = output_root
+        # Resolved here, in the launcher, whose working directory a relative --output means.
+        self._output_prefix = _as_folder_prefix(output_root) if output_root else None
 
     def process(self, pattern):
         matched = match_input_files(pattern)
         inputs = matched
-        if self._output_root:
-            output = _as_folder_prefix(self._output_root)
-            inputs = [m for m in matched if not _as_folder_prefix(m.path).startswith(output)]
+        if self._output_prefix:
+            inputs = [m for m in matched
+                      if not _as_folder_prefix(m.path).startswith(self._output_prefix)]
             if len(inputs) < len(matched):
                 logger.info("%d files matching %s are under the output folder %s and are not read",
                             len(matched) - len(inputs), pattern, self._output_root)
