@@ -2,41 +2,91 @@
 
 Per image: the input with its removed instances outlined and labelled, beside the cleaned image,
 as thumbnails; counts per class; the errors table; pages of `--per_page` images. Static files
-only, so the report can be copied or served from a bucket as is.
+only, so the report can be copied or served from a bucket as is. The output may be local or any
+Beam file system (`gs://`); inputs read from TFRecord shards (`shard#offset`) are read back from
+their shard.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import html
 import io
-import os
+import re
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
+
+from transforms.decode import decode_image
+from transforms.metadata import metadata_prefix
 
 THUMBNAIL_SIZE = 320
 OUTLINE = (255, 0, 255)
 
 
 def read_metadata(output: str) -> list[dict]:
-    files = sorted(glob.glob(os.path.join(output, "metadata", "part-*.parquet")))
+    files = sorted(m.path for r in FileSystems.match([metadata_prefix(output) + "-*.parquet"])
+                   for m in r.metadata_list)
     if not files:
-        raise FileNotFoundError(f"no metadata under {output}/metadata/: run the pipeline first")
-    rows = [row for f in files for row in pq.read_table(f).to_pylist()]
-    return sorted(rows, key=lambda r: r["image_uri"])
+        raise FileNotFoundError(f"no metadata under {FileSystems.join(output, 'metadata')}: "
+                                "run the pipeline first")
+    rows = []
+    for path in files:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            rows += pq.read_table(io.BytesIO(f.read())).to_pylist()
+    return sorted(rows, key=lambda r: _record_order(r["image_uri"]))
 
 
-def _open_rgb(uri: str) -> Image.Image:
-    from apache_beam.io.filesystems import FileSystems
-    from transforms.decode import decode_image
+_RECORD_URI = re.compile(r"^(?P<shard>.+)#(?P<offset>\d+)$")
 
+
+def _record_order(uri: str) -> tuple[str, int]:
+    """Sort key keeping a shard's records in file order (`s#2` before `s#10`)."""
+    match = _RECORD_URI.match(uri)
+    return (match["shard"], int(match["offset"])) if match else (uri, -1)
+
+
+class _InputReader:
+    """Input bytes by `image_uri`: a file, or record `offset` of a TFRecord shard (`shard#offset`).
+
+    Rows come in shard order, so each shard is read through once, not once per record.
+    """
+
+    def __init__(self, tfrecord_image_key: str):
+        self._image_key = tfrecord_image_key
+        self._shard, self._records, self._next_offset = None, None, 0
+
+    def read(self, uri: str) -> bytes:
+        match = _RECORD_URI.match(uri)
+        if match is None or FileSystems.exists(uri):
+            return _read_bytes(uri)
+        return self._record_image(match["shard"], int(match["offset"]))
+
+    def _record_image(self, shard: str, offset: int) -> bytes:
+        import tensorflow as tf
+
+        if shard != self._shard or offset < self._next_offset:
+            self._shard, self._next_offset = shard, 0
+            self._records = tf.data.TFRecordDataset(shard).as_numpy_iterator()
+        for record in self._records:
+            self._next_offset += 1
+            if self._next_offset - 1 == offset:
+                feature = tf.train.Example.FromString(record).features.feature[self._image_key]
+                return feature.bytes_list.value[0]
+        raise FileNotFoundError(f"{shard} has no record {offset}")
+
+
+def _read_bytes(uri: str) -> bytes:
     with FileSystems.open(uri, compression_type="uncompressed") as f:
-        rgb, _, _, _ = decode_image(f.read())
+        return f.read()
+
+
+def _open_rgb(data: bytes) -> Image.Image:
+    rgb, _, _, _ = decode_image(data)
     return Image.fromarray(rgb)
 
 
@@ -70,8 +120,12 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 def _save_jpeg(image: Image.Image, path: str) -> None:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=85)
-    with open(path, "wb") as f:
-        f.write(buffer.getvalue())
+    _write(path, buffer.getvalue(), "image/jpeg")
+
+
+def _write(path: str, data: bytes, mime_type: str) -> None:
+    with FileSystems.create(path, mime_type=mime_type, compression_type="uncompressed") as f:
+        f.write(data)
 
 
 _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
@@ -86,12 +140,14 @@ def _page_name(index: int) -> str:
     return "index.html" if index == 0 else f"page-{index + 1}.html"
 
 
-def write_report(output: str, per_page: int = 50) -> str:
+def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "image/encoded") -> str:
     """Writes `<output>/report/` and returns the path of its index.html."""
+    if per_page < 1:
+        raise ValueError(f"per_page must be >= 1, got {per_page}")
     rows = read_metadata(output)
-    report_dir = os.path.join(output, "report")
-    thumbs_dir = os.path.join(report_dir, "thumbs")
-    os.makedirs(thumbs_dir, exist_ok=True)
+    inputs = _InputReader(tfrecord_image_key)
+    report_dir = FileSystems.join(output.rstrip("/"), "report")
+    thumbs_dir = FileSystems.join(report_dir, "thumbs")  # FileSystems.create makes folders
 
     statuses = collections.Counter(r["status"] for r in rows)
     removed_per_class = collections.Counter(
@@ -119,13 +175,14 @@ def write_report(output: str, per_page: int = 50) -> str:
         for n, row in enumerate(page):
             stem = f"{page_index * per_page + n:06d}"
             try:
-                before = outlined_thumbnail(_open_rgb(row["image_uri"]), row["instances"] or [])
-                after = _thumbnail(_open_rgb(row["output_uri"]))
+                before = outlined_thumbnail(_open_rgb(inputs.read(row["image_uri"])),
+                                            row["instances"] or [])
+                after = _thumbnail(_open_rgb(_read_bytes(row["output_uri"])))
             except Exception as e:  # noqa: BLE001 - a vanished file should not sink the report
                 items.append(f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(e))}</div>')
                 continue
-            _save_jpeg(before, os.path.join(thumbs_dir, f"{stem}-before.jpg"))
-            _save_jpeg(after, os.path.join(thumbs_dir, f"{stem}-after.jpg"))
+            _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
+            _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
             labels = ", ".join(sorted({i["label"] for i in row["instances"] or [] if i["removed"]})) or "nothing removed"
             items.append(
                 f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">'
@@ -133,18 +190,33 @@ def write_report(output: str, per_page: int = 50) -> str:
                 f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
                 f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
         body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
-        with open(os.path.join(report_dir, _page_name(page_index)), "w", encoding="utf-8") as f:
-            f.write(f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
-                    f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
-    return os.path.join(report_dir, "index.html")
+        page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
+                     f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+        _write(FileSystems.join(report_dir, _page_name(page_index)), page_html.encode("utf-8"),
+               "text/html")
+    return FileSystems.join(report_dir, "index.html")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output", help="The pipeline's --output folder (local).")
-    parser.add_argument("--per_page", type=int, default=50, help="Images per page (default 50).")
+    parser.add_argument("output", help="The pipeline's --output folder (local or gs://).")
+    parser.add_argument("--per_page", type=_positive_int, default=50,
+                        help="Images per page (default 50).")
+    parser.add_argument("--tfrecord_image_key", default="image/encoded",
+                        help="For TFRecord input: the feature holding the image bytes, as given "
+                             "to the pipeline (default image/encoded).")
     args = parser.parse_args(argv)
-    print(write_report(args.output, args.per_page))
+    try:
+        print(write_report(args.output, args.per_page, args.tfrecord_image_key))
+    except FileNotFoundError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -174,5 +174,6 @@ def run(argv=None, test_pipeline=None):
         logger.info("no metrics summary: %s", e)
     if options.report:
         from pipeline.report import write_report
-        print(f"  report   -> {write_report(config.output)}", file=sys.stderr)
+        report = write_report(config.output, tfrecord_image_key=config.tfrecord_image_key)
+        print(f"  report   -> {report}", file=sys.stderr)
     return result

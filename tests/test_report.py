@@ -41,3 +41,48 @@ def test_report_pages_render_every_image_and_the_errors(masks_corpus, tmp_path, 
     assert "<td>mask</td><td>2</td>" in first  # removed instances per class
     thumbs = os.listdir(output / "report" / "thumbs")
     assert len(thumbs) == 2 * len(specs)
+
+
+def test_report_reads_tfrecord_inputs_back_from_their_shards(tmp_path, tiny_inpaint_weights):
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    colours = [(20 * i, 255 - 20 * i, 100) for i in range(12)]  # 12: record 10 sorts after 2
+    shard = tmp_path / "shard-00000.tfrecord"
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for colour in colours:
+            buffer = io.BytesIO()
+            Image.new("RGB", (24, 16), colour).save(buffer, "PNG")
+            feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()]))
+            writer.write(tf.train.Example(features=tf.train.Features(
+                feature={"pixels": feature})).SerializeToString())
+    for offset in range(len(colours)):
+        Image.new("L", (24, 16)).save(masks / f"shard-00000.tfrecord-{offset:06d}.png")
+    output = tmp_path / "out"
+    run_pipeline(["--input_tfrecords", str(shard), "--tfrecord_image_key", "pixels",
+                  "--segmenter", "masks", "--masks", masks, "--output", output,
+                  "--inpaint_weights", tiny_inpaint_weights, "--report"])
+
+    index = (output / "report" / "index.html").read_text()
+    assert index.count('class="item"') == len(colours) and "missing" not in index
+    for offset, colour in enumerate(colours):  # items in record order, each from its own record
+        assert f"{shard}#{offset} " in index
+        before = np.asarray(Image.open(output / "report" / "thumbs" / f"{offset:06d}-before.jpg"))
+        assert np.abs(before.reshape(-1, 3).mean(axis=0) - colour).max() < 4
+
+
+def test_report_command_explains_what_is_wrong(tmp_path, capsys):
+    from pipeline.report import main
+
+    for argv in ([str(tmp_path / "never-ran")], [str(tmp_path), "--per_page", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+    errors = capsys.readouterr().err
+    assert "no metadata under" in errors and "run the pipeline first" in errors
+    assert "--per_page: must be >= 1, got 0" in errors
