@@ -1,7 +1,8 @@
 """Stage 3 (masks mode): the user's own mask for each image instead of a segmentation model.
 
-`<masks>/<relative path with extension .png>`, nonzero = remove. The result has the segmenter's
-shape (one instance labelled `mask`), so selection, inpainting and metadata are shared.
+`<masks>/<relative path with extension .png>`, nonzero = remove (with alpha: only where the mask is
+not fully transparent). The result has the segmenter's shape (one instance labelled `mask`), so
+selection, inpainting and metadata are shared.
 """
 from __future__ import annotations
 
@@ -40,8 +41,22 @@ def read_user_mask(path: str, width: int, height: int) -> np.ndarray:
     if mask_image.size != (width, height):
         raise ValueError(f"mask {path} is {mask_image.size[0]}x{mask_image.size[1]}, "
                          f"image is {width}x{height}")
+    return removed_pixels(mask_image)
+
+
+def removed_pixels(mask_image: Image.Image) -> np.ndarray:
+    """Where the mask's grey or colour is nonzero and, if it has alpha, its alpha too: an alpha
+    channel says where the mask is drawn, so an opaque black background removes nothing."""
+    if mask_image.mode in ("P", "PA"):  # indices say nothing: their colours do
+        mask_image = mask_image.convert("RGBA")
     values = np.asarray(mask_image)
-    return values.any(axis=2) if values.ndim == 3 else values != 0
+    if values.ndim == 2:
+        return values != 0
+    bands = mask_image.getbands()
+    if "A" not in bands:
+        return values.any(axis=2)
+    alpha = bands.index("A")
+    return np.delete(values, alpha, axis=2).any(axis=2) & (values[:, :, alpha] != 0)
 
 
 def user_mask_detections(mask: np.ndarray) -> Detections:
