@@ -45,7 +45,7 @@ class BareLoop:
             started = time.perf_counter()
             detections = self.segmenter.segment([rgb for rgb, *_ in decoded])
             self.model_seconds += time.perf_counter() - started
-            for path, (rgb, alpha, image_format, _), found in zip(chunk, decoded, detections):
+            for path, (rgb, alpha, image_format, *_), found in zip(chunk, decoded, detections):
                 keep = found.select(None, self.min_score)
                 hole = dilate(found.masks[keep].any(axis=0), self.dilate) if keep.any() else None
                 if hole is None or not hole.any():
@@ -69,7 +69,7 @@ class BareLoop:
     def _write(self, path: str, rgb, image_format: str, alpha) -> None:
         from transforms.write import encode_image, write_atomically
         write_atomically(os.path.join(self.output, os.path.basename(path)),
-                         encode_image(rgb, image_format, alpha))
+                         encode_image(rgb, image_format, alpha)[0])
 
 
 def warm_up_process(path, config, checkpoint, weights) -> None:

@@ -125,7 +125,9 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
 
     # One writer per branch rather than a Flatten of the pixels: the DirectRunner materialises
     # every multi-input Flatten, which held every image of the run in memory until the last.
-    written = [branch | f"WriteImages{name}" >> beam.ParDo(WriteImage(config.output))
+    # Unchanged file inputs are copied as they are; TFRecord records are written as `<id>.png`.
+    written = [branch | f"WriteImages{name}" >> beam.ParDo(WriteImage(config.output,
+                                                                      copy_unchanged=bool(config.input)))
                for name, branch in (("Cleaned", cleaned),
                                     ("Unchanged", selected[SelectAndDilate.UNCHANGED]))]
 

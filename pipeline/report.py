@@ -86,8 +86,7 @@ def _read_bytes(uri: str) -> bytes:
 
 
 def _open_rgb(data: bytes) -> Image.Image:
-    rgb, _, _, _ = decode_image(data)
-    return Image.fromarray(rgb)
+    return Image.fromarray(decode_image(data).rgb)
 
 
 def outlined_thumbnail(image: Image.Image, instances: list[dict]) -> Image.Image:

@@ -21,6 +21,7 @@ class Case:
     error_contains: str = ""
     mask: bytes | None = None  # the user mask file for masks mode; None = none written
     note_contains: str = ""
+    written_as: str = ""  # the output's path under images/ when it is not `relative`
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -76,6 +77,24 @@ def multipage_tiff() -> bytes:
     return _encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
 
 
+def xpm_image(h, w) -> bytes:
+    """A checkerboard XPM: a format PIL reads but cannot write."""
+    rows = ['"' + "".join("ab"[(x + y) % 2] for x in range(w)) + '"' for y in range(h)]
+    return ("/* XPM */\nstatic char *icon[] = {\n"
+            f'"{w} {h} 2 1",\n"a c #FF0000",\n"b c #0000FF",\n' + ",\n".join(rows) + "};\n").encode()
+
+
+def float_tiff(h, w) -> bytes:
+    """32-bit float samples in 0-1, as scientific and HDR tools write them."""
+    return _encode(Image.fromarray(textured_image(h, w, 12)[:, :, 0].astype(np.float32) / 255, "F"), "TIFF")
+
+
+def mpo_jpeg(h, w) -> bytes:
+    """A camera's multi-picture JPEG (PIL opens it as MPO)."""
+    pictures = [_rgb(h, w, seed) for seed in (13, 14)]
+    return _encode(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=95)
+
+
 def mask_png(w: int, h: int) -> bytes:
     """A hole over the middle half of a w x h image (at least one pixel)."""
     mask = np.zeros((h, w), np.uint8)
@@ -118,6 +137,11 @@ def build_cases() -> list[Case]:
         Case("pages.tif", multipage_tiff(), "cleaned", mask=mask_png(30, 20), note_contains="first frame of 2"),
         Case("rotated.jpg", exif_rotated_jpeg(20, 40), "cleaned", mask=mask_png(20, 40),
              note_contains="EXIF orientation 6"),
+        Case("float.tif", float_tiff(20, 30), "cleaned", mask=mask_png(30, 20),
+             note_contains="32-bit float values 0-1 scaled to 8 bits"),
+        Case("camera.jpg", mpo_jpeg(20, 30), "cleaned", mask=mask_png(30, 20), note_contains="first frame of 2"),
+        Case("icon.xpm", xpm_image(12, 16), "cleaned", mask=mask_png(16, 12),
+             note_contains="PIL cannot write XPM: written as PNG to icon.xpm.png", written_as="icon.xpm.png"),
         Case("names/with space.png", good_png, "cleaned", mask=mask_png(40, 32)),
         Case("names/ünïcödé 写真.png", good_png, "cleaned", mask=mask_png(40, 32)),
         Case("names/hash#1.png", good_png, "cleaned", mask=mask_png(40, 32)),

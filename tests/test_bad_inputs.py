@@ -49,9 +49,12 @@ def test_every_bad_input_becomes_a_row_with_the_right_status(tmp_path, tiny_inpa
             assert row["output_uri"] is None
         else:
             assert row["error"] is None
-            written = output / "images" / case.relative
+            written = output / "images" / (case.written_as or case.relative)
             assert row["output_uri"] == str(written) and written.is_file()
             assert load_rgb(written).shape == (row["height"], row["width"], 3)
+            input_format = Image.open(images / case.relative).format
+            expected_format = "PNG" if case.written_as else {"MPO": "JPEG"}.get(input_format, input_format)
+            assert Image.open(written).format == expected_format, case.relative
         if case.note_contains:
             assert any(case.note_contains in note for note in row["notes"]), row["notes"]
     new_files = _all_files(tmp_path) - before

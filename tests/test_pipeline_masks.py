@@ -5,8 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as coco_mask
 
+from tests.bad_input_corpus import exif_rotated_jpeg, xpm_image
+from tests.conftest import rectangle_mask, textured_image
 from tests.pipeline_helpers import load_rgb, output_files, read_rows, run_pipeline
 
 
@@ -125,3 +128,36 @@ def test_usage_errors_fail_before_any_work(tmp_path, tiny_inpaint_weights):
                       "--segmenter", "masks", "--masks", tmp_path,
                       "--inpaint_weights", tmp_path / "missing.keras"])
     assert not (tmp_path / "o").exists()
+
+
+def test_unchanged_files_are_copied_unwritable_formats_become_png_and_alpha_masks_count_drawn_pixels(
+        tmp_path, tiny_inpaint_weights):
+    images, masks = tmp_path / "in", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    (images / "rotated.jpg").write_bytes(exif_rotated_jpeg(20, 40))  # nothing to remove
+    Image.new("L", (20, 40)).save(masks / "rotated.png")
+    (images / "icon.xpm").write_bytes(xpm_image(12, 16))
+    Image.fromarray(rectangle_mask(12, 16, (4, 3, 12, 9))).save(masks / "icon.png")
+    Image.fromarray(textured_image(32, 32, 1)).save(images / "drawn.png")
+    drawn = np.zeros((32, 32, 4), np.uint8)
+    drawn[:, :, 3] = 255  # an opaque black background: not part of the hole
+    drawn[8:16, 8:16] = 255
+    Image.fromarray(drawn, "RGBA").save(masks / "drawn.png")
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--dilate", "0"))
+    rows = {os.path.basename(uri): row for uri, row in read_rows(output).items()}
+
+    assert rows["rotated.jpg"]["status"] == "unchanged"
+    assert (output / "images" / "rotated.jpg").read_bytes() == (images / "rotated.jpg").read_bytes()
+    assert rows["icon.xpm"]["status"] == "cleaned"
+    assert rows["icon.xpm"]["output_uri"] == str(output / "images" / "icon.xpm.png")
+    assert "PIL cannot write XPM: written as PNG to icon.xpm.png" in rows["icon.xpm"]["notes"]
+    assert sorted(output_files(output)) == ["drawn.png", "icon.xpm.png", "rotated.jpg"]
+    assert rows["drawn.png"]["status"] == "cleaned"
+    assert rows["drawn.png"]["removed_fraction"] == 64 / (32 * 32)
+
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
+    rows = {os.path.basename(uri): row for uri, row in read_rows(output).items()}
+    assert {row["status"] for row in rows.values()} == {"skipped"}
+    assert rows["icon.xpm"]["output_uri"] == str(output / "images" / "icon.xpm.png")

@@ -2,22 +2,36 @@
 from __future__ import annotations
 
 import io
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from PIL import Image, ImageOps
 
 from transforms.read import NAMESPACE
+from transforms.records import SourceEncoding
 
 DEFAULT_MAX_PIXELS = 100_000_000
+ORIENTATION = 0x0112
+# TIFF tags that describe how the input's pixels were stored: the writer sets its own, and copied
+# ones (a float SampleFormat, a ColorMap, tiles, ...) would misdescribe the 8-bit RGB it writes.
+_TIFF_LAYOUT_TAGS = frozenset({
+    254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320,
+    322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532, 34675})
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Returns (rgb uint8 (H,W,3), alpha uint8 (H,W) or None, PIL format name, notes).
+class DecodedImage(NamedTuple):
+    rgb: np.ndarray  # uint8 (H, W, 3), upright
+    alpha: np.ndarray | None  # uint8 (H, W), None when fully opaque
+    image_format: str | None  # PIL format name
+    notes: list[str]
+    encoding: SourceEncoding
 
-    The declared size is checked against `max_pixels` from the header alone, so a decompression
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """The declared size is checked against `max_pixels` from the header alone, so a decompression
     bomb is refused without allocating it. EXIF orientation is applied, so what is segmented and
-    written is upright. 16-bit images are scaled to 8 bits rather than clipped.
+    written is upright. 16-bit, 32-bit and float images are scaled to 8 bits rather than clipped.
     """
     if not data:
         raise ValueError("empty file (0 bytes)")
@@ -39,26 +53,66 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
     if frames > 1:
         notes.append(f"first frame of {frames} processed")
     try:
+        orientation = image.getexif().get(ORIENTATION)  # before loading: PIL applies a TIFF's as it loads
         image.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt {image_format} data ({e})") from None
     transposed = ImageOps.exif_transpose(image)
-    if transposed is not image:
-        orientation = image.getexif().get(0x0112)
-        if orientation not in (None, 1):
-            notes.append(f"EXIF orientation {orientation} applied")
-        image = transposed
-    rgb, alpha = _to_rgb(image)
-    return rgb, alpha, image_format, notes
+    orientation_applied = orientation not in (None, 1)
+    if orientation_applied:
+        notes.append(f"EXIF orientation {orientation} applied")
+    encoding = _source_encoding(image, data, orientation_applied, notes)
+    rgb, alpha = _to_rgb(transposed, notes)
+    return DecodedImage(rgb, alpha, image_format, notes, encoding)
 
 
-def _to_rgb(image: Image.Image):
-    alpha = None
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grey: PIL's convert('L') clips at 255, so scale explicitly.
-        values = np.asarray(image, dtype=np.uint32)
-        peak = 65535 if image.mode.startswith("I;16") or values.max() > 255 else 255
-        grey = (values * 255 // peak).astype(np.uint8)
+def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
+                     notes: list[str]) -> SourceEncoding:
+    icc_profile = image.info.get("icc_profile") or None
+    if icc_profile and icc_profile[16:20] != b"RGB ":
+        space = icc_profile[16:20].decode("ascii", "replace").strip()
+        notes.append(f"{space} ICC profile not kept: the pixels were converted to RGB")
+        icc_profile = None
+    exif = image.getexif()
+    for tag in _TIFF_LAYOUT_TAGS.intersection(exif):
+        del exif[tag]
+    if orientation_applied:
+        exif[ORIENTATION] = 1  # the written pixels are upright
+    try:
+        exif_bytes = exif.tobytes() if len(exif) else None
+    except Exception as e:  # noqa: BLE001 - a malformed EXIF costs the EXIF, not the image
+        notes.append(f"EXIF not kept: it could not be rewritten ({type(e).__name__}: {e})")
+        exif_bytes = None
+    palette = transparency = None
+    if image.mode == "P":
+        palette = bytes(image.getpalette("RGB"))
+        transparency = image.info.get("transparency")
+        transparency = transparency if isinstance(transparency, int) else None
+    return SourceEncoding(icc_profile=icc_profile, exif=exif_bytes,
+                          palette=palette, transparency=transparency,
+                          lossless=image.format == "WEBP" and is_lossless_webp(data))
+
+
+def is_lossless_webp(data: bytes) -> bool:
+    """Whether a WebP file's (first) image is VP8L, i.e. lossless: PIL does not say."""
+    position = 12  # after RIFF <size> WEBP
+    while position + 8 <= len(data):
+        kind = data[position:position + 4]
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        if kind == b"ANMF":  # an animation frame: its own chunks follow its 16-byte header
+            position += 8 + 16
+            continue
+        size = int.from_bytes(data[position + 4:position + 8], "little")
+        position += 8 + size + (size & 1)
+    return False
+
+
+def _to_rgb(image: Image.Image, notes: list[str]):
+    """PIL's own conversions clip wide integers at 255 and floats at 0-255, so those are scaled
+    here (and `notes` says how)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        grey = _grey_to_8_bits(image, notes)
         return np.repeat(grey[:, :, None], 3, axis=2), None
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -70,7 +124,31 @@ def _to_rgb(image: Image.Image):
         return np.ascontiguousarray(np.asarray(rgba)[:, :, :3]), alpha
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image)), alpha
+    return np.ascontiguousarray(np.asarray(image)), None
+
+
+def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> np.ndarray:
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.max() <= 1:
+            notes.append("32-bit float values 0-1 scaled to 8 bits")
+            values = values * 255
+        else:
+            notes.append("32-bit float values clipped to 0-255")
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    values = np.asarray(image, dtype=np.int64)
+    if values.min() < 0:
+        notes.append("negative values clipped to 0")
+        values = np.clip(values, 0, None)
+    if image.mode.startswith("I;16") or 255 < values.max() <= 65535:
+        notes.append("16-bit values scaled to 8 bits")
+        peak = 65535
+    elif values.max() > 65535:
+        notes.append("32-bit integer values scaled to 8 bits")
+        peak = 2**31 - 1
+    else:
+        peak = 255
+    return (values * 255 // peak).astype(np.uint8)
 
 
 class DecodeImage(beam.DoFn):
@@ -93,11 +171,12 @@ class DecodeImage(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.ERROR, info)
             return
         try:
-            rgb, alpha, image_format, notes = decode_image(data, self._max_pixels)
+            decoded = decode_image(data, self._max_pixels)
         except Exception as e:  # noqa: BLE001 - any undecodable input is an error row
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(self.ERROR, info.failed("decode", e))
             return
-        height, width = rgb.shape[:2]
-        yield info.replace(image_format=info.image_format or image_format, width=width, height=height,
-                           notes=info.notes + tuple(notes), alpha=alpha), rgb
+        height, width = decoded.rgb.shape[:2]
+        yield info.replace(image_format=info.image_format or decoded.image_format, width=width,
+                           height=height, notes=info.notes + tuple(decoded.notes), alpha=decoded.alpha,
+                           encoding=decoded.encoding), decoded.rgb

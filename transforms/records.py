@@ -15,6 +15,18 @@ CLEANED, UNCHANGED, ERROR, SKIPPED = "cleaned", "unchanged", "error", "skipped"
 
 
 @dataclass(frozen=True)
+class SourceEncoding:
+    """What the writer needs, beyond the pixels, to encode an image the way its input was."""
+    icc_profile: bytes | None = None  # only an RGB profile: the pixels travel as RGB
+    # Orientation 1 when it was applied; TIFF layout tags and the thumbnail (it would still show
+    # what was removed) left out.
+    exif: bytes | None = None
+    palette: bytes | None = None  # RGB triplets of a palette input, so GIF output keeps its colours
+    transparency: int | None = None  # the palette index that is transparent
+    lossless: bool = False  # a lossless WebP input
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     image_uri: str
     relative_path: str  # POSIX path under <output>/images/, already made safe
@@ -29,13 +41,14 @@ class ImageInfo:
     output_uri: str | None = None
     # Decoded-but-dropped channels (alpha) that the writer puts back, so nothing is lost.
     alpha: np.ndarray | None = field(default=None, compare=False, repr=False)
+    encoding: SourceEncoding | None = field(default=None, compare=False, repr=False)
 
     def replace(self, **changes) -> "ImageInfo":
         return dataclasses.replace(self, **changes)
 
     def failed(self, stage: str, error: BaseException | str) -> "ImageInfo":
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return self.replace(status=ERROR, error=f"{stage}: {message}", alpha=None)
+        return self.replace(status=ERROR, error=f"{stage}: {message}", alpha=None, encoding=None)
 
     def with_note(self, note: str) -> "ImageInfo":
         return self.replace(notes=self.notes + (note,))

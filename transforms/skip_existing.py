@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from transforms.read import NAMESPACE
 from transforms.records import SKIPPED
-from transforms.write import output_path
+from transforms.write import existing_output
 
 
 class SkipExisting(beam.DoFn):
@@ -21,8 +20,8 @@ class SkipExisting(beam.DoFn):
     def process(self, element):
         info, _ = element
         if info.status is None and info.relative_path:
-            path = output_path(self._output_root, info.relative_path)
-            if FileSystems.exists(path):
+            path = existing_output(self._output_root, info.relative_path)
+            if path:
                 self._skipped.inc()
                 yield beam.pvalue.TaggedOutput(self.SKIPPED, info.replace(status=SKIPPED, output_uri=path))
                 return

@@ -11,31 +11,117 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from transforms.read import NAMESPACE
-from transforms.records import CLEANED
+from transforms.records import CLEANED, UNCHANGED, SourceEncoding
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
-# is written in its own format where PIL can, else falls back to PNG (lossless).
+# is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
 _JPEG_QUALITY = 95
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+# An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
+_WRITTEN_AS = {"MPO": "JPEG"}
+FALLBACK_FORMAT = "PNG"
 
 
 def output_path(output_root: str, relative_path: str) -> str:
     return FileSystems.join(output_root.rstrip("/"), "images", relative_path)
 
 
-def encode_image(rgb: np.ndarray, image_format: str | None, alpha: np.ndarray | None) -> bytes:
-    image = Image.fromarray(rgb, "RGB")
-    image_format = (image_format or "PNG").upper()
-    if alpha is not None and image_format in _ALPHA_FORMATS:
-        image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
-    options = {"quality": _JPEG_QUALITY} if image_format in ("JPEG", "WEBP") else {}
-    buffer = io.BytesIO()
+def fallback_path(path: str) -> str:
+    """Where an image whose format PIL cannot write goes: a PNG named so that it cannot be
+    mistaken for the input's format."""
+    return f"{path}.{FALLBACK_FORMAT.lower()}"
+
+
+def existing_output(output_root: str, relative_path: str) -> str | None:
+    """The output already written for `relative_path`, under its own name or, when its extension
+    is not one PIL writes, under the fallback name."""
+    path = output_path(output_root, relative_path)
+    candidates = [path]
+    extension_format = Image.registered_extensions().get(posixpath.splitext(path)[1].lower())
+    if extension_format not in Image.SAVE:
+        candidates.append(fallback_path(path))
+    return next((candidate for candidate in candidates if FileSystems.exists(candidate)), None)
+
+
+def encode_image(rgb: np.ndarray, image_format: str | None, alpha: np.ndarray | None = None,
+                 encoding: SourceEncoding | None = None) -> tuple[bytes, str | None]:
+    """Returns the image encoded in its input's format and None, or, where PIL cannot write that
+    format, PNG bytes and the reason."""
+    image_format = (image_format or FALLBACK_FORMAT).upper()
+    image_format = _WRITTEN_AS.get(image_format, image_format)
+    encoding = encoding or SourceEncoding()
+    Image.init()
+    if image_format not in Image.SAVE:
+        return _encode(rgb, alpha, FALLBACK_FORMAT, encoding), f"PIL cannot write {image_format}"
     try:
-        image.save(buffer, format=image_format, **options)
-    except (KeyError, OSError, ValueError):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        return _encode(rgb, alpha, image_format, encoding), None
+    except (KeyError, OSError, ValueError) as e:
+        return _encode(rgb, alpha, FALLBACK_FORMAT, encoding), f"PIL could not write {image_format} ({e})"
+
+
+def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encoding: SourceEncoding) -> bytes:
+    options = {}
+    if image_format == "GIF" and encoding.palette:
+        image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
+        if encoding.transparency is not None:
+            options["transparency"] = encoding.transparency
+    elif alpha is not None and image_format in _ALPHA_FORMATS:
+        image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    else:
+        image = Image.fromarray(rgb, "RGB")
+    if image_format == "JPEG" or (image_format == "WEBP" and not encoding.lossless):
+        options["quality"] = _JPEG_QUALITY
+    elif image_format == "WEBP":
+        options.update(lossless=True, exact=True)  # exact: keep the colour under transparent pixels
+    # Writers that cannot store a profile or EXIF ignore them.
+    if encoding.icc_profile:
+        options["icc_profile"] = encoding.icc_profile
+    if encoding.exif:
+        options["exif"] = encoding.exif
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
+                 transparency: int | None) -> Image.Image:
+    """A P image on the input's own palette, without dithering: every pixel whose colour is in
+    the palette keeps it exactly, the inpainted ones get the nearest. Only transparent pixels get
+    the transparent index."""
+    colours = np.frombuffer(palette, np.uint8).reshape(-1, 3)
+    palette_image = Image.new("P", (1, 1))
+    palette_image.putpalette(palette)
+    # PIL's search is fast but approximate (it buckets colours by their high bits), so it only
+    # places the colours the palette lacks; the others are looked up exactly below.
+    indices = np.array(Image.fromarray(rgb, "RGB").quantize(palette=palette_image, dither=Image.Dither.NONE))
+    opaque = np.flatnonzero(np.arange(len(colours)) != (-1 if transparency is None else transparency))
+    if opaque.size:
+        keys = _packed(colours[opaque])
+        order = np.argsort(keys, kind="stable")
+        keys, entries = keys[order], opaque[order]
+        packed = _packed(rgb)
+        position = np.searchsorted(keys, packed).clip(max=len(keys) - 1)
+        exact = keys[position] == packed
+        indices[exact] = entries[position[exact]]
+        if transparency is not None:  # a new colour nearest the transparent entry's stays visible
+            stray = ~exact & (indices == transparency)
+            distances = np.abs(rgb[stray][:, None, :].astype(np.int32) - colours[opaque][None]).sum(axis=2)
+            indices[stray] = opaque[distances.argmin(axis=1)]
+    if transparency is not None and alpha is not None:
+        indices[alpha == 0] = transparency
+    image = Image.fromarray(indices.astype(np.uint8), "P")
+    image.putpalette(palette)
+    return image
+
+
+def _packed(colours: np.ndarray) -> np.ndarray:
+    colours = colours.astype(np.int32)
+    return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
+
+
+def read_bytes(uri: str) -> bytes:
+    with FileSystems.open(uri, compression_type="uncompressed") as f:
+        return f.read()
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -54,10 +140,15 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 class WriteImage(beam.DoFn):
-    """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure)."""
+    """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure).
 
-    def __init__(self, output_root: str):
+    With `copy_unchanged` (file inputs) an image with nothing to remove is written as the input's
+    own bytes; otherwise (TFRecord inputs, written as `<id>.png`) it is encoded like a cleaned one.
+    """
+
+    def __init__(self, output_root: str, copy_unchanged: bool):
         self._output_root = output_root
+        self._copy_unchanged = copy_unchanged
         self._counters = {}
 
     def setup(self):
@@ -70,10 +161,18 @@ class WriteImage(beam.DoFn):
         status = info.status or CLEANED
         path = output_path(self._output_root, info.relative_path)
         try:
-            write_atomically(path, encode_image(rgb, info.image_format, info.alpha))
+            if status == UNCHANGED and self._copy_unchanged:
+                data = read_bytes(info.image_uri)
+            else:
+                data, not_written_because = encode_image(rgb, info.image_format, info.alpha, info.encoding)
+                if not_written_because:
+                    path = fallback_path(path)
+                    info = info.with_note(f"{not_written_because}: written as {FALLBACK_FORMAT} "
+                                          f"to {posixpath.basename(path)}")
+            write_atomically(path, data)
         except Exception as e:  # noqa: BLE001 - a failed write is this image's error row
             self._errors.inc()
             yield info.failed("write", e)
             return
         self._counters[status].inc()
-        yield info.replace(status=status, output_uri=path, alpha=None)
+        yield info.replace(status=status, output_uri=path, alpha=None, encoding=None)

@@ -1,0 +1,195 @@
+"""Decoding inputs and encoding outputs: what comes back out is what went in, outside the hole."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from tests.conftest import textured_image
+from transforms.decode import decode_image, is_lossless_webp
+from transforms.write import encode_image
+
+ORIENTATION, MAKE = 0x0112, 0x010F
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _round_trip(data: bytes, change=None):
+    """Decodes `data`, lets `change` paint a hole into the pixels, encodes as the pipeline does."""
+    decoded = decode_image(data)
+    rgb = decoded.rgb.copy()
+    if change is not None:
+        change(rgb)
+    written, not_written_because = encode_image(rgb, decoded.image_format, decoded.alpha, decoded.encoding)
+    assert not_written_because is None
+    return decoded, written
+
+
+def _paint_hole(rgb):
+    rgb[4:12, 5:15] = np.arange(8 * 10 * 3, dtype=np.uint8).reshape(8, 10, 3) * 3
+
+
+def _outside_hole(array):
+    outside = np.ones(array.shape[:2], bool)
+    outside[4:12, 5:15] = False
+    return array[outside]
+
+
+def _srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_mpo_is_written_as_a_jpeg_at_quality_95():
+    pictures = [Image.fromarray(textured_image(30, 40, seed)) for seed in (1, 2)]
+    mpo = _encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:])
+    assert Image.open(io.BytesIO(mpo)).format == "MPO"
+    _, written = _round_trip(mpo)
+    output = Image.open(io.BytesIO(written))
+    reference = Image.open(io.BytesIO(_encoded(pictures[0], "JPEG", quality=95)))
+    assert output.format == "JPEG"
+    assert output.quantization == reference.quantization
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_lossless_webp_stays_lossless(mode):
+    image = Image.fromarray(textured_image(20, 30, 3)).convert(mode)
+    if mode == "RGBA":
+        alpha = np.full((20, 30), 255, np.uint8)
+        alpha[:, :10] = 0
+        alpha[:, 10:20] = 128
+        image.putalpha(Image.fromarray(alpha))
+    data = _encoded(image, "WEBP", lossless=True, exact=True)
+    assert is_lossless_webp(data)
+    decoded, written = _round_trip(data, _paint_hole)
+    assert is_lossless_webp(written)
+    again = decode_image(written)
+    np.testing.assert_array_equal(_outside_hole(again.rgb), _outside_hole(decoded.rgb))
+    if mode == "RGBA":
+        np.testing.assert_array_equal(again.alpha, decoded.alpha)
+
+
+def test_lossy_webp_stays_lossy_at_quality_95():
+    data = _encoded(Image.fromarray(textured_image(20, 30, 3)), "WEBP", quality=80)
+    assert not is_lossless_webp(data)
+    _, written = _round_trip(data)
+    assert not is_lossless_webp(written)
+
+
+def _palette_gif(transparent: bool) -> bytes:
+    """All 256 entries in use, two of them 1 apart (which catches a nearest-colour search that is
+    only approximate); entry 2 is black (the transparent one, if any)."""
+    rng = np.random.default_rng(0)
+    colours = rng.integers(20, 256, (256, 3))
+    colours[:3] = [(100, 100, 100), (101, 100, 100), (0, 0, 0)]
+    indices = np.concatenate([np.arange(256), rng.integers(0, 256, 16 * 20 - 256)])
+    image = Image.fromarray(rng.permutation(indices).reshape(16, 20).astype(np.uint8), "P")
+    image.putpalette(colours.astype(np.uint8).tobytes())
+    return _encoded(image, "GIF", **({"transparency": 2} if transparent else {}))
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_gif_keeps_its_palette_colours_and_transparency(transparent):
+    def paint_new_colours(rgb):
+        _paint_hole(rgb)  # 80 colours more than the palette holds: re-quantising would shift others
+        rgb[4, 5] = (1, 1, 1)  # nearest to the transparent black entry: must stay visible
+
+    decoded, written = _round_trip(_palette_gif(transparent), paint_new_colours)
+    assert (decoded.alpha is not None) == transparent
+    assert Image.open(io.BytesIO(written)).format == "GIF"
+    again = decode_image(written)
+    np.testing.assert_array_equal(_outside_hole(again.rgb), _outside_hole(decoded.rgb))
+    if transparent:
+        np.testing.assert_array_equal(again.alpha, decoded.alpha)
+        assert again.alpha[4, 5] == 255
+
+
+def test_format_pil_cannot_write_is_encoded_as_png_with_the_reason():
+    xpm = b'''/* XPM */
+static char *icon[] = {
+"4 2 2 1",
+"a c #FF0000",
+"b c #0000FF",
+"abab",
+"baba"};
+'''
+    decoded = decode_image(xpm)
+    assert decoded.image_format == "XPM"
+    written, not_written_because = encode_image(decoded.rgb, decoded.image_format, decoded.alpha,
+                                                decoded.encoding)
+    assert not_written_because == "PIL cannot write XPM"
+    assert written.startswith(b"\x89PNG")
+    np.testing.assert_array_equal(decode_image(written).rgb, decoded.rgb)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_icc_profile_and_exif_are_kept_with_orientation_reset(fmt):
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    exif[MAKE] = "TestCam"
+    profile = _srgb_profile()
+    data = _encoded(Image.fromarray(textured_image(20, 30, 4)), fmt, icc_profile=profile, exif=exif.tobytes())
+    decoded, written = _round_trip(data)
+    assert any("EXIF orientation 6" in note for note in decoded.notes)
+    output = Image.open(io.BytesIO(written))
+    assert output.format == fmt and output.size == (20, 30)  # written upright
+    assert output.info.get("icc_profile") == profile
+    assert output.getexif().get(MAKE) == "TestCam"
+    assert output.getexif().get(ORIENTATION) == 1
+
+
+def test_exif_of_an_upright_image_keeps_its_orientation_tag_as_it_was():
+    exif = Image.Exif()
+    exif[MAKE] = "TestCam"
+    data = _encoded(Image.fromarray(textured_image(20, 30, 4)), "JPEG", exif=exif.tobytes())
+    _, written = _round_trip(data)
+    written_exif = Image.open(io.BytesIO(written)).getexif()
+    assert written_exif.get(MAKE) == "TestCam" and ORIENTATION not in written_exif
+
+
+def test_a_profile_for_other_than_rgb_is_dropped_with_a_note():
+    cmyk_profile = bytearray(_srgb_profile())
+    cmyk_profile[16:20] = b"CMYK"  # only the header's colour space is read
+    data = _encoded(Image.fromarray(textured_image(20, 30, 5)).convert("CMYK"), "JPEG",
+                    icc_profile=bytes(cmyk_profile))
+    decoded, written = _round_trip(data)
+    assert decoded.encoding.icc_profile is None
+    assert any("CMYK ICC profile not kept" in note for note in decoded.notes)
+    assert "icc_profile" not in Image.open(io.BytesIO(written)).info
+
+
+def test_tiff_layout_tags_do_not_follow_the_pixels_into_the_output():
+    values = np.linspace(0, 1, 20 * 30, dtype=np.float32).reshape(20, 30)
+    data = _encoded(Image.fromarray(values, "F"), "TIFF")
+    _, written = _round_trip(data)
+    output = Image.open(io.BytesIO(written))
+    assert output.mode == "RGB"
+    assert np.asarray(output)[-1, -1, 0] == 255
+
+
+@pytest.mark.parametrize("values,expected,note", [
+    (np.array([[0.0, 0.5, 1.0]], np.float32), [0, 128, 255], "32-bit float values 0-1 scaled to 8 bits"),
+    (np.array([[-5.0, 100.0, 300.0]], np.float32), [0, 100, 255], "32-bit float values clipped to 0-255"),
+    (np.array([[0, 32768, 65535]], np.int32), [0, 127, 255], "16-bit values scaled to 8 bits"),
+    (np.array([[0, 2**30, 2**31 - 1]], np.int32), [0, 127, 255], "32-bit integer values scaled to 8 bits"),
+    (np.array([[0, 100, 255]], np.int32), [0, 100, 255], None),
+])
+def test_float_and_wide_integer_tiffs_are_scaled_to_8_bits_with_a_note(values, expected, note):
+    decoded = decode_image(_encoded(Image.fromarray(values), "TIFF"))
+    np.testing.assert_array_equal(decoded.rgb[0, :, 0], expected)
+    np.testing.assert_array_equal(decoded.rgb[..., 0], decoded.rgb[..., 2])
+    if note:
+        assert note in decoded.notes
+    else:
+        assert not [n for n in decoded.notes if "bits" in n or "clipped" in n]
+
+
+def test_16_bit_png_is_scaled_with_a_note():
+    decoded = decode_image(_encoded(Image.fromarray(np.array([[0, 65535]], np.uint16)), "PNG"))
+    np.testing.assert_array_equal(decoded.rgb[0, :, 0], [0, 255])
+    assert "16-bit values scaled to 8 bits" in decoded.notes
