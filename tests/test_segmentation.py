@@ -16,6 +16,7 @@ from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, DEFAULT_CONFIG
                                  MaskRCNNSegmenter, parse_classes)
 from models.segmentation.checkpoint import load_checkpoint_weights
 from models.segmentation.config import packaged_configs, resolve_config
+from models.segmentation.maskrcnn import MIN_RESIZED_SIDE, _crop_to_image
 from models.uri import ModelFileError
 from tests.segmentation_fixtures import (TINY_CONFIG_NAME, build_random_maskrcnn, random_images,
                                          write_random_maskrcnn_checkpoint, write_tiny_maskrcnn)
@@ -333,3 +334,41 @@ def test_default_packaged_config_runs_with_random_weights(tmp_path):
     # The seed's caffe-style config has the same weights layout and must load them too.
     seed_config = MaskRCNNSegmenter(SEED_CONFIG, checkpoint, device='cpu')
     assert seed_config.identity == f'{SEED_CONFIG}@{segmenter.identity.split("@")[1]}'
+
+
+def test_elongated_images_are_padded_and_their_detections_cropped_back(tiny_segmenter):
+    from tests.segmentation_fixtures import TINY_TEST_SCALE
+    # The tiny config resizes to fit 320x320: 2x2000 would scale its short side to 0.32 pixels.
+    assert tiny_segmenter._max_aspect == max(TINY_TEST_SCALE) / MIN_RESIZED_SIDE
+    sizes = [(2, 2000), (2000, 2), (64, 96)]
+    results = tiny_segmenter.segment(random_images(sizes, seed=7))
+    for (height, width), found in zip(sizes, results):
+        assert len(found) > 0
+        assert found.masks.shape == (len(found), height, width)
+        assert (found.boxes >= 0).all()
+        assert (found.boxes[:, [0, 2]] <= width).all() and (found.boxes[:, [1, 3]] <= height).all()
+        assert ((found.boxes[:, 2] > found.boxes[:, 0]) & (found.boxes[:, 3] > found.boxes[:, 1])).all()
+
+
+def test_default_config_segments_a_2x10000_strip(tmp_path):
+    checkpoint = write_random_maskrcnn_checkpoint(str(tmp_path / 'r50.pth'), DEFAULT_CONFIG)
+    segmenter = MaskRCNNSegmenter(DEFAULT_CONFIG, checkpoint, device='cpu')
+    assert segmenter._max_aspect == 1333 / MIN_RESIZED_SIDE
+    [found] = segmenter.segment(random_images([(2, 10000)], seed=8))
+    assert found.masks.shape == (len(found), 2, 10000)
+
+
+def test_crop_to_image_drops_instances_wholly_in_the_padding():
+    masks = np.zeros((3, 8, 10), bool)
+    masks[0, :2, :4] = True   # inside the 2x10 original
+    masks[1, 1:6, 5:9] = True  # straddles the edge: cropped
+    masks[2, 4:8, :] = True   # only in the padding
+    boxes = np.array([[0, 0, 4, 2], [5, 1, 9, 6], [0, 4, 10, 8]], np.float32)
+    padded = Detections(masks=masks, boxes=boxes, scores=np.array([0.9, 0.8, 0.7], np.float32),
+                        label_ids=np.array([1, 2, 3], np.int32), labels=['a', 'b', 'c'])
+    cropped = _crop_to_image(padded, 2, 10)
+    assert cropped.labels == ['a', 'b'] and cropped.label_ids.tolist() == [1, 2]
+    assert cropped.masks.shape == (2, 2, 10)
+    np.testing.assert_array_equal(cropped.masks, masks[:2, :2, :])
+    np.testing.assert_array_equal(cropped.boxes, [[0, 0, 4, 2], [5, 1, 9, 2]])
+    assert _crop_to_image(cropped, 2, 10) is cropped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 
 import numpy as np
 import torch
@@ -24,6 +25,11 @@ from models.segmentation.detections import Detections
 from models.uri import ModelFileError, fetch
 
 logger = logging.getLogger(__name__)
+
+# Images more elongated than the test Resize can keep are padded first (see `_pad_to_aspect`):
+# the finest FPN level has stride 4, so 8 resized pixels give it two rows across the short side,
+# while a side that scales below half a pixel rounds to 0 and cv2's resize refuses the image.
+MIN_RESIZED_SIDE = 8
 
 # mmdet's own default: candidates below it never reach `Detections.select`, so a `min_score`
 # under it needs a lower value here.
@@ -62,6 +68,7 @@ class MaskRCNNSegmenter:
         _load_weights(self._model, state_dict, weights.uri, source.name)
         self._model.to(self.device).eval()
         self._pipeline = _inference_pipeline(cfg)
+        self._max_aspect = _max_aspect_ratio(cfg)
         self.candidate_score_threshold = candidate_score_threshold
         self.identity = f'{source.name}@{weights.short_id}'
         logger.info('Mask R-CNN %s on %s (config %s, checkpoint %s sha256=%s)', self.identity,
@@ -78,13 +85,15 @@ class MaskRCNNSegmenter:
         batch = {'inputs': [], 'data_samples': []}
         for index, image in enumerate(images):
             _check_image(index, image)
+            padded = _pad_to_aspect(image, self._max_aspect)
             # mmdet's ndarray path expects BGR, as cv2.imread returns.
-            packed = self._pipeline({'img': np.ascontiguousarray(image[..., ::-1])})
+            packed = self._pipeline({'img': np.ascontiguousarray(padded[..., ::-1])})
             batch['inputs'].append(packed['inputs'])
             batch['data_samples'].append(packed['data_samples'])
         with torch.inference_mode():
             samples = self._model.test_step(batch)
-        return [_to_detections(sample.pred_instances) for sample in samples]
+        return [_crop_to_image(_to_detections(sample.pred_instances), *image.shape[:2])
+                for sample, image in zip(samples, images)]
 
 
 def _torch_device(device: str) -> torch.device:
@@ -170,6 +179,51 @@ def _inference_pipeline(cfg: Config) -> Compose:
             step = {'type': 'mmdet.LoadImageFromNDArray'}
         steps.append(step)
     return Compose(steps)
+
+
+def _max_aspect_ratio(cfg: Config) -> float | None:
+    """Longest over shortest side for which the test pipeline's keep-ratio Resize leaves at least
+    `MIN_RESIZED_SIDE` pixels on the short side; None when it resizes to a fixed shape.
+
+    mmcv's keep-ratio scale factor is min(max(scale) / long side, min(scale) / short side), so the
+    short side becomes at most short * max(scale) / long.
+    """
+    from mmdet.utils import get_test_pipeline_cfg
+
+    for step in get_test_pipeline_cfg(cfg):
+        if step['type'].split('.')[-1] == 'Resize' and step.get('keep_ratio') and step.get('scale'):
+            scale = step['scale']
+            return (max(scale) if isinstance(scale, (tuple, list)) else scale) / MIN_RESIZED_SIDE
+    return None
+
+
+def _pad_to_aspect(image: np.ndarray, max_aspect: float | None) -> np.ndarray:
+    """`image` with zero rows or columns appended to its short side when it is more elongated
+    than `max_aspect` (a 2x10000 strip would shrink to 0 pixels), else `image` itself."""
+    height, width = image.shape[:2]
+    if max_aspect is None or max(height, width) <= max_aspect * min(height, width):
+        return image
+    short_side = math.ceil(max(height, width) / max_aspect)
+    shape = (short_side, width) if height < width else (height, short_side)
+    padded = np.zeros(shape + (3,), np.uint8)
+    padded[:height, :width] = image
+    return padded
+
+
+def _crop_to_image(detections: Detections, height: int, width: int) -> Detections:
+    """Detections of a padded image back on the original `height` x `width` grid: masks cropped,
+    boxes clipped, and instances lying wholly in the padding dropped."""
+    if detections.masks.shape[1:] == (height, width):
+        return detections
+    boxes = detections.boxes.copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return Detections(
+        masks=np.ascontiguousarray(detections.masks[inside, :height, :width]),
+        boxes=boxes[inside], scores=detections.scores[inside],
+        label_ids=detections.label_ids[inside],
+        labels=[label for label, keep in zip(detections.labels, inside) if keep])
 
 
 def _check_image(index: int, image) -> None:
