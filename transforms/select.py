@@ -48,7 +48,9 @@ class SelectAndDilate(beam.DoFn):
     def process(self, element):
         info, result = element
         rgb, detections = result.example, result.inference
-        removed = detections.select(self._class_ids, self._min_score)
+        # An empty mask removes nothing, so it is never counted (nor reported) as removed.
+        removed = (detections.select(self._class_ids, self._min_score)
+                   & detections.masks.any(axis=(1, 2)))
         hole = np.zeros(rgb.shape[:2], bool)
         if removed.any():
             hole = dilate(detections.masks[removed].any(axis=0), self._dilate)

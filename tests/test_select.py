@@ -1,0 +1,54 @@
+"""SelectAndDilate: which instances are removed and what the hole becomes."""
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.ml.inference.base import PredictionResult
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from models.segmentation import Detections
+from transforms.read import NAMESPACE
+from transforms.records import UNCHANGED, ImageInfo
+from transforms.select import SelectAndDilate
+
+
+def _detections(masks: np.ndarray, scores) -> Detections:
+    count = len(masks)
+    return Detections(masks=masks, boxes=np.zeros((count, 4), np.float32),
+                      scores=np.asarray(scores, np.float32),
+                      label_ids=np.ones(count, np.int32), labels=["person"] * count)
+
+
+def _summary(element):
+    info, _ = element
+    return (info.image_uri, info.status, [x["removed"] for x in info.instances],
+            [x["area"] for x in info.instances], info.removed_fraction > 0)
+
+
+def test_instances_with_empty_masks_are_never_removed_nor_counted():
+    empty = np.zeros((1, 8, 8), bool)
+    found = np.zeros((2, 8, 8), bool)
+    found[0, 2:4, 2:4] = True
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    elements = [
+        (ImageInfo("only-empty.png", "only-empty.png"),
+         PredictionResult(rgb, _detections(empty, [0.9]))),
+        (ImageInfo("mixed.png", "mixed.png"),
+         PredictionResult(rgb, _detections(found, [0.9, 0.95]))),
+        (ImageInfo("nothing.png", "nothing.png"),
+         PredictionResult(rgb, _detections(np.zeros((0, 8, 8), bool), []))),
+    ]
+    pipeline = TestPipeline()
+    selected = (pipeline | beam.Create(elements)
+                | beam.ParDo(SelectAndDilate(None, 0.5, 1)).with_outputs(
+                    SelectAndDilate.UNCHANGED, main="holes"))
+    assert_that(selected.holes | "Holes" >> beam.Map(_summary),
+                equal_to([("mixed.png", None, [True, False], [4, 0], True)]), label="holes")
+    assert_that(selected[SelectAndDilate.UNCHANGED] | "Unchanged" >> beam.Map(_summary),
+                equal_to([("only-empty.png", UNCHANGED, [False], [0], False),
+                          ("nothing.png", UNCHANGED, [], [], False)]), label="unchanged")
+    result = pipeline.run()
+    result.wait_until_finish()
+    [removed] = result.metrics().query(
+        MetricsFilter().with_namespace(NAMESPACE).with_name("instances_removed"))["counters"]
+    assert removed.committed == 1
