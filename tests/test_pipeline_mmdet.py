@@ -32,7 +32,8 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
         assert row["segmenter"].startswith("tiny_maskrcnn@")
         for instance in row["instances"]:
             assert coco_mask.decode(instance["mask"]).shape == (h, w)
-            assert instance["removed"] == (instance["score"] >= 0.05)
+            # An empty mask (area 0) removes nothing and is never marked removed.
+            assert instance["removed"] == (instance["score"] >= 0.05 and instance["area"] > 0)
             labels_seen.add(instance["label"])
         assert row["status"] == ("cleaned" if any(x["removed"] for x in row["instances"]) else "unchanged")
     assert labels_seen, "the random detector found nothing; the test would prove nothing"
@@ -43,7 +44,8 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
     run_pipeline(common + ["--output", tmp_path / "one", "--classes", chosen, "--min_score", "0.05"])
     for uri, row in read_rows(tmp_path / "one").items():
         for instance in row["instances"]:
-            assert instance["removed"] == (instance["label"] == chosen and instance["score"] >= 0.05)
+            assert instance["removed"] == (instance["label"] == chosen and instance["score"] >= 0.05
+                                           and instance["area"] > 0)
         if not any(x["removed"] for x in row["instances"]):
             assert row["status"] == "unchanged"
             np.testing.assert_array_equal(load_rgb(row["output_uri"]), load_rgb(uri))
