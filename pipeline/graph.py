@@ -2,9 +2,13 @@
 
 Whole images never cross a shuffle: the only Reshuffle is on file names, right after matching, and
 the per-image stages fuse behind it. Every input ends as exactly one `ImageInfo` -> one row.
+When a model fails on a batch, its images run again one at a time, so that only the image the
+model cannot take becomes an error row.
 """
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -14,11 +18,16 @@ from transforms.decode import DecodeImage
 from transforms.inpaint import InpaintModelHandler
 from transforms.metadata import WriteMetadata
 from transforms.read import NAMESPACE, ListImageFiles, ReadImageBytes, ReadTFRecordImages
-from transforms.records import CLEANED
+from transforms.records import CLEANED, ERROR
 from transforms.select import SelectAndDilate
 from transforms.skip_existing import SkipExisting
 from transforms.user_masks import ReadUserMasks
 from transforms.write import WriteImage
+
+logger = logging.getLogger(__name__)
+
+# An error row says what went wrong in a line or two; the traceback goes to the worker's log.
+MAX_ERROR_CHARS = 400
 
 # mmdet's own candidate cut; a lower --min_score lowers it so our filter is the one that decides.
 DEFAULT_CANDIDATE_SCORE = 0.05
@@ -56,33 +65,96 @@ class GraphConfig:
     inpainter_identity: str = ""
 
 
-def _batch_failures(stage: str):
-    """RunInference dead letters `(batch of (info, example), exception)` -> one error info each."""
+def error_text(exception) -> str:
+    """`Type: message` on one line, at most MAX_ERROR_CHARS, from a dead letter's exception:
+    Beam's `(type, repr(value), formatted traceback)`, whose last lines are `module.Type: message`."""
+    kind, value_repr, traceback_lines = exception
+    qualified = (kind.__qualname__ if kind.__module__ in ("builtins", "__main__")
+                 else f"{kind.__module__}.{kind.__qualname__}")
+    message = value_repr
+    for index in range(len(traceback_lines) - 1, -1, -1):
+        line = traceback_lines[index]
+        if line.startswith(f"{qualified}: ") or line.rstrip("\n") == qualified:
+            message = "".join(traceback_lines[index:])[len(qualified) + 1:]
+            break
+    message = " ".join(message.split())
+    text = f"{kind.__name__}: {message}" if message else kind.__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
+
+
+def _retry_failed_batches(stage: str):
+    """RunInference dead letters `(batch of (info, example), exception)`: the elements of a batch
+    of several images, to run again one at a time; a lone image's failure -> its error info."""
+    def expand(failure):
+        batch, exception = failure
+        batch = batch if isinstance(batch, list) else [batch]
+        if len(batch) == 1:
+            yield beam.pvalue.TaggedOutput(ERROR, failure)
+            return
+        logger.warning("%s failed on a batch of %d images (%s); running them one at a time",
+                       stage, len(batch), error_text(exception))
+        yield from batch
+    return expand
+
+
+def _error_infos(stage: str):
+    """Dead letters -> one error info per image; the traceback goes to the log."""
     errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
 
     def expand(failure):
         batch, exception = failure
         for info, _ in (batch if isinstance(batch, list) else [batch]):
             errors.inc()
-            yield info.failed(stage, exception)
+            logger.warning("%s failed on %s:\n%s", stage, info.image_uri, "".join(exception[2]))
+            yield info.failed(stage, error_text(exception))
     return expand
 
 
+@dataclass(frozen=True)
+class _Model:
+    """A model handler (with `one_at_a_time()`), the stage name for error rows, and the
+    RunInference `model_identifier` that lets all of its transforms share one loaded model."""
+    handler: object
+    stage: str
+    tag: str
+
+
+def _run_model(label: str, examples, model: _Model):
+    """`(ImageInfo, example)` -> ([results in batches, results of images retried alone],
+    [error infos of both]).
+
+    The images of a failed batch go through a second RunInference one at a time, on the same
+    model, so one image the model cannot take fails alone. Branches stay apart until they are
+    small infos: a Flatten of pixels would make the DirectRunner hold them all in memory.
+    """
+    batched, failed = examples | label >> RunInference(
+        KeyedModelHandler(model.handler), model_identifier=model.tag).with_exception_handling()
+    retry = (failed.failed_inferences
+             | f"{label}Unbatch" >> beam.FlatMap(_retry_failed_batches(model.stage)).with_outputs(
+                 ERROR, main="alone"))
+    alone, failed_alone = retry.alone | f"{label}OneByOne" >> RunInference(
+        KeyedModelHandler(model.handler.one_at_a_time()),
+        model_identifier=model.tag).with_exception_handling()
+    errors = [retry[ERROR] | f"{label}Errors" >> beam.FlatMap(_error_infos(model.stage)),
+              failed_alone.failed_inferences
+              | f"{label}OneByOneErrors" >> beam.FlatMap(_error_infos(model.stage))]
+    return [batched, alone], errors
+
+
 def _segment(images, config: GraphConfig):
-    """`(ImageInfo, rgb)` -> `(ImageInfo, PredictionResult(rgb, Detections))` plus error infos."""
+    """`(ImageInfo, rgb)` -> branches of `(ImageInfo, PredictionResult(rgb, Detections))`, and
+    branches of error infos."""
     if config.segmenter == "masks":
         read = images | "ReadUserMasks" >> beam.ParDo(ReadUserMasks(config.masks)).with_outputs(
             ReadUserMasks.ERROR, main="ok")
-        return read.ok, read[ReadUserMasks.ERROR]
+        return [read.ok], [read[ReadUserMasks.ERROR]]
     from transforms.segment import SegmentationModelHandler
-    handler = KeyedModelHandler(SegmentationModelHandler(
+    handler = SegmentationModelHandler(
         config=config.seg_config, checkpoint=config.seg_checkpoint, device=config.device,
         allow_remote_config=config.allow_remote_config, max_batch_size=config.seg_batch_size,
         max_batch_bytes=config.max_batch_bytes, model_copies=config.model_copies,
-        cpu_threads=config.seg_cpu_threads, candidate_score_threshold=min(config.min_score, DEFAULT_CANDIDATE_SCORE)))
-    segmented, failed = images | "Segment" >> RunInference(handler).with_exception_handling()
-    errors = failed.failed_inferences | "SegmentFailures" >> beam.FlatMap(_batch_failures("segment"))
-    return segmented, errors
+        cpu_threads=config.seg_cpu_threads, candidate_score_threshold=min(config.min_score, DEFAULT_CANDIDATE_SCORE))
+    return _run_model("Segment", images, _Model(handler, "segment", f"segment-{uuid.uuid4().hex}"))
 
 
 def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
@@ -104,32 +176,33 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
         DecodeImage.ERROR, main="ok")
     errors.append(decoded[DecodeImage.ERROR])
 
-    segmented, segment_errors = _segment(decoded.ok, config)
-    errors.append(segment_errors)
+    segmented_branches, segment_errors = _segment(decoded.ok, config)
+    errors += segment_errors
 
-    selected = segmented | "SelectAndDilate" >> beam.ParDo(SelectAndDilate(
-        config.class_ids, config.min_score, config.dilate)).with_outputs(
-            SelectAndDilate.UNCHANGED, main="holes")
-
-    inpaint_handler = KeyedModelHandler(InpaintModelHandler(
+    inpainter = _Model(InpaintModelHandler(
         config.inpaint_weights, strategy=config.inpaint_strategy, device=config.device,
         max_batch_size=config.inpaint_batch_size, max_batch_bytes=config.max_batch_bytes,
         model_copies=config.model_copies, self_ensemble=config.inpaint_self_ensemble,
-        blend=config.inpaint_blend))
-    inpainted, inpaint_failed = (selected.holes
-                                 | "Inpaint" >> RunInference(inpaint_handler).with_exception_handling())
-    errors.append(inpaint_failed.failed_inferences
-                  | "InpaintFailures" >> beam.FlatMap(_batch_failures("inpaint")))
-    cleaned = inpainted | "Cleaned" >> beam.MapTuple(
-        lambda info, result: (info.replace(status=CLEANED), result.inference))
+        blend=config.inpaint_blend), "inpaint", f"inpaint-{uuid.uuid4().hex}")
+    # Images the segmenter retried alone continue on their own branch ("Retried").
+    to_write = []
+    for suffix, segmented in zip(("", "Retried"), segmented_branches):
+        selected = segmented | f"SelectAndDilate{suffix}" >> beam.ParDo(SelectAndDilate(
+            config.class_ids, config.min_score, config.dilate)).with_outputs(
+                SelectAndDilate.UNCHANGED, main="holes")
+        to_write.append((f"Unchanged{suffix}", selected[SelectAndDilate.UNCHANGED]))
+        inpainted_branches, inpaint_errors = _run_model(f"Inpaint{suffix}", selected.holes, inpainter)
+        errors += inpaint_errors
+        for inpaint_suffix, inpainted in zip(("", "OneByOne"), inpainted_branches):
+            name = f"Cleaned{suffix}{inpaint_suffix}"
+            to_write.append((name, inpainted | name >> beam.MapTuple(
+                lambda info, result: (info.replace(status=CLEANED), result.inference))))
 
     # One writer per branch rather than a Flatten of the pixels: the DirectRunner materialises
     # every multi-input Flatten, which held every image of the run in memory until the last.
     # Unchanged file inputs are copied as they are; TFRecord records are written as `<id>.png`.
-    written = [branch | f"WriteImages{name}" >> beam.ParDo(WriteImage(config.output,
-                                                                      copy_unchanged=bool(config.input)))
-               for name, branch in (("Cleaned", cleaned),
-                                    ("Unchanged", selected[SelectAndDilate.UNCHANGED]))]
+    write = WriteImage(config.output, copy_unchanged=bool(config.input))
+    written = [branch | f"WriteImages{name}" >> beam.ParDo(write) for name, branch in to_write]
 
     infos = (written + finished + errors) | "AllImages" >> beam.Flatten()
     infos | "WriteMetadata" >> WriteMetadata(config.output, config.segmenter_identity,

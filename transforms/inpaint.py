@@ -1,10 +1,12 @@
 """Stage 5: fill each hole with the PConvUNet, batched through RunInference."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.utils.shared import Shared
 
 from transforms.batching import array_bytes, batch_elements_kwargs
 
@@ -13,7 +15,8 @@ Example = tuple[np.ndarray, np.ndarray]  # (rgb uint8 (H,W,3), hole bool (H,W))
 
 class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
     """Loads `models.pconv.Inpainter` once per process; one copy per worker when `model_copies`
-    (then `model` is a cross-process proxy, so only its methods are used here)."""
+    (then `model` is a cross-process proxy, so only its methods are used here). `one_at_a_time()`
+    gives a handler for a second RunInference that uses the same model."""
 
     def __init__(self, weights_uri: str, strategy: str = "crop", device: str = "cpu",
                  max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
@@ -28,8 +31,21 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
         self._batch_size = max_batch_size
         self._self_ensemble = self_ensemble
         self._blend = blend
+        # Each RunInference keeps its own per-process model cache; this handle (pickled with the
+        # handler, so its copies share it) gives this handler and `one_at_a_time()` one model.
+        self._model_handle = Shared()
+
+    def one_at_a_time(self) -> "InpaintModelHandler":
+        """This handler with batches of one image and the same model in each process (pass both
+        RunInference transforms one `model_identifier` to share it across processes too)."""
+        single = copy.copy(self)
+        single._batching = batch_elements_kwargs(1, None)
+        return single
 
     def load_model(self):
+        return self._model_handle.acquire(self._load_inpainter)
+
+    def _load_inpainter(self):
         from models.runtime import configure_tensorflow
         configure_tensorflow(self._device)
         from models.pconv import Inpainter

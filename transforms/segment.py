@@ -3,15 +3,18 @@
 Used through Beam's `KeyedModelHandler`, so elements are `(image_id, RGB uint8 image)` and results
 `(image_id, PredictionResult(image, Detections, model_id))`. The handler holds only plain
 arguments: it is pickled to every worker, which loads the model once per process (or once per
-machine with `share_model_across_processes`, so a GPU holds a single copy).
+machine with `share_model_across_processes`, so a GPU holds a single copy). `one_at_a_time()`
+gives a handler for a second RunInference that uses the same model.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.utils.shared import Shared
 
 from models.segmentation import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, Detections
 from transforms.batching import batch_elements_kwargs
@@ -46,8 +49,21 @@ class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSeg
             allow_remote_config=allow_remote_config, cache_dir=cache_dir, cpu_threads=cpu_threads)
         if candidate_score_threshold is not None:
             self._segmenter_kwargs['candidate_score_threshold'] = candidate_score_threshold
+        # Each RunInference keeps its own per-process model cache; this handle (pickled with the
+        # handler, so its copies share it) gives this handler and `one_at_a_time()` one model.
+        self._model_handle = Shared()
+
+    def one_at_a_time(self) -> 'SegmentationModelHandler':
+        """This handler with batches of one image and the same model in each process (pass both
+        RunInference transforms one `model_identifier` to share it across processes too)."""
+        single = copy.copy(self)
+        single._batching = batch_elements_kwargs(1, None)
+        return single
 
     def load_model(self) -> 'MaskRCNNSegmenter':
+        return self._model_handle.acquire(self._load_segmenter)
+
+    def _load_segmenter(self) -> 'MaskRCNNSegmenter':
         from models.segmentation import MaskRCNNSegmenter
 
         return MaskRCNNSegmenter(**self._segmenter_kwargs)
