@@ -1,6 +1,7 @@
 """Builds, validates and runs the job: `run(argv, test_pipeline=None)` returns the PipelineResult."""
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
@@ -8,8 +9,9 @@ import sys
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (DirectOptions, SetupOptions, StandardOptions,
-                                                  TestOptions)
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions,
+                                                  StandardOptions, TestOptions,
+                                                  _BeamArgumentParser)
 
 from models.runtime import usable_cpu_count
 from pipeline.graph import GraphConfig, build_graph
@@ -27,6 +29,42 @@ _LOCAL_RUNNERS = {"directrunner", "direct", "portablerunner", "prismrunner", "te
 
 class UsageError(ValueError):
     """Bad options or model files, found before any image is touched."""
+
+
+def _reject_unknown_arguments(flags: list[str]) -> None:
+    """Beam keeps only the flags some PipelineOptions class declares and drops the rest with a
+    warning, so a misspelt flag or a shell-expanded glob would run the whole job on defaults.
+    The parser is built as Beam's own (PipelineOptions.get_all_options): every options class, no
+    abbreviations."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+    _, unknown = parser.parse_known_args(flags)
+    if not unknown:
+        return
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    flags_found, stray = [], []
+    i = 0
+    while i < len(unknown):
+        arg = unknown[i]
+        if not arg.startswith("-") or arg == "--":
+            stray.append(arg)
+            i += 1
+            continue
+        name = arg.split("=", 1)[0]
+        with_value = "=" not in arg and i + 1 < len(unknown) and not unknown[i + 1].startswith("-")
+        shown = f"{arg} {unknown[i + 1]}" if with_value else arg
+        close = (difflib.get_close_matches("--" + name.lstrip("-").replace("-", "_"), known, n=1)
+                 or difflib.get_close_matches(name, known, n=1))
+        flags_found.append(f"{shown} (did you mean {close[0]}?)" if close else shown)
+        i += 2 if with_value else 1
+    problems = []
+    if flags_found:
+        problems.append("unknown option " + ", ".join(flags_found))
+    if stray:
+        problems.append(f"unexpected argument {' '.join(stray)}: a file pattern the shell expanded? "
+                        "quote the pattern, e.g. --input 'photos/**/*.jpg'")
+    raise UsageError("; ".join(problems))
 
 
 def _require_remote_model_files(options: RemoverOptions) -> None:
@@ -156,8 +194,10 @@ def _print_summary(totals: dict[str, int], output: str) -> None:
 
 
 def run(argv=None, test_pipeline=None):
-    options = RemoverOptions(argv)
+    flags = sys.argv[1:] if argv is None else list(argv)
+    options = RemoverOptions(flags)
     try:
+        _reject_unknown_arguments(flags)
         config = resolve_config(options)
     except UsageError as e:
         raise SystemExit(f"bg-obj-remover: error: {e}") from None

@@ -161,3 +161,20 @@ def test_unchanged_files_are_copied_unwritable_formats_become_png_and_alpha_mask
     rows = {os.path.basename(uri): row for uri, row in read_rows(output).items()}
     assert {row["status"] for row in rows.values()} == {"skipped"}
     assert rows["icon.xpm"]["output_uri"] == str(output / "images" / "icon.xpm.png")
+
+
+def test_misspelt_flags_and_shell_expanded_globs_stop_the_launcher(masks_corpus, tmp_path,
+                                                                   tiny_inpaint_weights):
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--clases", "spoon",
+                           "--min-score", "0.9"))
+    message = str(stopped.value)
+    assert "--clases spoon (did you mean --classes?)" in message
+    assert "--min-score 0.9 (did you mean --min_score?)" in message
+    # what `--input in/*` becomes once the shell has expanded it
+    with pytest.raises(SystemExit, match=r"unexpected argument .*sub.*: .*quote the pattern"):
+        run_pipeline(["--input", images / "a.png", images / "sub", "--segmenter", "masks",
+                      "--masks", masks, "--output", output, "--inpaint_weights", tiny_inpaint_weights])
+    assert not output.exists()
