@@ -94,6 +94,12 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         raise UsageError("--dilate must be >= 0 and --min_score within [0, 1]")
     if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
         raise UsageError("batch sizes must be >= 1")
+    positive = {"--max_batch_megabytes": options.max_batch_megabytes,
+                "--max_image_pixels": options.max_image_pixels,
+                "--model_copies": options.model_copies, "--seg_cpu_threads": options.seg_cpu_threads}
+    wrong = [f"{flag} {value}" for flag, value in positive.items() if value is not None and value < 1]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)}: must be >= 1")
     _require_remote_model_files(options)
 
     if options.segmenter == "masks":

@@ -178,3 +178,12 @@ def test_misspelt_flags_and_shell_expanded_globs_stop_the_launcher(masks_corpus,
         run_pipeline(["--input", images / "a.png", images / "sub", "--segmenter", "masks",
                       "--masks", masks, "--output", output, "--inpaint_weights", tiny_inpaint_weights])
     assert not output.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--max_batch_megabytes", "-5"), ("--max_image_pixels", "0"),
+                                        ("--model_copies", "0"), ("--seg_cpu_threads", "-1")])
+def test_nonsense_limits_stop_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights, flag, value):
+    images, masks, _ = masks_corpus
+    with pytest.raises(SystemExit, match=f"{flag} {value}: must be >= 1"):
+        run_pipeline(_args(images, masks, tmp_path / "out", tiny_inpaint_weights, flag, value))
+    assert not (tmp_path / "out").exists()
