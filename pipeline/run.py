@@ -117,7 +117,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         segmenter_identity = _validate_segmenter(options)
 
     inpainter_identity = _validate_inpainter(options.inpaint_weights, options.device,
-                                             options.inpaint_self_ensemble, options.inpaint_blend)
+                                             options.inpaint_strategy, options.inpaint_self_ensemble,
+                                             options.inpaint_blend)
     return GraphConfig(
         output=options.output, input=options.input, input_tfrecords=options.input_tfrecords,
         tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
@@ -154,8 +155,9 @@ def _validate_segmenter(options) -> str:
     return segmenter.identity
 
 
-def _validate_inpainter(uri: str, device: str, self_ensemble: int, blend: str) -> str:
-    """Loads the inpainting weights once here, so a bad file fails before any image is read."""
+def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int, blend: str) -> str:
+    """Loads the inpainting weights once here, so a bad file fails before any image is read; built
+    with the settings the Inpaint stage uses, so the metadata names exactly what ran."""
     from models.runtime import configure_tensorflow
     configure_tensorflow(device)  # before TensorFlow's first use, also in this process
     from models.pconv import Inpainter
@@ -163,7 +165,7 @@ def _validate_inpainter(uri: str, device: str, self_ensemble: int, blend: str) -
         raise UsageError(f"the shipped inpainting checkpoint is missing at {uri}; "
                          "pass --inpaint_weights PATH_OR_URI")
     try:
-        return Inpainter.load(uri, self_ensemble=self_ensemble, blend=blend).identity
+        return Inpainter.load(uri, strategy=strategy, self_ensemble=self_ensemble, blend=blend).identity
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"inpainting weights: {e}") from None
 

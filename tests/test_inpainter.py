@@ -166,11 +166,13 @@ def test_loads_from_a_path_or_an_fsspec_uri_and_names_the_weights(tmp_path, tiny
         target.write(source.read())
     from_path = Inpainter.load(tiny_model_file)
     from_uri = Inpainter.load("memory://models/tiny_pconv.keras", cache_dir=str(tmp_path / "cache"))
-    # The default 2-way self-ensemble and Poisson blend are part of the name: they change the output bytes.
-    assert from_path.identity == from_uri.identity == f"pconv_unet-32@{sha256_of(tiny_model_file)[:12]}+mirror2+poisson"
+    # The default strategy, 2-way self-ensemble and Poisson blend are part of the name: they change
+    # the output bytes.
+    assert from_path.identity == from_uri.identity == f"pconv_unet-32@{sha256_of(tiny_model_file)[:12]}+crop+mirror2+poisson"
     assert any((tmp_path / "cache").rglob("tiny_pconv.keras"))
     in_memory = Inpainter(keras.saving.load_model(tiny_model_file, compile=False))
-    assert in_memory.identity == "pconv_unet-32+mirror2+poisson"
+    assert in_memory.identity == "pconv_unet-32+crop+mirror2+poisson"
+    assert Inpainter(in_memory.model, strategy="resize").identity == "pconv_unet-32+resize+mirror2+poisson"
 
     image, hole = textured(90, 70, seed=4), holes_at(90, 70, (30, 20, 60, 45))
     results = [inpainter.inpaint([image], [hole])[0] for inpainter in (from_path, from_uri, in_memory)]
@@ -255,7 +257,8 @@ def test_poisson_blend_is_applied_to_the_fill_and_named(tiny_model_file):
     hole = holes_at(70, 90, (10, 12, 30, 40), (45, 60, 70, 90))
     pasted = Inpainter(model, blend="none")
     blended = Inpainter(model, blend="poisson")
-    assert pasted.identity == "pconv_unet-32+mirror2" and blended.identity == "pconv_unet-32+mirror2+poisson"
+    assert pasted.identity == "pconv_unet-32+crop+mirror2"
+    assert blended.identity == "pconv_unet-32+crop+mirror2+poisson"
     [raw] = pasted.inpaint([image], [hole])
     [result] = blended.inpaint([image], [hole])
     np.testing.assert_array_equal(result[~hole], image[~hole])

@@ -73,7 +73,7 @@ def test_self_ensemble_and_blend_options_reach_the_inpainter_and_name_it(masks_c
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_self_ensemble", "4",
                        "--inpaint_blend", "none"))
     row = read_rows(output)[str(images / "a.png")]
-    assert row["inpainter"].endswith("+mirror4")
+    assert row["inpainter"].endswith("+crop+mirror4")
     # Byte for byte what such an Inpainter gives for the same dilated hole; not the defaults.
     before, after = load_rgb(images / "a.png"), load_rgb(output / "images" / "a.png")
     hole = dilate(coco_mask.decode(row["instances"][0]["mask"]), 2)
@@ -81,6 +81,14 @@ def test_self_ensemble_and_blend_options_reach_the_inpainter_and_name_it(masks_c
                            ({}, False)):
         [cleaned] = Inpainter.load(tiny_inpaint_weights, **settings).inpaint([before], [hole])
         assert np.array_equal(cleaned, after) is same
+
+
+def test_inpaint_strategy_is_named_in_the_metadata(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--inpaint_strategy", "resize"))
+    assert {row["inpainter"].split("@")[1].split("+", 1)[1]
+            for row in read_rows(output).values()} == {"resize+mirror2+poisson"}
 
 
 def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_path, tiny_inpaint_weights):

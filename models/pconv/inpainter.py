@@ -211,8 +211,9 @@ class Inpainter:
         self.batch_size = batch_size
         self.self_ensemble = self_ensemble
         self.blend = blend
-        # The ensemble and the blend change the output bytes, so they are part of the inpainter's name.
-        self.identity = ((identity or f"{model.name}-{self.size}")
+        # The strategy, the ensemble and the blend change the output bytes, so they are part of the
+        # inpainter's name.
+        self.identity = ((identity or f"{model.name}-{self.size}") + f"+{strategy}"
                          + (f"+mirror{self_ensemble}" if self_ensemble > 1 else "")
                          + ("+poisson" if blend == "poisson" else ""))
         # Longest window side run unscaled by `crop`: 4 S keeps whole 1 MP photos at full detail
@@ -226,7 +227,8 @@ class Inpainter:
              cache_dir: str | None = None, max_side: int | None = None,
              self_ensemble: int = DEFAULT_SELF_ENSEMBLE, blend: str = DEFAULT_BLEND) -> Inpainter:
         """An Inpainter whose identity names the model and the exact weights file, `name-S@sha256[:12]`,
-        the self-ensemble when there is one (`+mirror2`) and the blend (`+poisson`)."""
+        the strategy (`+crop`), the self-ensemble when there is one (`+mirror2`) and the blend
+        (`+poisson`)."""
         model, fetched = load_inpainting_model(uri, cache_dir=cache_dir)
         identity = f"{model.name}-{model_size(model)}@{fetched.short_id}"
         logger.info("inpainting model %s from %s, strategy %s, self-ensemble %d, blend %s", identity, uri,
