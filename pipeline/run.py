@@ -67,9 +67,64 @@ def _reject_unknown_arguments(flags: list[str]) -> None:
     raise UsageError("; ".join(problems))
 
 
+def _runner_name(options: RemoverOptions) -> str:
+    return (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+
+
+def _pattern_spellings(pattern: str) -> list[str]:
+    """`a/**/b` also matches `a/b` when the job lists files: every `**/` may stand for nothing."""
+    parts = pattern.split("**/")
+    spellings = {parts[0]}
+    for part in parts[1:]:
+        spellings = {spelling + step + part for spelling in spellings for step in ("**/", "")}
+    return sorted(spellings)
+
+
+def _require_matching_input(options: RemoverOptions) -> None:
+    """An input pattern that matches nothing would otherwise fail the job mid-way, after launch."""
+    flag, pattern = ("--input", options.input) if options.input else (
+        "--input_tfrecords", options.input_tfrecords)
+    try:
+        matched = any(r.metadata_list for r in FileSystems.match(_pattern_spellings(pattern)))
+    except Exception as e:  # noqa: BLE001 - unreachable storage, no file system for the scheme, ...
+        raise UsageError(f"cannot list {flag} {pattern}: {e}") from None
+    if not matched:
+        raise UsageError(f"no file matches {flag} {pattern}")
+
+
+def _keras_sees_a_gpu() -> bool:
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+        return torch.cuda.is_available()
+    return True  # other backends place their ops themselves
+
+
+def _require_usable_device(options: RemoverOptions) -> None:
+    """`--device cuda` needs a GPU where the models run: on this machine for a local runner. The
+    launcher of a distributed job has none (its workers do), so only local runs are checked."""
+    runner = _runner_name(options)
+    if options.device != "cuda" or runner not in _LOCAL_RUNNERS:
+        return
+    blind = []
+    if options.segmenter == "mmdet":
+        import torch
+        if not torch.cuda.is_available():
+            blind.append("torch (Mask R-CNN)")
+    if not _keras_sees_a_gpu():
+        blind.append(f"{os.environ.get('KERAS_BACKEND', 'tensorflow')} (the inpainter)")
+    if blind:
+        verb = "see" if len(blind) > 1 else "sees"
+        raise UsageError(f"--device cuda: {' and '.join(blind)} {verb} no CUDA GPU on this machine, "
+                         f"where {runner} runs the models; pass --device cpu")
+
+
 def _require_remote_model_files(options: RemoverOptions) -> None:
     """Workers of a distributed runner cannot read the launcher's disk: model files must be URIs."""
-    runner = (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    runner = _runner_name(options)
     if runner in _LOCAL_RUNNERS:
         return
     files = {"--inpaint_weights": options.inpaint_weights}
@@ -107,15 +162,19 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
             raise UsageError("--segmenter masks needs --masks (the folder of mask PNGs)")
         if "://" not in options.masks and not os.path.isdir(options.masks):
             raise UsageError(f"--masks folder not found: {options.masks}")
-        class_ids, segmenter_identity = None, USER_MASKS_IDENTITY
+        class_ids = None
     else:
         from models.segmentation import parse_classes
         try:
             class_ids = parse_classes(options.classes)
         except ValueError as e:
             raise UsageError(f"--classes: {e}") from None
-        segmenter_identity = _validate_segmenter(options)
+    if not options.view_as(TestOptions).dry_run:  # a dry run touches no storage
+        _require_matching_input(options)
+    _require_usable_device(options)
 
+    segmenter_identity = (USER_MASKS_IDENTITY if options.segmenter == "masks"
+                          else _validate_segmenter(options))
     inpainter_identity = _validate_inpainter(options.inpaint_weights, options.device,
                                              options.inpaint_strategy, options.inpaint_self_ensemble,
                                              options.inpaint_blend)

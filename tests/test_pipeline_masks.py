@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -125,6 +126,7 @@ def test_missing_or_wrong_size_mask_is_an_error_row(masks_corpus, tmp_path, tiny
 
 
 def test_usage_errors_fail_before_any_work(tmp_path, tiny_inpaint_weights):
+    (tmp_path / "x.png").write_bytes(b"")  # --input matches: each case stops at its own mistake
     with pytest.raises(SystemExit, match="--masks folder not found"):
         run_pipeline(["--input", str(tmp_path / "*.png"), "--output", tmp_path / "o",
                       "--segmenter", "masks", "--masks", tmp_path / "nope",
@@ -195,3 +197,41 @@ def test_nonsense_limits_stop_the_launcher(masks_corpus, tmp_path, tiny_inpaint_
     with pytest.raises(SystemExit, match=f"{flag} {value}: must be >= 1"):
         run_pipeline(_args(images, masks, tmp_path / "out", tiny_inpaint_weights, flag, value))
     assert not (tmp_path / "out").exists()
+
+
+def test_input_that_matches_nothing_stops_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    typo = f"{images}/typo/**"
+    with pytest.raises(SystemExit, match=re.escape(f"no file matches --input {typo}")):
+        run_pipeline(["--input", typo, "--segmenter", "masks", "--masks", masks, "--output", output,
+                      "--inpaint_weights", tiny_inpaint_weights])
+    shards = f"{tmp_path}/records-*.tfrecord"
+    with pytest.raises(SystemExit, match=re.escape(f"no file matches --input_tfrecords {shards}")):
+        run_pipeline(["--input_tfrecords", shards, "--segmenter", "masks", "--masks", masks,
+                      "--output", output, "--inpaint_weights", tiny_inpaint_weights])
+    assert not output.exists()
+
+
+def test_input_check_accepts_files_directly_under_a_double_star(tmp_path):
+    from pipeline.options import RemoverOptions
+    from pipeline.run import _require_matching_input
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b.png").write_bytes(b"")
+    _require_matching_input(RemoverOptions(["--input", f"{tmp_path}/a/**/b.png"]))
+    _require_matching_input(RemoverOptions(["--input", f"{tmp_path}/**/a/**/b.png"]))
+
+
+def _tensorflow_sees_a_gpu() -> bool:
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@pytest.mark.skipif(_tensorflow_sees_a_gpu(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_stops_a_local_run_before_any_work(masks_corpus, tmp_path, tiny_inpaint_weights):
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit, match="--device cuda: .* sees no CUDA GPU on this machine"):
+        run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--device", "cuda"))
+    assert not output.exists()
