@@ -16,7 +16,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from transforms.decode import DecodeImage
 from transforms.inpaint import InpaintModelHandler
-from transforms.metadata import WriteMetadata
+from transforms.metadata import WriteMetadata, to_row
 from transforms.read import NAMESPACE, ListImageFiles, ReadImageBytes, ReadTFRecordImages
 from transforms.records import CLEANED, ERROR
 from transforms.select import SelectAndDilate
@@ -63,6 +63,7 @@ class GraphConfig:
     seg_cpu_threads: int | None = None
     segmenter_identity: str = ""
     inpainter_identity: str = ""
+    metadata_run: str = ""  # names this run's metadata shards apart from earlier runs'
 
 
 def error_text(exception) -> str:
@@ -205,6 +206,6 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     written = [branch | f"WriteImages{name}" >> beam.ParDo(write) for name, branch in to_write]
 
     infos = (written + finished + errors) | "AllImages" >> beam.Flatten()
-    infos | "WriteMetadata" >> WriteMetadata(config.output, config.segmenter_identity,
-                                             config.inpainter_identity)
+    rows = infos | "ToRows" >> beam.Map(to_row, config.segmenter_identity, config.inpainter_identity)
+    rows | "WriteMetadata" >> WriteMetadata(config.output, config.metadata_run)
     return infos

@@ -5,6 +5,7 @@ import difflib
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,7 +17,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from models.runtime import usable_cpu_count
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
-from transforms.metadata import metadata_prefix
+from transforms.metadata import metadata_pattern
 from transforms.read import NAMESPACE
 from transforms.user_masks import USER_MASKS_IDENTITY
 
@@ -191,7 +192,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         inpaint_batch_size=options.inpaint_batch_size,
         max_batch_bytes=options.max_batch_megabytes << 20, model_copies=options.model_copies,
         seg_cpu_threads=options.seg_cpu_threads or _threads_per_worker_process(options),
-        segmenter_identity=segmenter_identity, inpainter_identity=inpainter_identity)
+        segmenter_identity=segmenter_identity, inpainter_identity=inpainter_identity,
+        metadata_run=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"))
 
 
 def _threads_per_worker_process(options) -> int | None:
@@ -230,10 +232,9 @@ def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int
 
 
 def _clear_previous_run(output: str) -> None:
-    """A rerun's metadata replaces the last run's whole (its shard count may differ), and what a
-    killed run left half-done (temporary images, Beam's temporary Parquet files) is removed."""
-    patterns = [metadata_prefix(output) + "-*.parquet",
-                FileSystems.join(output, "metadata", "beam-temp-*"),
+    """Removes what a killed run left half-done (temporary images, Beam's temporary Parquet
+    files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
+    patterns = [FileSystems.join(output, "metadata", "beam-temp-*"),
                 FileSystems.join(output, "images", "**", ".*.partial"),
                 FileSystems.join(output, "images", ".*.partial")]
     stale = {m.path for r in FileSystems.match(patterns) for m in r.metadata_list}
@@ -256,7 +257,7 @@ def _print_summary(totals: dict[str, int], output: str) -> None:
              "instances_removed")
     lines = ["", "bg-obj-remover finished"] + [f"  {n:<18} {totals.get(n, 0):>8}" for n in names]
     lines += [f"  images   -> {FileSystems.join(output, 'images')}/",
-              f"  metadata -> {metadata_prefix(output)}-*.parquet"]
+              f"  metadata -> {metadata_pattern(output)}"]
     print("\n".join(lines), file=sys.stderr)
 
 

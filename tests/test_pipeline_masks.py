@@ -100,6 +100,7 @@ def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_p
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
     assert output_files(output) == first
     assert sorted(first) == sorted(specs)
+    assert len(read_rows(output)) == len(specs)  # the first run's shards were replaced, not added to
 
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
     rows = read_rows(output)
@@ -107,6 +108,23 @@ def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_p
     assert output_files(output) == first
     leftovers = [f for _, _, files in os.walk(output) for f in files if f.endswith(".partial")]
     assert leftovers == []
+
+
+def test_a_failed_run_leaves_the_previous_metadata(masks_corpus, tmp_path, tiny_inpaint_weights,
+                                                   monkeypatch):
+    from transforms.write import WriteImage
+
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    shards = {p.name: p.read_bytes() for p in (output / "metadata").glob("part-*.parquet")}
+
+    def fail(self, element):
+        raise OSError("disk full")
+    monkeypatch.setattr(WriteImage, "process", fail)
+    with pytest.raises(Exception, match="disk full"):
+        run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    assert {p.name: p.read_bytes() for p in (output / "metadata").glob("part-*.parquet")} == shards
 
 
 def test_missing_or_wrong_size_mask_is_an_error_row(masks_corpus, tmp_path, tiny_inpaint_weights):

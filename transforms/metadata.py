@@ -33,8 +33,15 @@ SCHEMA = pa.schema([
 ])
 
 
-def metadata_prefix(output_root: str) -> str:
-    return FileSystems.join(output_root.rstrip("/"), "metadata", "part")
+def metadata_prefix(output_root: str, run: str = "") -> str:
+    """`<output>/metadata/part`, or `.../part-<run>` for the shards of one run."""
+    prefix = FileSystems.join(output_root.rstrip("/"), "metadata", "part")
+    return f"{prefix}-{run}" if run else prefix
+
+
+def metadata_pattern(output_root: str) -> str:
+    """Every run's shards."""
+    return metadata_prefix(output_root) + "-*.parquet"
 
 
 def to_row(info: ImageInfo, segmenter: str, inpainter: str) -> dict:
@@ -54,17 +61,34 @@ def to_row(info: ImageInfo, segmenter: str, inpainter: str) -> dict:
     }
 
 
+def remove_other_shards(written: list[str], output_root: str) -> None:
+    """Deletes every metadata shard of `output_root` but this run's `written` ones."""
+    if not written:  # nothing to replace them with
+        return
+    keep = {FileSystems.split(path)[1] for path in written}
+    [match] = FileSystems.match([metadata_pattern(output_root)])
+    others = [m.path for m in match.metadata_list if FileSystems.split(m.path)[1] not in keep]
+    if others:
+        FileSystems.delete(others)
+
+
 class WriteMetadata(beam.PTransform):
-    """`ImageInfo`s -> `<output>/metadata/part-SSSSS-of-NNNNN.parquet`."""
+    """Metadata rows -> `<output>/metadata/part-<run>-SSSSS-of-NNNNN.parquet`, replacing the shards
+    of earlier runs.
 
-    def __init__(self, output_root: str, segmenter: str, inpainter: str):
+    A run's shards carry its own `run` name, so they never take the name of an earlier run's
+    shard: those stay whole while this run goes on and are deleted only once every shard of this
+    run is written. A run that fails before then leaves the previous metadata as it was.
+    """
+
+    def __init__(self, output_root: str, run: str):
         super().__init__()
-        self._prefix = metadata_prefix(output_root)
-        self._segmenter = segmenter
-        self._inpainter = inpainter
+        self._output_root = output_root
+        self._run = run
 
-    def expand(self, infos):
-        return (infos
-                | "ToRow" >> beam.Map(to_row, self._segmenter, self._inpainter)
-                | "WriteParquet" >> beam.io.WriteToParquet(self._prefix, SCHEMA,
-                                                           file_name_suffix=".parquet"))
+    def expand(self, rows):
+        written = rows | "WriteParquet" >> beam.io.WriteToParquet(
+            metadata_prefix(self._output_root, self._run), SCHEMA, file_name_suffix=".parquet")
+        return (written
+                | "AllWritten" >> beam.combiners.ToList()
+                | "RemoveOtherShards" >> beam.Map(remove_other_shards, self._output_root))
