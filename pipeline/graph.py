@@ -20,7 +20,7 @@ from transforms.metadata import WriteMetadata, to_row
 from transforms.read import NAMESPACE, ListImageFiles, ReadImageBytes, ReadTFRecordImages
 from transforms.records import CLEANED, ERROR
 from transforms.select import SelectAndDilate
-from transforms.skip_existing import SkipExisting
+from transforms.skip_existing import KeepPreviousRows, SkipExisting
 from transforms.user_masks import ReadUserMasks
 from transforms.write import WriteImage
 
@@ -64,6 +64,7 @@ class GraphConfig:
     segmenter_identity: str = ""
     inpainter_identity: str = ""
     metadata_run: str = ""  # names this run's metadata shards apart from earlier runs'
+    previous_metadata: tuple[str, ...] = ()  # earlier runs' shards, read by --skip_existing
 
 
 def error_text(exception) -> str:
@@ -207,5 +208,7 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
 
     infos = (written + finished + errors) | "AllImages" >> beam.Flatten()
     rows = infos | "ToRows" >> beam.Map(to_row, config.segmenter_identity, config.inpainter_identity)
+    if config.skip_existing and config.previous_metadata:
+        rows = rows | "KeepPreviousRows" >> KeepPreviousRows(config.previous_metadata)
     rows | "WriteMetadata" >> WriteMetadata(config.output, config.metadata_run)
     return infos

@@ -193,7 +193,16 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         max_batch_bytes=options.max_batch_megabytes << 20, model_copies=options.model_copies,
         seg_cpu_threads=options.seg_cpu_threads or _threads_per_worker_process(options),
         segmenter_identity=segmenter_identity, inpainter_identity=inpainter_identity,
-        metadata_run=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"))
+        metadata_run=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
+        previous_metadata=_previous_metadata(options))
+
+
+def _previous_metadata(options: RemoverOptions) -> tuple[str, ...]:
+    """The metadata shards in --output now, whose rows --skip_existing keeps for skipped images."""
+    if not options.skip_existing or options.view_as(TestOptions).dry_run:
+        return ()
+    [match] = FileSystems.match([metadata_pattern(options.output)])
+    return tuple(sorted(m.path for m in match.metadata_list))
 
 
 def _threads_per_worker_process(options) -> int | None:

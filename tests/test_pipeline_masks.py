@@ -96,18 +96,31 @@ def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_p
     images, masks, specs = masks_corpus
     output = tmp_path / "out"
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
-    first = output_files(output)
+    first, first_rows = output_files(output), read_rows(output)
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
     assert output_files(output) == first
+    assert read_rows(output) == first_rows  # the first run's shards were replaced, not added to
     assert sorted(first) == sorted(specs)
-    assert len(read_rows(output)) == len(specs)  # the first run's shards were replaced, not added to
 
+    os.remove(output / "images" / "a.png")
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
     rows = read_rows(output)
-    assert {r["status"] for r in rows.values()} == {"skipped"}
     assert output_files(output) == first
+    redone = str(images / "a.png")
+    assert rows[redone] == first_rows[redone]
+    for uri, row in rows.items():
+        if uri != redone:  # skipped, with everything the first run found about it
+            kept = "kept from the previous run (--skip_existing)"
+            assert row == {**first_rows[uri], "notes": first_rows[uri]["notes"] + [kept]}
     leftovers = [f for _, _, files in os.walk(output) for f in files if f.endswith(".partial")]
     assert leftovers == []
+
+    for shard in (output / "metadata").glob("part-*.parquet"):
+        os.remove(shard)
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
+    for row in read_rows(output).values():  # no earlier row to keep: nothing is known of them
+        assert row["status"] == "skipped" and row["output_uri"] is not None
+        assert row["width"] is None and row["removed_fraction"] is None and row["instances"] == []
 
 
 def test_a_failed_run_leaves_the_previous_metadata(masks_corpus, tmp_path, tiny_inpaint_weights,
@@ -185,9 +198,13 @@ def test_unchanged_files_are_copied_unwritable_formats_become_png_and_alpha_mask
     assert rows["drawn.png"]["status"] == "cleaned"
     assert rows["drawn.png"]["removed_fraction"] == 64 / (32 * 32)
 
+    first_rows = rows
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
     rows = {os.path.basename(uri): row for uri, row in read_rows(output).items()}
-    assert {row["status"] for row in rows.values()} == {"skipped"}
+    # every image skipped, so each keeps the first run's row
+    assert {name: row["status"] for name, row in rows.items()} == {
+        name: row["status"] for name, row in first_rows.items()}
+    assert all(row["notes"][-1] == "kept from the previous run (--skip_existing)" for row in rows.values())
     assert rows["icon.xpm"]["output_uri"] == str(output / "images" / "icon.xpm.png")
 
 

@@ -6,7 +6,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.records import ERROR, ImageInfo
+from transforms.records import ERROR, SKIPPED, ImageInfo
 
 INSTANCE_TYPE = pa.struct([
     ("label", pa.string()),
@@ -54,7 +54,8 @@ def to_row(info: ImageInfo, segmenter: str, inpainter: str) -> dict:
         "width": info.width or None,
         "height": info.height or None,
         "instances": list(info.instances),
-        "removed_fraction": float(info.removed_fraction),
+        # A skipped image was not looked at this run: unknown, not "nothing removed".
+        "removed_fraction": None if info.status == SKIPPED else float(info.removed_fraction),
         "segmenter": segmenter,
         "inpainter": inpainter,
         "notes": list(info.notes),
@@ -77,7 +78,8 @@ class WriteMetadata(beam.PTransform):
     of earlier runs.
 
     A run's shards carry its own `run` name, so they never take the name of an earlier run's
-    shard: those stay whole while this run goes on and are deleted only once every shard of this
+    shard: those stay whole and readable while this run goes on (`--skip_existing` reads them,
+    see `transforms.skip_existing.KeepPreviousRows`) and are deleted only once every shard of this
     run is written. A run that fails before then leaves the previous metadata as it was.
     """
 
