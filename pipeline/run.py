@@ -61,9 +61,10 @@ def _reject_unknown_arguments(flags: list[str]) -> None:
         i += 2 if with_value else 1
     problems = []
     if flags_found:
-        problems.append("unknown option " + ", ".join(flags_found))
+        problems.append(f"unknown option{'s' if len(flags_found) > 1 else ''} {', '.join(flags_found)}")
     if stray:
-        problems.append(f"unexpected argument {' '.join(stray)}: a file pattern the shell expanded? "
+        problems.append(f"unexpected argument{'s' if len(stray) > 1 else ''} {' '.join(stray)}: "
+                        "a file pattern the shell expanded? "
                         "quote the pattern, e.g. --input 'photos/**/*.jpg'")
     raise UsageError("; ".join(problems))
 
@@ -107,8 +108,7 @@ def _keras_sees_a_gpu() -> bool:
 def _require_usable_device(options: RemoverOptions) -> None:
     """`--device cuda` needs a GPU where the models run: on this machine for a local runner. The
     launcher of a distributed job has none (its workers do), so only local runs are checked."""
-    runner = _runner_name(options)
-    if options.device != "cuda" or runner not in _LOCAL_RUNNERS:
+    if options.device != "cuda" or _runner_name(options) not in _LOCAL_RUNNERS:
         return
     blind = []
     if options.segmenter == "mmdet":
@@ -120,7 +120,8 @@ def _require_usable_device(options: RemoverOptions) -> None:
     if blind:
         verb = "see" if len(blind) > 1 else "sees"
         raise UsageError(f"--device cuda: {' and '.join(blind)} {verb} no CUDA GPU on this machine, "
-                         f"where {runner} runs the models; pass --device cpu")
+                         f"where {options.view_as(StandardOptions).runner or 'DirectRunner'} runs the "
+                         "models; pass --device cpu")
 
 
 def _require_remote_model_files(options: RemoverOptions) -> None:
