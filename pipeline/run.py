@@ -18,7 +18,7 @@ from models.runtime import usable_cpu_count
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
-from transforms.read import NAMESPACE
+from transforms.read import NAMESPACE, folder_as_pattern, match_input_files
 from transforms.user_masks import USER_MASKS_IDENTITY
 
 logger = logging.getLogger(__name__)
@@ -73,21 +73,14 @@ def _runner_name(options: RemoverOptions) -> str:
     return (options.view_as(StandardOptions).runner or "DirectRunner").lower()
 
 
-def _pattern_spellings(pattern: str) -> list[str]:
-    """`a/**/b` also matches `a/b` when the job lists files: every `**/` may stand for nothing."""
-    parts = pattern.split("**/")
-    spellings = {parts[0]}
-    for part in parts[1:]:
-        spellings = {spelling + step + part for spelling in spellings for step in ("**/", "")}
-    return sorted(spellings)
-
-
 def _require_matching_input(options: RemoverOptions) -> None:
-    """An input pattern that matches nothing would otherwise fail the job mid-way, after launch."""
+    """An input pattern that matches nothing would otherwise fail the job mid-way, after launch.
+    Matched as the job matches it (a folder means every file under it; `**/` also matches no
+    folder)."""
     flag, pattern = ("--input", options.input) if options.input else (
         "--input_tfrecords", options.input_tfrecords)
     try:
-        matched = any(r.metadata_list for r in FileSystems.match(_pattern_spellings(pattern)))
+        matched = match_input_files(folder_as_pattern(pattern))
     except Exception as e:  # noqa: BLE001 - unreachable storage, no file system for the scheme, ...
         raise UsageError(f"cannot list {flag} {pattern}: {e}") from None
     if not matched:
