@@ -153,3 +153,17 @@ def test_validation_set_pairs_every_photo_with_every_band(tmp_path):
         assert low - 1e-3 <= hole_ratio[index] <= high + 1e-3
     again = data.validation_set(data.expand_sources([str(tmp_path)]), image_size=32, image_count=2, seed=0)
     np.testing.assert_array_equal(val.masks, again.masks)
+
+
+def test_undecodable_photos_are_named_and_skipped(tmp_path, caplog):
+    Image.fromarray(_random_images(1, height=40, width=50)[0]).save(tmp_path / "good.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    files = data.expand_sources([str(tmp_path)])
+    assert data.first_decodable_photo(files) == str(tmp_path / "good.png")
+    assert data.first_decodable_photo([str(tmp_path / "broken.jpg")]) is None
+
+    val = data.validation_set(files, image_size=32, image_count=2, seed=0)
+    assert val.images.shape == (6, 32, 32, 3), "the good photo in every band"
+    assert any("broken.jpg" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    with pytest.raises(ValueError, match="no decodable validation photos"):
+        data.validation_set([str(tmp_path / "broken.jpg")], image_size=32, image_count=2)

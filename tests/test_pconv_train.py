@@ -192,3 +192,18 @@ def test_torch_backend_trains_and_tensorflow_resumes_its_state(photos, tmp_path)
     with open(os.path.join(run_dir, "metadata.json")) as f:
         sessions = json.load(f)["sessions"]
     assert [s["hardware"]["keras_backend"] for s in sessions] == ["torch", "tensorflow"]
+
+
+def test_training_photos_that_all_fail_to_decode_stop_the_run_with_a_reason(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (photos / name).write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    # A subprocess with a timeout: the defect was an endless wait for a first batch.
+    result = subprocess.run(
+        [sys.executable, "-m", "models.pconv.train", "--train_data", str(photos), "--run_dir",
+         str(tmp_path / "run"), "--stage1_steps", "1", "--stage2_steps", "0", *TINY, "--val_every", "0"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "no decodable training photos in " + str(photos) in result.stderr
+    assert "a.jpg" in result.stderr and "b.jpg" in result.stderr

@@ -10,6 +10,7 @@ folder of mask images. tf.data works under every Keras backend, so the torch tra
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import re
@@ -22,6 +23,8 @@ import tensorflow as tf
 
 from models.pconv.metrics import HOLE_RATIO_BANDS, band_name
 from models.uri import is_remote
+
+logger = logging.getLogger("models.pconv.data")
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -216,6 +219,36 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     return combined
 
 
+def _decodable_photos(path: str):
+    """The encoded photos of one file (an image, or each record of a shard) that decode, with a
+    warning naming the file for each one that does not."""
+    try:
+        for encoded in encoded_images([path], shuffle=False):
+            try:
+                tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            except tf.errors.InvalidArgumentError as error:
+                logger.warning("skipping undecodable photo in %s: %s", path, _first_line(error))
+                continue
+            yield encoded
+    except (tf.errors.OpError, OSError, ValueError) as error:
+        logger.warning("skipping unreadable file %s: %s", path, _first_line(error))
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def first_decodable_photo(files: Sequence[str]) -> str | None:
+    """The first of `files` holding a photo that decodes, or None. Training skips corrupt photos,
+    so a set without one would otherwise wait forever for its first batch; this reads files only
+    until one decodes (normally the first)."""
+    for path in files:
+        for _ in _decodable_photos(path):
+            return path
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Photos -> square crops
 
@@ -407,9 +440,17 @@ def validation_set(files: Sequence[str], *, image_size: int, image_count: int,
     """Centre crops of the first `image_count` validation photos, each paired with a seeded
     generated mask from every hole-ratio band, so the per-band numbers are exact and comparable
     from one validation to the next (and independent of the training mask folder)."""
-    crops = encoded_images(files, shuffle=False).take(image_count).map(
-        lambda data: center_crop(data, image_size), num_parallel_calls=AUTOTUNE)
-    images = np.stack(list(crops.as_numpy_iterator()))
+    crops = []
+    for path in files:  # one file at a time, so an undecodable one is named and skipped
+        for encoded in _decodable_photos(path):
+            crops.append(center_crop(encoded, image_size).numpy())
+            if len(crops) == image_count:
+                break
+        if len(crops) == image_count:
+            break
+    if not crops:
+        raise ValueError(f"no decodable validation photos in {len(files)} files ({files[0]}, ...)")
+    images = np.stack(crops)
     all_images, all_masks, bands = [], [], []
     for index, band in enumerate(HOLE_RATIO_BANDS):
         masks = generated_masks(image_size, band, seed=seed * 1000 + index).take(len(images))

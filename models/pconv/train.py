@@ -642,6 +642,9 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
     keras.config.set_dtype_policy(policy)
     try:
         train_files, val_files = split_train_val(config)
+        if pipeline.first_decodable_photo(train_files) is None:
+            raise SystemExit(f"no decodable training photos in {', '.join(config.train_data)} "
+                             f"({len(train_files)} files, all unreadable or corrupt; see the warnings above)")
         cache = _use_cache(config, train_files)
         logger.info("training photos: %d files (%s); validation: %d files; cache: %s",
                     len(train_files), ", ".join(config.train_data), len(val_files), "memory" if cache else "off")
@@ -652,9 +655,12 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                                             batch_size=config.batch_size, masks=masks,
                                             seed=config.seed * 1_000_003 + step, cache=cache,
                                             shuffle_buffer=config.shuffle_buffer)
-        val = (pipeline.validation_set(val_files, image_size=config.image_size,
-                                       image_count=config.val_images, seed=config.seed)
-               if val_files else None)
+        try:
+            val = (pipeline.validation_set(val_files, image_size=config.image_size,
+                                           image_count=config.val_images, seed=config.seed)
+                   if val_files else None)
+        except ValueError as error:
+            raise SystemExit(f"{error}: see the warnings above") from None
 
         loss_fn = InpaintingLoss(config.vgg_weights, config.vgg_preprocessing, ssim_weight=config.ssim_weight)
         if not loss_fn.uses_vgg:
