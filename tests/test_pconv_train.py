@@ -2,6 +2,8 @@
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -207,3 +209,25 @@ def test_training_photos_that_all_fail_to_decode_stop_the_run_with_a_reason(tmp_
     assert result.returncode != 0
     assert "no decodable training photos in " + str(photos) in result.stderr
     assert "a.jpg" in result.stderr and "b.jpg" in result.stderr
+
+
+def test_resume_keeps_the_validation_split(resumed_run, photos, tmp_path):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(resumed_run[0], run_dir)  # the fixture's run stays as the other tests expect
+    with pytest.raises(SystemExit, match="val_holdout"):
+        train.main(["--run_dir", run_dir, "--resume", "--val_holdout", "0.5"])
+    with pytest.raises(SystemExit, match="validate on other files"):  # its file would be trained on
+        train.main(["--run_dir", run_dir, "--resume", "--val_every", "0"])
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        [held_out] = json.load(f)["data"]["val_file_names"]
+    trained = [os.path.join(photos, name) for name in sorted(os.listdir(photos)) if name != held_out]
+    with pytest.raises(SystemExit, match="validate on other files"):  # would hold out a trained one
+        train.main(["--run_dir", run_dir, "--resume", "--train_data", *trained])
+    moved = shutil.copytree(photos, tmp_path / "moved")
+    train.main(["--run_dir", run_dir, "--resume", "--train_data", str(moved)])  # same files, new place
+
+    unvalidated = str(tmp_path / "unvalidated")
+    train.main(["--train_data", photos, "--run_dir", unvalidated, "--stage1_steps", "2", "--stage2_steps", "0",
+                "--run_steps", "1", *TINY, "--val_every", "0"])
+    with pytest.raises(SystemExit, match="validate on other files"):  # would hold out a trained photo
+        train.main(["--run_dir", unvalidated, "--resume", "--val_every", "2"])

@@ -89,9 +89,10 @@ class TrainConfig:
         return self.lr_stage1 if stage == 1 else self.lr_stage2
 
 
-# Changing these mid-run would make the saved state describe a different model or optimizer.
+# Changing these mid-run would make the saved state describe a different model or optimizer, or
+# (val_holdout) move photos already trained on into validation.
 FIXED_ON_RESUME = ("image_size", "width_multiplier", "depth", "mixed_precision", "vgg_weights",
-                   "vgg_preprocessing", "lr_stage1", "lr_stage2", "seed")
+                   "vgg_preprocessing", "lr_stage1", "lr_stage2", "seed", "val_holdout")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +131,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", default=False,
                      help="continue the run in --run_dir from its last checkpoint: same step count, "
                           "stage, optimizer state and config; schedule, logging and data paths may "
-                          "be overridden, the model and learning rates may not")
+                          "be overridden (data paths only to the same validation files, e.g. after "
+                          "moving the data), the model, learning rates and validation split may not")
     run.add_argument("--run_steps", type=int, default=None,
                      help="stop this invocation after this many steps (checkpoint saved; --resume goes on)")
     run.add_argument("--max_minutes", type=float, default=None,
@@ -197,7 +199,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     logs = parser.add_argument_group("checkpoints and logs")
     flag(logs, "checkpoint_every", "save state and model.keras every N steps (and at the end)", type=int)
     flag(logs, "val_every", "validate (L1/PSNR/SSIM per band, TensorBoard samples) every N steps; "
-         "0 = never, and no files are held out", type=int)
+         "0 = never, and no files are held out (so --resume cannot switch it between 0 and not)", type=int)
     flag(logs, "log_every", "log loss terms and steps/s every N steps", type=int)
     return parser
 
@@ -247,6 +249,23 @@ def split_train_val(config: TrainConfig) -> tuple[list[str], list[str]]:
     by_hash = sorted(train, key=lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest())
     count = min(len(train) - 1, max(1, round(len(train) * config.val_holdout)))
     return sorted(by_hash[count:]), sorted(by_hash[:count])
+
+
+def _check_same_validation_files(run_dir: str, val_files: list[str]) -> None:
+    """A resumed run must validate on the files it validated on before: a split recomputed from
+    other sources or settings would hold out photos already trained on, or train on held-out ones."""
+    path = os.path.join(run_dir, "metadata.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        before = sorted(json.load(f)["data"]["val_file_names"])
+    now = sorted(os.path.basename(p) for p in val_files)
+    if now != before:
+        differing = sorted(set(now) ^ set(before)) or now
+        raise SystemExit(f"--resume would validate on other files than this run did ({len(before)} before, "
+                         f"{len(now)} now, e.g. {differing[0]}), so validation could see photos already "
+                         "trained on: resume with the same --train_data, --val_data, --val_holdout and "
+                         "--val_every 0 or not (paths may move, the files may not change)")
 
 
 def _use_cache(config: TrainConfig, files: list[str]) -> bool:
@@ -642,6 +661,8 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
     keras.config.set_dtype_policy(policy)
     try:
         train_files, val_files = split_train_val(config)
+        if saved:
+            _check_same_validation_files(run_dir, val_files)
         if pipeline.first_decodable_photo(train_files) is None:
             raise SystemExit(f"no decodable training photos in {', '.join(config.train_data)} "
                              f"({len(train_files)} files, all unreadable or corrupt; see the warnings above)")
