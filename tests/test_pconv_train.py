@@ -231,3 +231,31 @@ def test_resume_keeps_the_validation_split(resumed_run, photos, tmp_path):
                 "--run_steps", "1", *TINY, "--val_every", "0"])
     with pytest.raises(SystemExit, match="validate on other files"):  # would hold out a trained photo
         train.main(["--run_dir", unvalidated, "--resume", "--val_every", "2"])
+
+
+def test_a_stop_signal_mid_step_saves_exactly_the_updates_applied(photos, tmp_path, monkeypatch):
+    build = train._build_trainer
+
+    def build_with_a_kill_after_the_second_update(config, loss_fn):
+        trainer, unet = build(config, loss_fn)
+        apply_update, calls = trainer.train_on_batch, []
+
+        def train_on_batch(*args, **kwargs):
+            logs = apply_update(*args, **kwargs)
+            calls.append(1)
+            if len(calls) == 2:  # the signal lands after the update, before the loop counts it
+                signal.raise_signal(signal.SIGTERM)
+            return logs
+
+        trainer.train_on_batch = train_on_batch
+        return trainer, unet
+
+    monkeypatch.setattr(train, "_build_trainer", build_with_a_kill_after_the_second_update)
+    handler = signal.getsignal(signal.SIGTERM)
+    run_dir = str(tmp_path / "run")
+    train.main(["--train_data", photos, "--run_dir", run_dir, "--stage1_steps", "5", "--stage2_steps", "0",
+                *TINY, "--val_every", "0", "--checkpoint_every", "100"])
+    with open(os.path.join(run_dir, "state", "state.json")) as f:
+        state = json.load(f)
+    assert (state["step"], state["optimizer_iterations"]) == (2, 2)
+    assert signal.getsignal(signal.SIGTERM) is handler, "the handler is only ours while training"

@@ -712,8 +712,8 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                     STAGE_NAMES[stage])
         saved_step = step if saved else None
         values = {}
-        try:
-            while step < stop_step:
+        with StopRequest() as stop:
+            while step < stop_step and not stop.requested:
                 if config.stage_at(step) != stage:
                     stage = config.stage_at(step)
                     _start_stage(trainer, unet, config, stage)
@@ -747,13 +747,13 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                 if max_minutes is not None and time.monotonic() - started > max_minutes * 60:
                     logger.info("stopping after %.1f minutes (--max_minutes)", max_minutes)
                     break
-        except KeyboardInterrupt:
-            logger.warning("interrupted at step %d: saving a checkpoint", step)
-        finished = step >= config.total_steps
-        if val is not None and finished and (last_validation is None or last_validation["step"] != step):
-            last_validation = _validate_and_log(unet, val, config, step, run_dir, events, format_table)
-        metadata = _checkpoint(run_dir, unet, trainer, step, stage, config, metadata, last_validation,
-                               started, rate, values or metadata.get("last_losses"))
+            if stop.requested:
+                logger.warning("interrupted at step %d: saving a checkpoint", step)
+            finished = step >= config.total_steps
+            if val is not None and finished and (last_validation is None or last_validation["step"] != step):
+                last_validation = _validate_and_log(unet, val, config, step, run_dir, events, format_table)
+            metadata = _checkpoint(run_dir, unet, trainer, step, stage, config, metadata, last_validation,
+                                   started, rate, values or metadata.get("last_losses"))
         events.flush()
         logger.info("saved %s at step %d/%d (%s)", os.path.join(run_dir, "model.keras"), step,
                     config.total_steps, "done" if finished else "resume with --resume")
@@ -832,14 +832,36 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _interrupt_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # `kill PID` of a background run saves a checkpoint like Ctrl-C does
+class StopRequest:
+    """While training, Ctrl-C or `kill PID` asks the loop to stop at the next step boundary and
+    save a checkpoint: stopping mid-step would save an optimizer one update ahead of its step
+    count. A second one stops at once, without a checkpoint. Signals are only handled here when
+    running on the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _request(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("%s: stopping after this step with a checkpoint (again: stop now, without one)",
+                       signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     args = build_arg_parser().parse_args(argv)
     saved = None
     if args.resume:
