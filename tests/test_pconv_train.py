@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -259,3 +260,58 @@ def test_a_stop_signal_mid_step_saves_exactly_the_updates_applied(photos, tmp_pa
         state = json.load(f)
     assert (state["step"], state["optimizer_iterations"]) == (2, 2)
     assert signal.getsignal(signal.SIGTERM) is handler, "the handler is only ours while training"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--checkpoint_every", "0"], "--checkpoint_every must be at least 1"),
+    (["--log_every", "0"], "--log_every must be at least 1"),
+    (["--val_images", "0"], "--val_images must be at least 1"),
+    (["--batch_size", "0"], "--batch_size must be at least 1"),
+    (["--image_size", "100"], "--image_size must be a multiple of 2[*][*]depth = 32"),
+    (["--width_multiplier", "0"], "--width_multiplier must be positive"),
+    (["--hole_ratio_range", "0.5", "0.2"], "--hole_ratio_range must satisfy"),
+    (["--mask_source", "folder"], "--mask_source folder needs --mask_dir"),
+    (["--mask_dir", "masks"], "--mask_dir needs --mask_source folder"),
+    (["--run_steps", "0"], "--run_steps must be at least 1"),
+])
+def test_flag_values_are_checked_before_any_work(photos, tmp_path, capsys, flags, message):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--train_data", photos, "--run_dir", str(run_dir), *TINY, *flags])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("python -m models.pconv.train: error: ")
+    assert re.search(message, error), error
+    assert not run_dir.exists(), "nothing was started"
+
+
+def test_missing_files_are_reported_before_any_work(photos, tmp_path):
+    run = ["--run_dir", str(tmp_path / "run"), *TINY]
+    with pytest.raises(SystemExit, match="--train_data: no images or tfrecords found for .*nothing"):
+        train.main(["--train_data", str(tmp_path / "nothing*.jpg"), *run])
+    (tmp_path / "no-masks").mkdir()
+    for mask_dir in (tmp_path / "absent", tmp_path / "no-masks"):
+        with pytest.raises(SystemExit, match="--mask_dir: no images found"):
+            train.main(["--train_data", photos, "--mask_source", "folder", "--mask_dir", str(mask_dir), *run])
+    with pytest.raises(SystemExit, match="--init_weights: model file not found"):
+        train.main(["--train_data", photos, "--init_weights", str(tmp_path / "absent.keras"), *run])
+
+
+def test_one_file_spelled_two_ways_is_still_shared(photos, monkeypatch):
+    monkeypatch.chdir(photos)
+    config = train.TrainConfig(train_data=[photos], val_data=["photo1.jpg"])
+    with pytest.raises(SystemExit, match="1 files are in both"):
+        train.split_train_val(config)
+
+
+def test_resume_takes_the_depth_it_uses_and_no_other_start(resumed_run, capsys):
+    run_dir, _ = resumed_run
+    config = train.config_from_args(train.build_arg_parser().parse_args(
+        ["--run_dir", run_dir, "--resume", "--depth", "4"]), train.TrainConfig(image_size=32))
+    assert config.model_depth == 4
+    with pytest.raises(SystemExit, match="depth"):
+        train.config_from_args(train.build_arg_parser().parse_args(
+            ["--run_dir", run_dir, "--resume", "--depth", "3"]), train.TrainConfig(image_size=32))
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--run_dir", run_dir, "--resume", "--init_weights", os.path.join(run_dir, "model.keras")])
+    assert exited.value.code == 2 and "--init_weights starts a new run" in capsys.readouterr().err

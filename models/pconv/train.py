@@ -181,7 +181,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
          "0 = off); it targets the blotchy fills the pixel terms leave when there is no VGG", type=float)
     flag(model, "init_weights", "start a new run from this .keras model's weights (local path or URI; "
          "same --image_size, --width_multiplier and --depth), e.g. fine-tune the shipped "
-         "assets/inpainter/pconv_unet.keras on your own photos; a resumed run ignores it")
+         "assets/inpainter/pconv_unet.keras on your own photos; not with --resume, which continues "
+         "from the run's own state")
 
     training = parser.add_argument_group("training")
     flag(training, "batch_size", "photos per step", type=int)
@@ -214,14 +215,70 @@ def config_from_args(args: argparse.Namespace, saved: TrainConfig | None) -> Tra
         if not config.train_data:
             raise SystemExit("--train_data is required for a new run")
         return config
+    if given.get("depth") == saved.model_depth:
+        given["depth"] = saved.depth  # the depth the run already uses, typed out
     changed = [name for name in FIXED_ON_RESUME if name in given and given[name] != getattr(saved, name)]
     if changed:
         raise SystemExit(f"--resume cannot change {', '.join(changed)}: the saved state was made with "
                          + ", ".join(f"{name}={getattr(saved, name)!r}" for name in changed))
     overrides = {k: v for k, v in given.items() if v != getattr(saved, k)}
+    if given.get("mask_source") == "generated" and "mask_dir" not in given:
+        overrides["mask_dir"] = None  # back to generated masks: the run's mask folder no longer applies
     if overrides:
         logger.info("resume overrides: %s", overrides)
     return dataclasses.replace(saved, **overrides)
+
+
+def config_problem(config: TrainConfig) -> str | None:
+    """What is wrong with the values of `config`, found before any work (some would otherwise
+    fail only after steps were trained, losing them), or None."""
+    from models.pconv.unet import MAX_DEPTH
+
+    at_least = {"batch_size": 1, "image_size": 1, "val_images": 1, "shuffle_buffer": 1, "checkpoint_every": 1,
+                "log_every": 1, "val_every": 0, "stage1_steps": 0, "stage2_steps": 0}
+    for name, low in at_least.items():
+        if getattr(config, name) < low:
+            return f"--{name} must be at least {low}, got {getattr(config, name)}"
+    for name in ("width_multiplier", "lr_stage1", "lr_stage2"):
+        if not getattr(config, name) > 0:
+            return f"--{name} must be positive, got {getattr(config, name)}"
+    if not config.ssim_weight >= 0:
+        return f"--ssim_weight must be 0 or more, got {config.ssim_weight}"
+    if not 0 < config.val_holdout < 1:
+        return f"--val_holdout must lie between 0 and 1, got {config.val_holdout}"
+    low, high = config.hole_ratio_range
+    if not 0 <= low < high <= 1:
+        return f"--hole_ratio_range must satisfy 0 <= LOW < HIGH <= 1, got {low} {high}"
+    if config.depth is not None and not 1 <= config.depth <= MAX_DEPTH:
+        return f"--depth must be between 1 and {MAX_DEPTH}, got {config.depth}"
+    side = 2 ** config.model_depth
+    if config.image_size % side:
+        return (f"--image_size must be a multiple of 2**depth = {side} (each of the {config.model_depth} "
+                f"encoder levels halves it), got {config.image_size}")
+    if config.mask_source != "generated" and not config.mask_dir:
+        return f"--mask_source {config.mask_source} needs --mask_dir"
+    if config.mask_dir and config.mask_source == "generated":
+        return "--mask_dir needs --mask_source folder (or both)"
+    return None
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Exits with a message when the mask folder or the starting weights cannot be used; the
+    training sources are checked when they are split (`split_train_val`)."""
+    from models.uri import ModelFileError, fetch
+
+    if config.mask_dir:
+        from models.pconv.data import expand_sources
+
+        try:
+            expand_sources([config.mask_dir], kinds="images")
+        except FileNotFoundError as error:
+            raise SystemExit(f"--mask_dir: {error}") from None
+    if config.init_weights:
+        try:
+            fetch(config.init_weights)
+        except ModelFileError as error:
+            raise SystemExit(f"--init_weights: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,12 +289,18 @@ def split_train_val(config: TrainConfig) -> tuple[list[str], list[str]]:
     """Training and validation files, guaranteed disjoint (the seed's validation fallback was not)."""
     from models.pconv.data import expand_sources
 
-    train = expand_sources(config.train_data)
+    try:
+        train = expand_sources(config.train_data)
+    except FileNotFoundError as error:
+        raise SystemExit(f"--train_data: {error}") from None
     if config.val_every <= 0:
         return train, []
     if config.val_data:
-        val = expand_sources(config.val_data)
-        shared = sorted(set(train) & set(val))
+        try:
+            val = expand_sources(config.val_data)
+        except FileNotFoundError as error:
+            raise SystemExit(f"--val_data: {error}") from None
+        shared = sorted(set(map(_file_identity, train)) & set(map(_file_identity, val)))
         if shared:
             raise SystemExit(f"{len(shared)} files are in both --train_data and --val_data "
                              f"(e.g. {shared[0]}): validation must be separate")
@@ -249,6 +312,13 @@ def split_train_val(config: TrainConfig) -> tuple[list[str], list[str]]:
     by_hash = sorted(train, key=lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest())
     count = min(len(train) - 1, max(1, round(len(train) * config.val_holdout)))
     return sorted(by_hash[count:]), sorted(by_hash[:count])
+
+
+def _file_identity(path: str) -> str:
+    """One name per local file however it is spelled (relative, absolute, via links); URIs as given."""
+    from models.uri import is_remote
+
+    return path if is_remote(path) else os.path.realpath(path)
 
 
 def _check_same_validation_files(run_dir: str, val_files: list[str]) -> None:
@@ -862,7 +932,14 @@ class StopRequest:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    if args.resume and hasattr(args, "init_weights"):
+        parser.error("--init_weights starts a new run; --resume continues from the run's own state")
+    if args.run_steps is not None and args.run_steps < 1:
+        parser.error(f"--run_steps must be at least 1, got {args.run_steps}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        parser.error(f"--max_minutes must be positive, got {args.max_minutes}")
     saved = None
     if args.resume:
         state = load_state(args.run_dir)
@@ -874,6 +951,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.run_dir} already holds a run: pass --resume to continue it, "
                          "or choose another --run_dir")
     config = config_from_args(args, saved)
+    problem = config_problem(config)
+    if problem:
+        parser.error(problem)
+    check_inputs(config)
     train(config, args.run_dir, resume=args.resume, run_steps=args.run_steps, max_minutes=args.max_minutes)
     return 0
 
