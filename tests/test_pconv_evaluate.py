@@ -137,3 +137,51 @@ def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):
                    str(eval_data / "images"), "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
     with open(tmp_path / "per_band.csv") as f:
         assert {r["method"] for r in csv.DictReader(f)} == {"telea"}
+
+
+def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_path, caplog):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("img0.png", "img1.png"):
+        (images / name).write_bytes((eval_data / "images" / name).read_bytes())
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    Image.fromarray(np.full((5, 6, 3), 128, np.uint8)).save(images / "tiny.png")  # under SSIM's window
+    _save_mask(masks / "none.png", 0.0)           # no hole pixels at all
+    _save_mask(masks / "speck.png", 1 / 64, 64)   # one row of 64: gone at 24 px high
+    _save_mask(masks / "third.png", 0.34375)
+    out = tmp_path / "out"
+    evaluate.main(["--methods", "telea", "ns", "--images", str(images), "--masks", str(masks),
+                   "--output_dir", str(out)])
+    text = (out / "summary.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    summary = json.loads(text)
+    assert summary["photos"] == 2
+    assert summary["skipped"] == {"unreadable_photos": 1, "photos_smaller_than_ssim_window": 1,
+                                  "pairs_without_hole_pixels": 2}
+    assert all(np.isfinite(row[k]) for row in summary["per_band"] for k in ("l1", "psnr", "ssim"))
+    assert {row["band"] for row in summary["per_band"]} == {"30-40"}
+    warnings = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "broken.jpg" in warnings and "tiny.png" in warnings and "no hole pixels" in warnings
+
+
+def test_only_band_named_subfolders_are_bands(tmp_path):
+    download = tmp_path / "mask" / "testing_mask_dataset"  # NVIDIA's download layout
+    download.mkdir(parents=True)
+    _save_mask(download / "a.png", 0.0625)
+    _save_mask(download / "b.png", 0.5)
+    groups = evaluate.mask_groups(str(tmp_path / "mask"))
+    assert {band: [os.path.basename(p) for p in files] for band, files in groups.items()} == {
+        "00-10": ["a.png"], "50-60": ["b.png"]}
+
+
+def test_bad_folders_and_limits_exit_cleanly(eval_data, tmp_path, capsys):
+    common = ["--methods", "telea", "--images", str(eval_data / "images"), "--output_dir", str(tmp_path / "o")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="mask folder not found"):
+        evaluate.main([*common, "--masks", str(tmp_path / "absent")])
+    with pytest.raises(SystemExit, match="no mask images in"):
+        evaluate.main([*common, "--masks", str(tmp_path / "empty")])
+    with pytest.raises(SystemExit) as exited:
+        evaluate.main([*common, "--masks", str(eval_data / "masks"), "--limit", "-1"])
+    assert exited.value.code == 2 and "--limit must be at least 1" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -21,7 +22,8 @@ import cv2
 import numpy as np
 
 from models.pconv.inpainter import BLENDS, DEFAULT_BLEND, DEFAULT_SELF_ENSEMBLE
-from models.pconv.metrics import BandedScores, band_name, band_of_ratio, format_table, l1_error, psnr, ssim, write_csv
+from models.pconv.metrics import (HOLE_RATIO_BANDS, BandedScores, band_name, band_of_ratio, format_table, l1_error,
+                                  psnr, ssim, write_csv)
 
 logger = logging.getLogger("models.pconv.evaluate")
 
@@ -31,6 +33,8 @@ DEFAULT_MASKS = "../shared/data/masks"
 METHODS = ("pconv", "telea", "ns")
 METHOD_TITLES = {"pconv": "PConvUNet", "telea": "TELEA", "ns": "NS"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+BAND_FOLDERS = tuple(band_name(band) for band in HOLE_RATIO_BANDS)
+SSIM_WINDOW = 7  # SSIM's window: a smaller photo has no SSIM
 
 
 @dataclass(frozen=True)
@@ -46,15 +50,18 @@ def _image_files(folder: str) -> list[str]:
 
 
 def mask_groups(mask_dir: str, hole_color: str = "white") -> dict[str, list[str]]:
-    """Mask files by band: one group per subfolder (the `00-10`, ..., `50-60` layout), or, for a
-    flat folder, by each mask's measured hole ratio."""
+    """Mask files by band: one group per band subfolder (the `00-10`, ..., `50-60` layout), or
+    else every mask below `mask_dir` (e.g. NVIDIA's download, mask/testing_mask_dataset/*.png)
+    grouped by its measured hole ratio."""
     if not os.path.isdir(mask_dir):
         raise FileNotFoundError(f"mask folder not found: {mask_dir}")
-    groups = {name: _image_files(os.path.join(mask_dir, name)) for name in sorted(os.listdir(mask_dir))
+    groups = {name: _image_files(os.path.join(mask_dir, name)) for name in BAND_FOLDERS
               if os.path.isdir(os.path.join(mask_dir, name))}
     groups = {name: files for name, files in groups.items() if files}
     if not groups:
-        for path in _image_files(mask_dir):
+        found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(mask_dir) for name in names
+                       if name.lower().endswith(IMAGE_EXTENSIONS))
+        for path in found:
             band = band_of_ratio(float(read_hole(path, hole_color).mean()))
             if band is not None:
                 groups.setdefault(band_name(band), []).append(path)
@@ -136,14 +143,42 @@ def _training_metadata(weights: str) -> dict | None:
             "image_size": metadata.get("config", {}).get("image_size")}
 
 
+def usable_images(paths: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The photos that can be scored, and those left out by reason (unreadable; smaller than the
+    SSIM window), each with a warning: one bad photo must not abort a long evaluation."""
+    usable, left_out = [], {"unreadable": [], "smaller_than_ssim_window": []}
+    for path in paths:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            logger.warning("skipping unreadable photo %s", path)
+            left_out["unreadable"].append(path)
+        elif min(image.shape[:2]) < SSIM_WINDOW:
+            logger.warning("skipping %s: %dx%d is smaller than SSIM's %d px window", path,
+                           image.shape[1], image.shape[0], SSIM_WINDOW)
+            left_out["smaller_than_ssim_window"].append(path)
+        else:
+            usable.append(path)
+    return usable, left_out
+
+
 def evaluate(pairs: list[Pair], methods: dict, hole_color: str, chunk: int = 8):
-    """Runs every method on every pair; returns (per-band rows, per-pair rows, seconds per method)."""
+    """Runs every method on every pair; returns (per-band rows, per-pair rows, seconds per method,
+    pairs skipped because their mask has no hole pixels at the photo's size)."""
     scores = {name: BandedScores() for name in methods}
-    per_pair, seconds = [], dict.fromkeys(methods, 0.0)
+    per_pair, seconds, without_hole = [], dict.fromkeys(methods, 0.0), 0
     for start in range(0, len(pairs), chunk):
-        batch = pairs[start:start + chunk]
-        images = [read_image(p.image) for p in batch]
-        holes = [read_hole(p.mask, hole_color, image.shape[:2]) for p, image in zip(batch, images)]
+        batch, images, holes = [], [], []
+        for pair in pairs[start:start + chunk]:
+            image = read_image(pair.image)
+            hole = read_hole(pair.mask, hole_color, image.shape[:2])
+            if not hole.any():  # nothing to fill: PSNR would be infinite
+                without_hole += 1
+                continue
+            batch.append(pair)
+            images.append(image)
+            holes.append(hole)
+        if not batch:
+            continue
         for name, inpaint in methods.items():
             began = time.perf_counter()
             outputs = inpaint(images, holes)
@@ -157,10 +192,24 @@ def evaluate(pairs: list[Pair], methods: dict, hole_color: str, chunk: int = 8):
                                  "l1": float(l1_error(filled, truth)[0]), "psnr": float(psnr(filled, truth)[0]),
                                  "ssim": float(ssim(filled, truth)[0])})
         logger.info("%d/%d pairs", min(start + chunk, len(pairs)), len(pairs))
+    if without_hole:
+        logger.warning("skipped %d of %d pairs whose mask has no hole pixels at the photo's size",
+                       without_hole, len(pairs))
     rows = [{"band": row["band"], "method": name, **{k: row[k] for k in ("count", "l1", "psnr", "ssim")}}
             for name, banded in scores.items() for row in banded.rows()]
     rows.sort(key=lambda r: (r["band"], list(methods).index(r["method"])))
-    return rows, per_pair, seconds
+    return rows, per_pair, seconds, without_hole
+
+
+def _finite_or_none(value):
+    """`value` with every inf or nan float replaced by None, so summary.json stays standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -253,14 +302,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="the inpainting model (.keras, local path or URI), e.g. a training run's model.keras")
     parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of evaluation photos")
     parser.add_argument("--masks", default=DEFAULT_MASKS,
-                        help="folder of mask images: one subfolder per band (00-10, ..., 50-60) or a flat "
-                             "folder grouped by measured hole ratio; masks are resized to each photo")
+                        help="folder of mask images: one subfolder per band (00-10, ..., 50-60), or any "
+                             "other folder, whose masks (searched recursively) are grouped by measured "
+                             "hole ratio; masks are resized to each photo")
     parser.add_argument("--mask_hole_color", choices=["white", "black"], default="white",
                         help="which colour is the hole in the mask images")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="methods to score")
     parser.add_argument("--limit", type=int, default=None,
-                        help="use only the first N photos (sorted by name), for a quick run")
+                        help="use only the first N >= 1 photos (sorted by name), for a quick run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image-mask pairing")
     parser.add_argument("--strategy", choices=["crop", "resize"], default="crop",
                         help="Inpainter strategy: context window around each hole, or whole photo at model size")
@@ -278,19 +328,30 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
     if not os.path.isdir(args.images):
         raise SystemExit(f"image folder not found: {args.images}")
     images = _image_files(args.images)[: args.limit]
     if not images:
         raise SystemExit(f"no images in {args.images}")
-    groups = mask_groups(args.masks, args.mask_hole_color)
+    images, left_out = usable_images(images)
+    if not images:
+        raise SystemExit(f"no usable images in {args.images}: see the warnings above")
+    try:
+        groups = mask_groups(args.masks, args.mask_hole_color)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     methods, described = build_methods(args.methods, args.weights, args.strategy, args.batch_size, args.radius,
                                        args.self_ensemble, args.blend)
     pairs = pair_images_with_masks(images, groups, args.seed)
     logger.info("%d photos x %d bands = %d pairs, methods: %s", len(images), len(groups), len(pairs),
                 ", ".join(methods))
-    rows, per_pair, seconds = evaluate(pairs, methods, args.mask_hole_color)
+    rows, per_pair, seconds, without_hole = evaluate(pairs, methods, args.mask_hole_color)
+    if not rows:
+        raise SystemExit(f"no pair of {args.images} and {args.masks} has hole pixels to score")
 
     os.makedirs(args.output_dir, exist_ok=True)
     write_csv(rows, os.path.join(args.output_dir, "per_band.csv"))
@@ -304,9 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         f.write(markdown_table(rows) + "\n")
     summary = {"images": args.images, "photos": len(images), "masks": args.masks, "bands": list(groups),
                "seed": args.seed, "methods": described,
+               "skipped": {"unreadable_photos": len(left_out["unreadable"]),
+                           "photos_smaller_than_ssim_window": len(left_out["smaller_than_ssim_window"]),
+                           "pairs_without_hole_pixels": without_hole},
                "seconds_per_pair": {name: s / len(pairs) for name, s in seconds.items()}, "per_band": rows}
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(_finite_or_none(summary), f, indent=2, allow_nan=False)
     print(format_table(rows, keys=("band", "method")))
     if compared:
         won = bands_won(rows)
