@@ -277,7 +277,8 @@ def test_a_stop_signal_mid_step_saves_exactly_the_updates_applied(photos, tmp_pa
 def test_flag_values_are_checked_before_any_work(photos, tmp_path, capsys, flags, message):
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as exited:
-        train.main(["--train_data", photos, "--run_dir", str(run_dir), *TINY, *flags])
+        train.main(["--train_data", photos, "--run_dir", str(run_dir), "--stage1_steps", "2", "--stage2_steps", "0",
+                    *TINY, *flags])
     assert exited.value.code == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("python -m models.pconv.train: error: ")
