@@ -1,4 +1,5 @@
-"""Batches bounded by image count AND pixel bytes, for both RunInference stages.
+"""Batches bounded by image count AND pixel bytes, and the model-handler base of both
+RunInference stages (one model per process for batches and for images retried alone).
 
 Beam's `BatchElements` bounds only the summed `element_size_fn` by `max_batch_size` (it has no
 separate weight cap), so each element weighs its share of a count slot or of the byte budget,
@@ -7,9 +8,13 @@ whichever is larger: a batch then never exceeds `max_batch_size` elements nor ab
 """
 from __future__ import annotations
 
+import copy
 import math
+from typing import TypeVar
 
 import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.utils.shared import Shared
 
 
 def array_bytes(obj) -> int:
@@ -46,3 +51,38 @@ def batch_elements_kwargs(max_batch_size: int, max_batch_bytes: int | None,
     if max_batch_bytes:
         kwargs["element_size_fn"] = ElementWeight(max_batch_size, max_batch_bytes)
     return kwargs
+
+
+ExampleT = TypeVar("ExampleT")
+PredictionT = TypeVar("PredictionT")
+ModelT = TypeVar("ModelT")
+
+
+class SharedModelHandler(ModelHandler[ExampleT, PredictionT, ModelT]):
+    """A ModelHandler batching with `batch_elements_kwargs(...)` whose `one_at_a_time()` copy
+    (for a second RunInference that retries a failed batch's images alone) uses the same model.
+
+    Each RunInference keeps its own per-process model cache; the `Shared` handle, pickled with
+    the handler so its copies share it, gives the handler and its copy one model per process.
+    Subclasses set `self._batching` and implement `_load()`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._model_handle = Shared()
+
+    def one_at_a_time(self):
+        """This handler with batches of one image and the same model in each process (pass both
+        RunInference transforms one `model_identifier` to share it across processes too)."""
+        single = copy.copy(self)
+        single._batching = batch_elements_kwargs(1, None)
+        return single
+
+    def load_model(self) -> ModelT:
+        return self._model_handle.acquire(self._load)
+
+    def _load(self) -> ModelT:
+        raise NotImplementedError
+
+    def batch_elements_kwargs(self):
+        return self._batching

@@ -1,19 +1,17 @@
 """Stage 5: fill each hole with the PConvUNet, batched through RunInference."""
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-from apache_beam.utils.shared import Shared
+from apache_beam.ml.inference.base import PredictionResult
 
-from transforms.batching import array_bytes, batch_elements_kwargs
+from transforms.batching import SharedModelHandler, array_bytes, batch_elements_kwargs
 
 Example = tuple[np.ndarray, np.ndarray]  # (rgb uint8 (H,W,3), hole bool (H,W))
 
 
-class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
+class InpaintModelHandler(SharedModelHandler[Example, np.ndarray, Any]):
     """Loads `models.pconv.Inpainter` once per process; one copy per worker when `model_copies`
     (then `model` is a cross-process proxy, so only its methods are used here). `one_at_a_time()`
     gives a handler for a second RunInference that uses the same model."""
@@ -31,21 +29,8 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
         self._batch_size = max_batch_size
         self._self_ensemble = self_ensemble
         self._blend = blend
-        # Each RunInference keeps its own per-process model cache; this handle (pickled with the
-        # handler, so its copies share it) gives this handler and `one_at_a_time()` one model.
-        self._model_handle = Shared()
 
-    def one_at_a_time(self) -> "InpaintModelHandler":
-        """This handler with batches of one image and the same model in each process (pass both
-        RunInference transforms one `model_identifier` to share it across processes too)."""
-        single = copy.copy(self)
-        single._batching = batch_elements_kwargs(1, None)
-        return single
-
-    def load_model(self):
-        return self._model_handle.acquire(self._load_inpainter)
-
-    def _load_inpainter(self):
+    def _load(self):
         from models.runtime import configure_tensorflow
         configure_tensorflow(self._device)
         from models.pconv import Inpainter
@@ -57,9 +42,6 @@ class InpaintModelHandler(ModelHandler[Example, np.ndarray, Any]):
         holes = [hole for _, hole in batch]
         for example, cleaned in zip(batch, model.inpaint(images, holes)):
             yield PredictionResult(example, cleaned)
-
-    def batch_elements_kwargs(self):
-        return self._batching
 
     def get_num_bytes(self, batch: Sequence[Example]) -> int:
         return array_bytes(list(batch))

@@ -8,16 +8,14 @@ gives a handler for a second RunInference that uses the same model.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-from apache_beam.utils.shared import Shared
+from apache_beam.ml.inference.base import PredictionResult
 
 from models.segmentation import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, Detections
-from transforms.batching import batch_elements_kwargs
+from transforms.batching import SharedModelHandler, batch_elements_kwargs
 
 if TYPE_CHECKING:  # importing it loads torch and mmdet; workers do that in load_model
     from models.segmentation import MaskRCNNSegmenter
@@ -25,7 +23,7 @@ if TYPE_CHECKING:  # importing it loads torch and mmdet; workers do that in load
 METRICS_NAMESPACE = 'bg_obj_remover.segmentation'
 
 
-class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSegmenter']):
+class SegmentationModelHandler(SharedModelHandler[np.ndarray, Detections, 'MaskRCNNSegmenter']):
     """Batches RGB uint8 images of any sizes into one Mask R-CNN forward pass.
 
     Batches hold `max_batch_size` images (a smaller `min_batch_size` lets Beam size them adaptively);
@@ -49,21 +47,8 @@ class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSeg
             allow_remote_config=allow_remote_config, cache_dir=cache_dir, cpu_threads=cpu_threads)
         if candidate_score_threshold is not None:
             self._segmenter_kwargs['candidate_score_threshold'] = candidate_score_threshold
-        # Each RunInference keeps its own per-process model cache; this handle (pickled with the
-        # handler, so its copies share it) gives this handler and `one_at_a_time()` one model.
-        self._model_handle = Shared()
 
-    def one_at_a_time(self) -> 'SegmentationModelHandler':
-        """This handler with batches of one image and the same model in each process (pass both
-        RunInference transforms one `model_identifier` to share it across processes too)."""
-        single = copy.copy(self)
-        single._batching = batch_elements_kwargs(1, None)
-        return single
-
-    def load_model(self) -> 'MaskRCNNSegmenter':
-        return self._model_handle.acquire(self._load_segmenter)
-
-    def _load_segmenter(self) -> 'MaskRCNNSegmenter':
+    def _load(self) -> 'MaskRCNNSegmenter':
         from models.segmentation import MaskRCNNSegmenter
 
         return MaskRCNNSegmenter(**self._segmenter_kwargs)
@@ -80,9 +65,6 @@ class SegmentationModelHandler(ModelHandler[np.ndarray, Detections, 'MaskRCNNSeg
         if inference_args:
             raise ValueError(f'SegmentationModelHandler takes no inference_args, '
                              f'got {sorted(inference_args)}')
-
-    def batch_elements_kwargs(self):
-        return self._batching
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(image.nbytes for image in batch)
