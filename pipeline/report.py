@@ -147,6 +147,10 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
     inputs = _InputReader(tfrecord_image_key)
     report_dir = FileSystems.join(output.rstrip("/"), "report")
     thumbs_dir = FileSystems.join(report_dir, "thumbs")  # FileSystems.create makes folders
+    # An earlier report may have had more pages or images: none of its files may linger.
+    earlier = FileSystems.match([FileSystems.join(report_dir, "page-*.html"),
+                                 FileSystems.join(thumbs_dir, "*.jpg")])
+    FileSystems.delete([m.path for r in earlier for m in r.metadata_list])
 
     statuses = collections.Counter(r["status"] for r in rows)
     removed_per_class = collections.Counter(

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import difflib
+import glob
 import logging
 import os
+import shutil
 import sys
 from datetime import datetime, timezone
 
@@ -13,12 +15,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions,
                                                   StandardOptions, TestOptions,
                                                   _BeamArgumentParser)
+from apache_beam.runners.runner import create_runner
 
 from models.runtime import usable_cpu_count
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
-from transforms.read import NAMESPACE, folder_as_pattern, match_input_files
+from transforms.read import NAMESPACE, folder_as_pattern, match_inputs
 from transforms.user_masks import USER_MASKS_IDENTITY
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ def _reject_unknown_arguments(flags: list[str]) -> None:
     warning, so a misspelt flag or a shell-expanded glob would run the whole job on defaults.
     The parser is built as Beam's own (PipelineOptions.get_all_options): every options class, no
     abbreviations."""
+    _import_runner_options(flags)
     parser = _BeamArgumentParser(allow_abbrev=False)
     for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         options_class._add_argparse_args(parser)  # pylint: disable=protected-access
@@ -69,6 +73,17 @@ def _reject_unknown_arguments(flags: list[str]) -> None:
     raise UsageError("; ".join(problems))
 
 
+def _import_runner_options(flags: list[str]) -> None:
+    """Some runners declare their options in the runner's own module (DaskRunner's
+    --dask_client_address), which Beam imports only when it builds the runner: import it now."""
+    runner = PipelineOptions(flags).view_as(StandardOptions).runner
+    if isinstance(runner, str):
+        try:
+            create_runner(runner)
+        except Exception:  # noqa: BLE001 - an unknown or uninstallable runner: Beam reports it later
+            logger.debug("cannot import runner %s", runner, exc_info=True)
+
+
 def _runner_name(options: RemoverOptions) -> str:
     return (options.view_as(StandardOptions).runner or "DirectRunner").lower()
 
@@ -76,15 +91,16 @@ def _runner_name(options: RemoverOptions) -> str:
 def _require_matching_input(options: RemoverOptions) -> None:
     """An input pattern that matches nothing would otherwise fail the job mid-way, after launch.
     Matched as the job matches it (a folder means every file under it; `**/` also matches no
-    folder)."""
+    folder; earlier runs' outputs are not inputs)."""
     flag, pattern = ("--input", options.input) if options.input else (
         "--input_tfrecords", options.input_tfrecords)
     try:
-        matched = match_input_files(folder_as_pattern(pattern))
+        matched, left_out = match_inputs(folder_as_pattern(pattern), options.output)
     except Exception as e:  # noqa: BLE001 - unreachable storage, no file system for the scheme, ...
         raise UsageError(f"cannot list {flag} {pattern}: {e}") from None
     if not matched:
-        raise UsageError(f"no file matches {flag} {pattern}")
+        raise UsageError(f"no file matches {flag} {pattern}" + (
+            f" but the outputs of a run under --output {options.output}" if left_out else ""))
 
 
 def _keras_sees_a_gpu() -> bool:
@@ -119,9 +135,9 @@ def _require_usable_device(options: RemoverOptions) -> None:
 
 def _require_remote_model_files(options: RemoverOptions) -> None:
     """Workers of a distributed runner cannot read the launcher's disk: model files must be URIs."""
-    runner = _runner_name(options)
-    if runner in _LOCAL_RUNNERS:
+    if _runner_name(options) in _LOCAL_RUNNERS:
         return
+    runner = options.view_as(StandardOptions).runner
     files = {"--inpaint_weights": options.inpaint_weights}
     if options.segmenter == "mmdet":
         files["--seg_checkpoint"] = options.seg_checkpoint
@@ -237,13 +253,17 @@ def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int
 def _clear_previous_run(output: str) -> None:
     """Removes what a killed run left half-done (temporary images, Beam's temporary Parquet
     files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
-    patterns = [FileSystems.join(output, "metadata", "beam-temp-*"),
+    temporary_folders = FileSystems.join(output, "metadata", "beam-temp-*")
+    patterns = [FileSystems.join(temporary_folders, "*"),  # a match lists files, not folders
                 FileSystems.join(output, "images", "**", ".*.partial"),
                 FileSystems.join(output, "images", ".*.partial")]
     stale = {m.path for r in FileSystems.match(patterns) for m in r.metadata_list}
     if stale:
         logger.info("removing %d files of a previous run", len(stale))
         FileSystems.delete(sorted(stale))
+    if "://" not in output:  # object stores have no folders; local disks keep them, emptied
+        for folder in glob.glob(temporary_folders):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def summarize(result) -> dict[str, int]:
@@ -283,7 +303,7 @@ def run(argv=None, test_pipeline=None):
         _print_summary(summarize(result), config.output)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded
         logger.info("no metrics summary: %s", e)
-    if options.report:
+    if options.report and not options.view_as(TestOptions).dry_run:
         from pipeline.report import write_report
         report = write_report(config.output, tfrecord_image_key=config.tfrecord_image_key)
         print(f"  report   -> {report}", file=sys.stderr)

@@ -103,7 +103,11 @@ def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_p
     assert sorted(first) == sorted(specs)
 
     os.remove(output / "images" / "a.png")
+    killed_run_temporary = output / "metadata" / "beam-temp-part-0123" / "4567.parquet"
+    killed_run_temporary.parent.mkdir()
+    killed_run_temporary.write_bytes(b"PAR1")
     run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
+    assert sorted(os.listdir(output / "metadata"))[0].startswith("part-")  # swept
     rows = read_rows(output)
     assert output_files(output) == first
     redone = str(images / "a.png")

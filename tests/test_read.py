@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import logging
+import posixpath
 
 import numpy as np
 
@@ -128,12 +129,42 @@ def test_an_output_folder_inside_the_input_tree_is_never_read(tmp_path, tiny_inp
         second = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report")
     assert {uri: row["status"] for uri, row in second.items()} == {uri: "unchanged" for uri in first}
     assert sorted(output_files(output)) == ["a.png", "sub/b.png"]
-    excluded = [r.getMessage() for r in caplog.records if "under the output folder" in r.getMessage()]
+    excluded = [r.getMessage() for r in caplog.records if "outputs of a run" in r.getMessage()]
     assert len(excluded) == 1 and int(excluded[0].split()[0]) >= 3, excluded  # 2 images, index.html, ...
 
     from transforms.read import _MatchFiles
     monkeypatch.chdir(tree)  # the output given relative, the pattern absolute: still left out
     assert sorted(m.path for m in _MatchFiles("./out/").process(f"{tree}/**")) == sorted(first)
+
+
+def test_inputs_in_a_folder_of_the_output_root_are_read(tmp_path, tiny_inpaint_weights):
+    """Only what runs write (images/, metadata/, report/) is left out, not the rest of --output."""
+    root, masks = tmp_path / "job", tmp_path / "masks"
+    _image(root / "raw/a.png", (200, 0, 0))
+    _empty_masks(masks, "a.png")
+    for _ in range(2):
+        rows = _masks_run(str(root / "raw"), masks, root, tiny_inpaint_weights)
+        assert {uri: row["status"] for uri, row in rows.items()} == {str(root / "raw/a.png"): "unchanged"}
+
+
+def test_local_inputs_are_named_by_absolute_path_whatever_the_spelling(tmp_path, tiny_inpaint_weights,
+                                                                       monkeypatch):
+    """A row names its file wherever the metadata is read, and --skip_existing finds the earlier
+    rows of a rerun that spells the same folder another way."""
+    tree, masks = tmp_path / "tree", tmp_path / "masks"
+    _image(tree / "a.png", (200, 0, 0))
+    _image(tree / "b.png", (0, 200, 0))
+    _empty_masks(masks, "a.png", "b.png")
+    monkeypatch.chdir(tmp_path)
+    first = _masks_run("tree", masks, "out", tiny_inpaint_weights)
+    assert sorted(first) == [str(tree / "a.png"), str(tree / "b.png")]
+
+    (tmp_path / "out").rename(tmp_path / "moved")
+    monkeypatch.chdir(tree)
+    rerun = _masks_run("./", masks, tmp_path / "moved", tiny_inpaint_weights, "--skip_existing")
+    for uri, row in rerun.items():
+        assert row["status"] == "unchanged" and row["width"] == 12
+        assert row["output_uri"] == str(tmp_path / "moved" / "images" / posixpath.basename(uri))
 
 
 def _example(image_id: str | None, rgb) -> bytes:

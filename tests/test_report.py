@@ -42,6 +42,11 @@ def test_report_pages_render_every_image_and_the_errors(masks_corpus, tmp_path, 
     thumbs = os.listdir(output / "report" / "thumbs")
     assert len(thumbs) == 2 * len(specs)
 
+    write_report(str(output), per_page=1)  # 3 pages, then 1: nothing of the longer one lingers
+    write_report(str(output))
+    assert sorted(os.listdir(output / "report")) == ["index.html", "thumbs"]
+    assert sorted(os.listdir(output / "report" / "thumbs")) == sorted(thumbs)
+
 
 def test_report_reads_tfrecord_inputs_back_from_their_shards(tmp_path, tiny_inpaint_weights):
     import io

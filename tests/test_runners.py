@@ -26,7 +26,7 @@ def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, de
         "--seg_config", "mask-rcnn_r50_fpn_1x_coco",
         "--seg_checkpoint", _to_memory_fs(default_segmenter_checkpoint, "segmenter.pth"),
         "--inpaint_weights", _to_memory_fs(tiny_inpaint_weights, "pconv.keras"),
-        "--device", "cuda", "--model_copies", "1"])
+        "--device", "cuda", "--model_copies", "1", "--report"])  # a dry run writes no report
     proto = result.job.proto
     assert proto.type.name == "JOB_TYPE_BATCH"
     transforms = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
@@ -58,3 +58,14 @@ def test_portable_runner_gives_the_same_outputs_as_direct(masks_corpus, tmp_path
     def comparable(rows):
         return {uri: {k: v for k, v in row.items() if k != "output_uri"} for uri, row in rows.items()}
     assert comparable(read_rows(tmp_path / "portable")) == comparable(read_rows(tmp_path / "direct"))
+
+
+def test_options_of_a_runner_beam_imports_late_are_accepted():
+    """RenderRunner declares --render_output in its own module; a misspelling still stops."""
+    from pipeline.run import UsageError, _reject_unknown_arguments
+
+    runner = ["--runner", "apache_beam.runners.render.RenderRunner"]
+    _reject_unknown_arguments(runner + ["--render_output", "graph.dot"])
+    with pytest.raises(UsageError, match="did you mean --render_output"):
+        _reject_unknown_arguments(runner + ["--render_outptu", "graph.dot"])
+

@@ -30,16 +30,20 @@ def globstar_regex(pattern: str) -> re.Pattern:
 
 def folder_as_pattern(pattern: str) -> str:
     """An input naming a folder means every file under it: `dir` and `dir/` become `dir/**`
-    (outputs then keep the paths relative to `dir`).
+    (outputs then keep the paths relative to `dir`). A local pattern is made absolute, so each
+    row's `image_uri` names its file wherever the metadata is read, and a rerun from another
+    working directory (or `./dir` for `dir`) names the same files alike.
 
     A folder is an existing local directory or, on an object store, a name without wildcards
     that ends in `/`, or that is no object but has objects under `name/`.
     """
+    if "://" not in pattern:
+        if not _GLOB_CHARS.search(pattern) and os.path.isdir(pattern):
+            pattern = pattern.rstrip("/") + "/**"
+        return os.path.abspath(pattern)
     if _GLOB_CHARS.search(pattern):
         return pattern
     everything_under = pattern.rstrip("/") + "/**"
-    if "://" not in pattern:
-        return everything_under if os.path.isdir(pattern) else pattern
     if pattern.endswith("/") or (not FileSystems.exists(pattern) and
                                  FileSystems.match([everything_under], [1])[0].metadata_list):
         return everything_under
@@ -58,6 +62,29 @@ def match_input_files(pattern: str) -> list:
     fixed = pattern[:_GLOB_CHARS.search(pattern).start()]
     accepts = globstar_regex(pattern).match
     return [m for m in FileSystems.match([fixed + "**"])[0].metadata_list if accepts(m.path)]
+
+
+def _as_folder_prefix(path: str) -> str:
+    """`path` as a prefix that only what lies under it starts with (local paths made absolute)."""
+    if "://" not in path:
+        path = os.path.abspath(path)
+    return path.rstrip("/") + "/"
+
+
+# What runs write under --output; an input found there is never read again.
+OUTPUT_FOLDERS = ("images", "metadata", "report")
+
+
+def match_inputs(pattern: str, output_root: str | None) -> tuple[list, int]:
+    """`match_input_files` without what runs wrote under `output_root` (its OUTPUT_FOLDERS), and
+    how many files that left out. Relative local paths mean the caller's working directory."""
+    matched = match_input_files(pattern)
+    if not output_root:
+        return matched, 0
+    written = tuple(_as_folder_prefix(FileSystems.join(output_root, folder))
+                    for folder in OUTPUT_FOLDERS)
+    inputs = [m for m in matched if not _as_folder_prefix(m.path).startswith(written)]
+    return inputs, len(matched) - len(inputs)
 
 
 def pattern_root(pattern: str) -> str:
@@ -116,35 +143,23 @@ class _ReadFileBytes(beam.DoFn):
             yield info.failed("read", e), b""
 
 
-def _as_folder_prefix(path: str) -> str:
-    """`path` as a prefix that only what lies under it starts with (local paths made absolute)."""
-    if "://" not in path:
-        path = os.path.abspath(path)
-    return path.rstrip("/") + "/"
-
-
 class _MatchFiles(beam.DoFn):
-    """Pattern -> `FileMetadata` of the files it matches outside `output_root`: a run never reads
-    what this or an earlier run wrote (its images, its report), even when --output lies inside
-    the input tree."""
+    """Pattern -> `FileMetadata` of the files it matches, bar what this or an earlier run wrote
+    under `output_root` (images, metadata, report), even when --output lies inside the input tree."""
 
     def __init__(self, output_root: str | None):
-        self._output_root = output_root
         # Resolved here, in the launcher, whose working directory a relative --output means.
-        self._output_prefix = _as_folder_prefix(output_root) if output_root else None
+        self._output_root = os.path.abspath(output_root) if output_root and "://" not in output_root \
+            else output_root
 
     def process(self, pattern):
-        matched = match_input_files(pattern)
-        inputs = matched
-        if self._output_prefix:
-            inputs = [m for m in matched
-                      if not _as_folder_prefix(m.path).startswith(self._output_prefix)]
-            if len(inputs) < len(matched):
-                logger.info("%d files matching %s are under the output folder %s and are not read",
-                            len(matched) - len(inputs), pattern, self._output_root)
+        inputs, left_out = match_inputs(pattern, self._output_root)
+        if left_out:
+            logger.info("%d files matching %s are outputs of a run under %s and are not read",
+                        left_out, pattern, self._output_root)
         if not inputs:
             raise FileNotFoundError(f"no file matches {pattern}" + (
-                f" outside the output folder {self._output_root}" if matched else ""))
+                f" but the outputs under {self._output_root}" if left_out else ""))
         yield from inputs
 
 

@@ -44,7 +44,9 @@ def _previous_or_skipped(uri: str, joined: dict):
             yield row
         else:
             notes = list(previous["notes"] or [])
-            yield {**previous, "notes": notes if KEPT_NOTE in notes else notes + [KEPT_NOTE]}
+            # The file is where this run found it, even if the output folder has moved since.
+            yield {**previous, "output_uri": row["output_uri"],
+                   "notes": notes if KEPT_NOTE in notes else notes + [KEPT_NOTE]}
 
 
 class KeepPreviousRows(beam.PTransform):
