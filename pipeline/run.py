@@ -27,8 +27,10 @@ from transforms.user_masks import USER_MASKS_IDENTITY
 logger = logging.getLogger(__name__)
 
 
-# Runners whose workers share the launcher's file system (so local model paths work).
-_LOCAL_RUNNERS = {"directrunner", "direct", "portablerunner", "prismrunner", "testdirectrunner"}
+# Runners whose workers share the launcher's file system (so local model paths work), or that run
+# nothing (RenderRunner draws the graph).
+_LOCAL_RUNNERS = {"directrunner", "direct", "portablerunner", "prismrunner", "testdirectrunner",
+                  "renderrunner"}
 
 
 class UsageError(ValueError):
@@ -85,7 +87,15 @@ def _import_runner_options(flags: list[str]) -> None:
 
 
 def _runner_name(options: RemoverOptions) -> str:
-    return (options.view_as(StandardOptions).runner or "DirectRunner").lower()
+    """The runner's class name in lower case, however it was spelt (`DirectRunner`,
+    `apache_beam.runners.direct.direct_runner.DirectRunner`)."""
+    return (options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1].lower()
+
+
+def _dry_run(options: RemoverOptions) -> bool:
+    """Only runners that honour --dry_run (Dataflow) skip the work; the local ones ignore it and
+    run the job, which then needs every check and step of a real run."""
+    return bool(options.view_as(TestOptions).dry_run) and _runner_name(options) not in _LOCAL_RUNNERS
 
 
 def _require_matching_input(options: RemoverOptions) -> None:
@@ -95,7 +105,7 @@ def _require_matching_input(options: RemoverOptions) -> None:
     flag, pattern = ("--input", options.input) if options.input else (
         "--input_tfrecords", options.input_tfrecords)
     try:
-        matched, left_out = match_inputs(folder_as_pattern(pattern), options.output)
+        matched, left_out = match_inputs(folder_as_pattern(pattern), output_root(options.output))
     except Exception as e:  # noqa: BLE001 - unreachable storage, no file system for the scheme, ...
         raise UsageError(f"cannot list {flag} {pattern}: {e}") from None
     if not matched:
@@ -180,7 +190,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
             class_ids = parse_classes(options.classes)
         except ValueError as e:
             raise UsageError(f"--classes: {e}") from None
-    if not options.view_as(TestOptions).dry_run:  # a dry run touches no storage
+    if not _dry_run(options):  # a dry run touches no storage
         _require_matching_input(options)
     _require_usable_device(options)
 
@@ -190,7 +200,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
                                              options.inpaint_strategy, options.inpaint_self_ensemble,
                                              options.inpaint_blend)
     return GraphConfig(
-        output=options.output, input=options.input, input_tfrecords=options.input_tfrecords,
+        output=output_root(options.output), input=options.input, input_tfrecords=options.input_tfrecords,
         tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
         skip_existing=options.skip_existing, max_image_pixels=options.max_image_pixels,
         class_ids=class_ids, min_score=options.min_score, dilate=options.dilate,
@@ -209,10 +219,16 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
 
 def _previous_metadata(options: RemoverOptions) -> tuple[str, ...]:
     """The metadata shards in --output now, whose rows --skip_existing keeps for skipped images."""
-    if not options.skip_existing or options.view_as(TestOptions).dry_run:
+    if not options.skip_existing or _dry_run(options):
         return ()
-    [match] = FileSystems.match([metadata_pattern(options.output)])
+    [match] = FileSystems.match([metadata_pattern(output_root(options.output))])
     return tuple(sorted(m.path for m in match.metadata_list))
+
+
+def output_root(output: str | None) -> str | None:
+    """--output, made absolute when local: the rows' `output_uri`s then name their files wherever
+    the metadata is read."""
+    return output if not output or "://" in output else os.path.abspath(output)
 
 
 def _threads_per_worker_process(options) -> int | None:
@@ -293,7 +309,7 @@ def run(argv=None, test_pipeline=None):
     except UsageError as e:
         raise SystemExit(f"bg-obj-remover: error: {e}") from None
     options.view_as(SetupOptions).save_main_session = False
-    if not options.view_as(TestOptions).dry_run:
+    if not _dry_run(options):
         _clear_previous_run(config.output)
     pipeline = test_pipeline or beam.Pipeline(options=options)
     build_graph(pipeline, config)
@@ -303,7 +319,7 @@ def run(argv=None, test_pipeline=None):
         _print_summary(summarize(result), config.output)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded
         logger.info("no metrics summary: %s", e)
-    if options.report and not options.view_as(TestOptions).dry_run:
+    if options.report and not _dry_run(options):
         from pipeline.report import write_report
         report = write_report(config.output, tfrecord_image_key=config.tfrecord_image_key)
         print(f"  report   -> {report}", file=sys.stderr)

@@ -158,6 +158,7 @@ def test_local_inputs_are_named_by_absolute_path_whatever_the_spelling(tmp_path,
     monkeypatch.chdir(tmp_path)
     first = _masks_run("tree", masks, "out", tiny_inpaint_weights)
     assert sorted(first) == [str(tree / "a.png"), str(tree / "b.png")]
+    assert first[str(tree / "a.png")]["output_uri"] == str(tmp_path / "out" / "images" / "a.png")
 
     (tmp_path / "out").rename(tmp_path / "moved")
     monkeypatch.chdir(tree)

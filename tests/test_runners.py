@@ -69,3 +69,31 @@ def test_options_of_a_runner_beam_imports_late_are_accepted():
     with pytest.raises(UsageError, match="did you mean --render_output"):
         _reject_unknown_arguments(runner + ["--render_outptu", "graph.dot"])
 
+
+
+def test_local_runners_by_any_name_ignore_dry_run_so_the_launcher_runs_for_real(
+        masks_corpus, tmp_path, tiny_inpaint_weights):
+    """DirectRunner runs the job despite --dry_run: --skip_existing must still keep earlier rows."""
+    from pipeline.run import run
+
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    common = ["--input", f"{images}/**", "--segmenter", "masks", "--masks", str(masks),
+              "--output", str(output), "--inpaint_weights", tiny_inpaint_weights]
+    run(["--runner", "apache_beam.runners.direct.direct_runner.DirectRunner"] + common)
+    first = read_rows(output)
+    run(["--runner", "apache_beam.runners.direct.direct_runner.DirectRunner", "--dry_run", "True",
+         "--skip_existing"] + common)
+    rows = read_rows(output)
+    assert len(rows) == len(specs)
+    assert all(row["width"] == first[uri]["width"] and row["notes"][-1].startswith("kept from")
+               for uri, row in rows.items())
+
+
+def test_a_runner_that_runs_nothing_takes_local_model_files(tiny_inpaint_weights):
+    from pipeline.options import RemoverOptions
+    from pipeline.run import _require_remote_model_files
+
+    _require_remote_model_files(RemoverOptions([
+        "--runner", "apache_beam.runners.render.RenderRunner", "--segmenter", "masks",
+        "--inpaint_weights", tiny_inpaint_weights]))
