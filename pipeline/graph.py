@@ -84,12 +84,17 @@ def error_text(exception) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
 
 
+def _batch_elements(batch) -> list:
+    """A dead letter's batch as a list (RunInference hands a lone element over unwrapped)."""
+    return batch if isinstance(batch, list) else [batch]
+
+
 def _retry_failed_batches(stage: str):
     """RunInference dead letters `(batch of (info, example), exception)`: the elements of a batch
     of several images, to run again one at a time; a lone image's failure -> its error info."""
     def expand(failure):
         batch, exception = failure
-        batch = batch if isinstance(batch, list) else [batch]
+        batch = _batch_elements(batch)
         if len(batch) == 1:
             yield beam.pvalue.TaggedOutput(ERROR, failure)
             return
@@ -105,7 +110,7 @@ def _error_infos(stage: str):
 
     def expand(failure):
         batch, exception = failure
-        for info, _ in (batch if isinstance(batch, list) else [batch]):
+        for info, _ in _batch_elements(batch):
             errors.inc()
             logger.warning("%s failed on %s:\n%s", stage, info.image_uri, "".join(exception[2]))
             yield info.failed(stage, error_text(exception))

@@ -23,6 +23,7 @@ from pycocotools import mask as coco_mask
 
 from transforms.decode import decode_image
 from transforms.metadata import metadata_prefix
+from transforms.read import RecordParser, read_bytes
 
 THUMBNAIL_SIZE = 320
 OUTLINE = (255, 0, 255)
@@ -36,8 +37,7 @@ def read_metadata(output: str) -> list[dict]:
                                 "run the pipeline first")
     rows = []
     for path in files:
-        with FileSystems.open(path, compression_type="uncompressed") as f:
-            rows += pq.read_table(io.BytesIO(f.read())).to_pylist()
+        rows += pq.read_table(io.BytesIO(read_bytes(path))).to_pylist()
     return sorted(rows, key=lambda r: _record_order(r["image_uri"]))
 
 
@@ -57,32 +57,26 @@ class _InputReader:
     """
 
     def __init__(self, tfrecord_image_key: str):
-        self._image_key = tfrecord_image_key
+        self._parser = RecordParser(tfrecord_image_key, id_key="")  # the pipeline's own parsing
         self._shard, self._records, self._next_offset = None, None, 0
 
     def read(self, uri: str) -> bytes:
         match = _RECORD_URI.match(uri)
         if match is None or FileSystems.exists(uri):
-            return _read_bytes(uri)
+            return read_bytes(uri)
         return self._record_image(match["shard"], int(match["offset"]))
 
     def _record_image(self, shard: str, offset: int) -> bytes:
-        import tensorflow as tf
-
         if shard != self._shard or offset < self._next_offset:
             self._shard, self._next_offset = shard, 0
-            self._records = tf.data.TFRecordDataset(shard).as_numpy_iterator()
-        for record in self._records:
-            self._next_offset += 1
-            if self._next_offset - 1 == offset:
-                feature = tf.train.Example.FromString(record).features.feature[self._image_key]
-                return feature.bytes_list.value[0]
+            self._records = self._parser.records(shard)
+        for record_offset, info, image, _ in self._records:
+            self._next_offset = record_offset + 1
+            if record_offset == offset:
+                if info.status is not None:
+                    raise ValueError(info.error)
+                return image
         raise FileNotFoundError(f"{shard} has no record {offset}")
-
-
-def _read_bytes(uri: str) -> bytes:
-    with FileSystems.open(uri, compression_type="uncompressed") as f:
-        return f.read()
 
 
 def _open_rgb(data: bytes) -> Image.Image:
@@ -180,7 +174,7 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
             try:
                 before = outlined_thumbnail(_open_rgb(inputs.read(row["image_uri"])),
                                             row["instances"] or [])
-                after = _thumbnail(_open_rgb(_read_bytes(row["output_uri"])))
+                after = _thumbnail(_open_rgb(read_bytes(row["output_uri"])))
             except Exception as e:  # noqa: BLE001 - a vanished file should not sink the report
                 items.append(f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(e))}</div>')
                 continue

@@ -126,6 +126,12 @@ def file_info(metadata, root: str) -> tuple[ImageInfo, None]:
         return ImageInfo(image_uri=path, relative_path="").failed("read", e), None
 
 
+def read_bytes(uri: str) -> bytes:
+    """The whole file at `uri` (local or any Beam file system), never decompressed by its name."""
+    with FileSystems.open(uri, compression_type="uncompressed") as f:
+        return f.read()
+
+
 class _ReadFileBytes(beam.DoFn):
     def __init__(self):
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
@@ -137,10 +143,11 @@ class _ReadFileBytes(beam.DoFn):
             yield info, b""
             return
         try:
-            with FileSystems.open(info.image_uri, compression_type="uncompressed") as f:
-                yield info, f.read()
+            data = read_bytes(info.image_uri)
         except Exception as e:  # noqa: BLE001 - an unreadable file is an error row, not a failed job
             yield info.failed("read", e), b""
+            return
+        yield info, data
 
 
 class _MatchFiles(beam.DoFn):
@@ -201,7 +208,7 @@ class ReadImageBytes(beam.PTransform):
         return named | "ReadBytes" >> beam.ParDo(_ReadFileBytes())
 
 
-class _RecordParser:
+class RecordParser:
     """One TFRecord record -> `(ImageInfo, image bytes, id)`, shared by the pass that checks the
     output names and the pass that reads the images, so that both name every record alike."""
 
@@ -241,7 +248,7 @@ class _RecordParser:
 class _ListOutputNames(beam.DoFn):
     """Shard -> `(output name, (shard path, offset, id))` of each record that will be written."""
 
-    def __init__(self, parser: _RecordParser):
+    def __init__(self, parser: RecordParser):
         self._parser = parser
 
     def process(self, metadata):
@@ -265,7 +272,7 @@ def _later_claims(name_and_claims):
 
 
 class _ReadTFRecordShard(beam.DoFn):
-    def __init__(self, parser: _RecordParser):
+    def __init__(self, parser: RecordParser):
         self._parser = parser
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
 
@@ -301,7 +308,7 @@ class ReadTFRecordImages(beam.PTransform):
                  output_root: str | None = None):
         super().__init__()
         self._pattern = folder_as_pattern(pattern)
-        self._parser = _RecordParser(image_key, id_key)
+        self._parser = RecordParser(image_key, id_key)
         self._output_root = output_root
 
     def expand(self, pbegin):

@@ -10,7 +10,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from transforms.read import NAMESPACE
+from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
@@ -117,11 +117,6 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
 def _packed(colours: np.ndarray) -> np.ndarray:
     colours = colours.astype(np.int32)
     return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
-
-
-def read_bytes(uri: str) -> bytes:
-    with FileSystems.open(uri, compression_type="uncompressed") as f:
-        return f.read()
 
 
 def write_atomically(path: str, data: bytes) -> None:
