@@ -17,6 +17,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from transforms.decode import DecodeImage
 from transforms.inpaint import InpaintModelHandler
 from transforms.metadata import WriteMetadata, to_row
+from transforms.progress import ReportProgress
 from transforms.read import NAMESPACE, ListImageFiles, ReadImageBytes, ReadTFRecordImages
 from transforms.records import CLEANED, ERROR
 from transforms.select import SelectAndDilate
@@ -65,6 +66,8 @@ class GraphConfig:
     inpainter_identity: str = ""
     metadata_run: str = ""  # names this run's metadata shards apart from earlier runs'
     previous_metadata: tuple[str, ...] = ()  # earlier runs' shards, read by --skip_existing
+    expected_images: int | None = None  # images the run reads, when one process sees them all
+    progress_seconds: float = 30.0  # how often a process logs its progress
 
 
 def error_text(exception) -> str:
@@ -211,7 +214,12 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     write = WriteImage(config.output, copy_unchanged=bool(config.input))
     written = [branch | f"WriteImages{name}" >> beam.ParDo(write) for name, branch in to_write]
 
-    infos = (written + finished + errors) | "AllImages" >> beam.Flatten()
+    # Counted on each branch: the DirectRunner runs a Flatten's consumers only once all its
+    # inputs are done, too late to say how far the run is.
+    progress = ReportProgress(config.metadata_run, config.expected_images, config.progress_seconds)
+    ended = [branch | f"Progress{index}" >> beam.ParDo(progress)
+             for index, branch in enumerate(written + finished + errors)]
+    infos = ended | "AllImages" >> beam.Flatten()
     rows = infos | "ToRows" >> beam.Map(to_row, config.segmenter_identity, config.inpainter_identity)
     if config.skip_existing and config.previous_metadata:
         rows = rows | "KeepPreviousRows" >> KeepPreviousRows(config.previous_metadata)

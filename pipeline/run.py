@@ -98,10 +98,10 @@ def _dry_run(options: RemoverOptions) -> bool:
     return bool(options.view_as(TestOptions).dry_run) and _runner_name(options) not in _LOCAL_RUNNERS
 
 
-def _require_matching_input(options: RemoverOptions) -> None:
+def _require_matching_input(options: RemoverOptions) -> int:
     """An input pattern that matches nothing would otherwise fail the job mid-way, after launch.
     Matched as the job matches it (a folder means every file under it; `**/` also matches no
-    folder; earlier runs' outputs are not inputs)."""
+    folder; earlier runs' outputs are not inputs). Returns how many files it matched."""
     flag, pattern = ("--input", options.input) if options.input else (
         "--input_tfrecords", options.input_tfrecords)
     try:
@@ -111,6 +111,13 @@ def _require_matching_input(options: RemoverOptions) -> None:
     if not matched:
         raise UsageError(f"no file matches {flag} {pattern}" + (
             f" but the outputs of a run under --output {options.output}" if left_out else ""))
+    return len(matched)
+
+
+def _one_process_sees_every_image(options: RemoverOptions) -> bool:
+    """The DirectRunner runs the job in this process unless told to use several."""
+    return (_runner_name(options) in ("directrunner", "direct")
+            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
 
 def _keras_sees_a_gpu() -> bool:
@@ -190,8 +197,11 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
             class_ids = parse_classes(options.classes)
         except ValueError as e:
             raise UsageError(f"--classes: {e}") from None
+    expected_images = None
     if not _dry_run(options):  # a dry run touches no storage
-        _require_matching_input(options)
+        matched = _require_matching_input(options)
+        if options.input and _one_process_sees_every_image(options):
+            expected_images = matched
     _require_usable_device(options)
 
     segmenter_identity = (USER_MASKS_IDENTITY if options.segmenter == "masks"
@@ -214,7 +224,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         seg_cpu_threads=options.seg_cpu_threads or _threads_per_worker_process(options),
         segmenter_identity=segmenter_identity, inpainter_identity=inpainter_identity,
         metadata_run=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"),
-        previous_metadata=_previous_metadata(options))
+        previous_metadata=_previous_metadata(options), expected_images=expected_images)
 
 
 def _previous_metadata(options: RemoverOptions) -> tuple[str, ...]:

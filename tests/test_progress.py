@@ -1,0 +1,56 @@
+"""The progress a run logs while it works: images done of how many, rate, time left."""
+import logging
+
+import pytest
+
+from pipeline.options import RemoverOptions
+from pipeline.run import resolve_config
+from tests.pipeline_helpers import read_rows, run_pipeline
+from transforms.progress import progress_line
+
+
+def test_progress_line_gives_share_rate_and_time_left():
+    assert progress_line(1, 0, 1000, 0.0) == "1 of 1000 images done (0%)"
+    # the rate counts from the first image done: 10 more in 30 s
+    assert progress_line(11, 0, 1000, 30.0) == (
+        "11 of 1000 images done (1%), 0.33 images/s, about 49 min left")
+    assert progress_line(500, 3, 1000, 60.0) == (
+        "500 of 1000 images done (50%), 3 errors, 8.32 images/s, about 60 s left")
+    assert progress_line(2, 1, 100_000, 3.0).endswith("1 error, 0.33 images/s, about 83.3 h left")
+    assert progress_line(1000, 0, 1000, 100.0) == "1000 of 1000 images done (100%), 9.99 images/s"
+
+
+def test_without_a_total_a_process_counts_its_own_share():
+    assert progress_line(40, 2, None, 39.0) == "40 images done, 2 errors, 1.00 images/s"
+
+
+def _args(masks_corpus, tmp_path, weights, *extra):
+    images, masks, _ = masks_corpus
+    return ["--input", f"{images}/**", "--segmenter", "masks", "--masks", str(masks),
+            "--output", str(tmp_path / "out"), "--inpaint_weights", weights, *extra]
+
+
+def test_a_local_run_logs_its_progress_as_images_finish(masks_corpus, tmp_path, tiny_inpaint_weights,
+                                                        caplog):
+    images, _, specs = masks_corpus
+    (images / "sub" / "broken.png").write_bytes(b"not an image")
+    caplog.set_level(logging.INFO, logger="transforms.progress")
+    run_pipeline(_args(masks_corpus, tmp_path, tiny_inpaint_weights))
+
+    total = len(specs) + 1
+    assert len(read_rows(tmp_path / "out")) == total
+    lines = [r.getMessage() for r in caplog.records if r.name == "transforms.progress"]
+    assert lines[0].startswith(f"1 of {total} images done ({100 // total}%)")
+    assert lines[-1].startswith(f"{total} of {total} images done (100%), 1 error, ")
+
+
+@pytest.mark.parametrize("extra, total", [
+    ((), 3),
+    (("--direct_running_mode", "multi_threading", "--direct_num_workers", "2"), 3),
+    # each worker process sees only its share: no total, so no misleading share or time left
+    (("--direct_running_mode", "multi_processing", "--direct_num_workers", "2"), None),
+])
+def test_the_total_is_given_only_where_one_process_sees_every_image(
+        masks_corpus, tmp_path, tiny_inpaint_weights, extra, total):
+    config = resolve_config(RemoverOptions(_args(masks_corpus, tmp_path, tiny_inpaint_weights, *extra)))
+    assert config.expected_images == total
