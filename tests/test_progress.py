@@ -22,6 +22,8 @@ def test_progress_line_gives_share_rate_and_time_left():
 
 def test_without_a_total_a_process_counts_its_own_share():
     assert progress_line(40, 2, None, 39.0) == "40 images done, 2 errors, 1.00 images/s"
+    assert progress_line(1, 0, None, 0.0) == "1 image done"
+    assert progress_line(1, 0, 1, 0.0) == "1 of 1 image done (100%)"
 
 
 def _args(masks_corpus, tmp_path, weights, *extra):

@@ -35,7 +35,9 @@ def progress_line(done: int, errors: int, total: int | None, seconds: float) -> 
     """`120 of 1000 images done (12%), 3 errors, 0.33 images/s, about 44 min left`; without a
     total (each process of a multi-process run sees its own share) no share and no time left.
     The rate counts from the first image done, so model loading does not skew it."""
-    text = f"{done} of {total} images done ({100 * done // total}%)" if total else f"{done} images done"
+    images = "image" if (total or done) == 1 else "images"
+    text = (f"{done} of {total} {images} done ({100 * done // total}%)" if total
+            else f"{done} {images} done")
     if errors:
         text += f", {errors} error{'s' if errors > 1 else ''}"
     if done > 1 and seconds > 0:
