@@ -33,6 +33,10 @@ _LOCAL_RUNNERS = {"directrunner", "direct", "portablerunner", "prismrunner", "te
                   "renderrunner"}
 
 
+# Files a distributed job's launcher lists, at first, to know its input matches something.
+LISTING_PROBE = 1000
+
+
 class UsageError(ValueError):
     """Bad options or model files, found before any image is touched."""
 
@@ -98,14 +102,20 @@ def _dry_run(options: RemoverOptions) -> bool:
     return bool(options.view_as(TestOptions).dry_run) and _runner_name(options) not in _LOCAL_RUNNERS
 
 
-def _require_matching_input(options: RemoverOptions) -> int:
+def _require_matching_input(options: RemoverOptions, count: bool = True) -> int:
     """An input pattern that matches nothing would otherwise fail the job mid-way, after launch.
     Matched as the job matches it (a folder means every file under it; `**/` also matches no
-    folder; earlier runs' outputs are not inputs). Returns how many files it matched."""
+    folder; earlier runs' outputs are not inputs). Returns how many files it matched; with
+    `count=False` at least how many, from the first LISTING_PROBE files listed, so that the
+    launcher of a job over millions of objects does not list them all before the job does."""
     flag, pattern = ("--input", options.input) if options.input else (
         "--input_tfrecords", options.input_tfrecords)
+    output = output_root(options.output)
     try:
-        matched, left_out = match_inputs(folder_as_pattern(pattern), output_root(options.output))
+        files = folder_as_pattern(pattern)
+        matched, left_out = match_inputs(files, output, None if count else LISTING_PROBE)
+        if not matched and not count:  # the probe saw only earlier outputs or other files
+            matched, left_out = match_inputs(files, output)
     except Exception as e:  # noqa: BLE001 - unreachable storage, no file system for the scheme, ...
         raise UsageError(f"cannot list {flag} {pattern}: {e}") from None
     if not matched:
@@ -199,9 +209,9 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
             raise UsageError(f"--classes: {e}") from None
     expected_images = None
     if not _dry_run(options):  # a dry run touches no storage
-        matched = _require_matching_input(options)
-        if options.input and _one_process_sees_every_image(options):
-            expected_images = matched
+        count = bool(options.input) and _one_process_sees_every_image(options)
+        matched = _require_matching_input(options, count)
+        expected_images = matched if count else None
     _require_usable_device(options)
 
     segmenter_identity = (USER_MASKS_IDENTITY if options.segmenter == "masks"

@@ -97,3 +97,44 @@ def test_a_runner_that_runs_nothing_takes_local_model_files(tiny_inpaint_weights
     _require_remote_model_files(RemoverOptions([
         "--runner", "apache_beam.runners.render.RenderRunner", "--segmenter", "masks",
         "--inpaint_weights", tiny_inpaint_weights]))
+
+
+def _recording_limits(monkeypatch) -> list:
+    """The `limits` of each listing the launcher asks Beam for (the listing itself is real)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    limits, real_match = [], FileSystems.match
+    def match(patterns, limits_=None):
+        limits.append(limits_)
+        return real_match(patterns, limits_)
+    monkeypatch.setattr(FileSystems, "match", staticmethod(match))
+    return limits
+
+
+def test_a_distributed_jobs_launcher_lists_only_until_it_finds_an_input(tmp_path, monkeypatch):
+    """Over an archive of millions of objects, the job lists them itself: the launcher only
+    needs one input, and lists the rest only when the first files listed are no input."""
+    import pipeline.run
+    from pipeline.options import RemoverOptions
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(20):
+        (photos / f"{index:02d}.png").write_bytes(b"")
+    (photos / "only.jpg").write_bytes(b"")
+    monkeypatch.setattr(pipeline.run, "LISTING_PROBE", 1)
+    limits = _recording_limits(monkeypatch)
+    portable = ["--runner", "PortableRunner", "--output", str(tmp_path / "out")]
+
+    assert pipeline.run._require_matching_input(
+        RemoverOptions(portable + ["--input", f"{photos}/**"]), count=False) == 1
+    assert limits == [[1]]
+    # the one listed file may not be the jpg: the rest is then listed too
+    assert pipeline.run._require_matching_input(
+        RemoverOptions(portable + ["--input", f"{photos}/**/*.jpg"]), count=False) == 1
+    assert pipeline.run._require_matching_input(
+        RemoverOptions(portable + ["--input", f"{photos}/**"])) == 21
+    assert limits[-1] == [None]
+    with pytest.raises(pipeline.run.UsageError, match="no file matches --input"):
+        pipeline.run._require_matching_input(
+            RemoverOptions(portable + ["--input", f"{photos}/**/*.gif"]), count=False)

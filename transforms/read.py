@@ -50,18 +50,19 @@ def folder_as_pattern(pattern: str) -> str:
     return pattern
 
 
-def match_input_files(pattern: str) -> list:
-    """`FileMetadata` of every file `pattern` matches (local or any Beam file system).
+def match_input_files(pattern: str, limit: int | None = None) -> list:
+    """`FileMetadata` of every file `pattern` matches (local or any Beam file system); with
+    `limit`, of those among the first `limit` files listed (the listing stops there).
 
     A pattern with `**/` lists its fixed prefix once (Beam lists that whole subtree for it anyway)
     and keeps what `globstar_regex` accepts, rather than matching each variant with and without
     every `**/`, which would list an archive-sized prefix 2^n times.
     """
     if not _GLOBSTAR.search(pattern):
-        return FileSystems.match([pattern])[0].metadata_list
+        return FileSystems.match([pattern], [limit])[0].metadata_list
     fixed = pattern[:_GLOB_CHARS.search(pattern).start()]
     accepts = globstar_regex(pattern).match
-    return [m for m in FileSystems.match([fixed + "**"])[0].metadata_list if accepts(m.path)]
+    return [m for m in FileSystems.match([fixed + "**"], [limit])[0].metadata_list if accepts(m.path)]
 
 
 def _as_folder_prefix(path: str) -> str:
@@ -75,10 +76,10 @@ def _as_folder_prefix(path: str) -> str:
 OUTPUT_FOLDERS = ("images", "metadata", "report")
 
 
-def match_inputs(pattern: str, output_root: str | None) -> tuple[list, int]:
+def match_inputs(pattern: str, output_root: str | None, limit: int | None = None) -> tuple[list, int]:
     """`match_input_files` without what runs wrote under `output_root` (its OUTPUT_FOLDERS), and
     how many files that left out. Relative local paths mean the caller's working directory."""
-    matched = match_input_files(pattern)
+    matched = match_input_files(pattern, limit)
     if not output_root:
         return matched, 0
     written = tuple(_as_folder_prefix(FileSystems.join(output_root, folder))
