@@ -12,10 +12,15 @@ import argparse
 import collections
 import html
 import io
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw
@@ -24,21 +29,72 @@ from pycocotools import mask as coco_mask
 from transforms.decode import decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
+from transforms.records import CLEANED, ERROR, UNCHANGED
 
 THUMBNAIL_SIZE = 320
 OUTLINE = (255, 0, 255)
 
 
-def read_metadata(output: str) -> list[dict]:
+def metadata_files(output: str) -> list[str]:
     files = sorted(m.path for r in FileSystems.match([metadata_prefix(output) + "-*.parquet"])
                    for m in r.metadata_list)
     if not files:
         raise FileNotFoundError(f"no metadata under {FileSystems.join(output, 'metadata')}: "
                                 "run the pipeline first")
-    rows = []
-    for path in files:
-        rows += pq.read_table(io.BytesIO(read_bytes(path))).to_pylist()
-    return sorted(rows, key=lambda r: _record_order(r["image_uri"]))
+    return files
+
+
+def _read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(read_bytes(path)), columns=columns)
+
+
+@dataclass
+class ReportContent:
+    """What the report shows of a run: its totals, and the rows behind its gallery and errors
+    table (each at most its limit, so an archive's report stays a few pages' work)."""
+    statuses: collections.Counter
+    removed_per_class: collections.Counter
+    shown: list[dict]   # gallery rows (whole, with instances), in record order
+    showable: int       # rows with an output image, of which `shown` is an even sample
+    errors: list[dict]  # `image_uri`, `error` of the first error rows in record order
+    error_count: int
+
+
+def read_report_content(output: str, max_images: int | None = 1000,
+                        max_errors: int = 1000) -> ReportContent:
+    """Reads the metadata one shard at a time, keeping only the small columns of every row:
+    an archive-scale run's instances and masks would not fit in memory all at once."""
+    files = metadata_files(output)
+    statuses, removed_per_class = collections.Counter(), collections.Counter()
+    showable, errors = [], []  # (record order, shard file index, row index) / rows
+    for file_index, path in enumerate(files):
+        table = _read_table(path, ["image_uri", "status", "error", "output_uri", "instances"])
+        instances = pc.list_flatten(table["instances"])
+        removed = pc.filter(pc.struct_field(instances, "label"), pc.struct_field(instances, "removed"))
+        removed_per_class.update({item["values"].as_py(): item["counts"].as_py()
+                                  for item in pc.value_counts(removed)})
+        small = table.drop_columns(["instances"]).to_pydict()
+        for row_index, (uri, status, error, output_uri) in enumerate(zip(
+                small["image_uri"], small["status"], small["error"], small["output_uri"])):
+            statuses[status] += 1
+            if status == ERROR:
+                errors.append((_record_order(uri), {"image_uri": uri, "error": error}))
+            elif status in (CLEANED, UNCHANGED) and output_uri:
+                showable.append((_record_order(uri), file_index, row_index))
+    errors.sort(key=lambda item: item[0])
+    showable.sort()
+    chosen = (showable if max_images is None or len(showable) <= max_images
+              else [showable[i * len(showable) // max_images] for i in range(max_images)])
+    wanted = collections.defaultdict(list)
+    for order, (_, file_index, row_index) in enumerate(chosen):
+        wanted[file_index].append((row_index, order))
+    shown = [None] * len(chosen)
+    for file_index, picks in wanted.items():
+        rows = _read_table(files[file_index]).take([row_index for row_index, _ in picks]).to_pylist()
+        for (_, order), row in zip(picks, rows):
+            shown[order] = row
+    return ReportContent(statuses, removed_per_class, shown, len(showable),
+                         [row for _, row in errors[:max_errors]], len(errors))
 
 
 _RECORD_URI = re.compile(r"^(?P<shard>.+)#(?P<offset>\d+)$")
@@ -51,7 +107,7 @@ def _record_order(uri: str) -> tuple[str, int]:
 
 
 class _InputReader:
-    """Input bytes by `image_uri`: a file, or record `offset` of a TFRecord shard (`shard#offset`).
+    """The image of record `offset` of a TFRecord shard, by `image_uri` (`shard#offset`).
 
     Rows come in shard order, so each shard is read through once, not once per record.
     """
@@ -60,11 +116,15 @@ class _InputReader:
         self._parser = RecordParser(tfrecord_image_key, id_key="")  # the pipeline's own parsing
         self._shard, self._records, self._next_offset = None, None, 0
 
-    def read(self, uri: str) -> bytes:
+    def record_bytes(self, uri: str) -> bytes | Exception | None:
+        """The image of a TFRecord record (or why it cannot be read); None for a file's URI."""
         match = _RECORD_URI.match(uri)
         if match is None or FileSystems.exists(uri):
-            return read_bytes(uri)
-        return self._record_image(match["shard"], int(match["offset"]))
+            return None
+        try:
+            return self._record_image(match["shard"], int(match["offset"]))
+        except Exception as e:  # noqa: BLE001 - shown in the report as a missing item
+            return e
 
     def _record_image(self, shard: str, offset: int) -> bytes:
         if shard != self._shard or offset < self._next_offset:
@@ -133,11 +193,13 @@ def _page_name(index: int) -> str:
     return "index.html" if index == 0 else f"page-{index + 1}.html"
 
 
-def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "image/encoded") -> str:
-    """Writes `<output>/report/` and returns the path of its index.html."""
-    if per_page < 1:
-        raise ValueError(f"per_page must be >= 1, got {per_page}")
-    rows = read_metadata(output)
+def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "image/encoded",
+                 max_images: int | None = 1000) -> str:
+    """Writes `<output>/report/` and returns the path of its index.html. The gallery shows at most
+    `max_images` images (None: all), evenly spaced over the run's inputs."""
+    if per_page < 1 or (max_images is not None and max_images < 1):
+        raise ValueError(f"per_page and max_images must be >= 1, got {per_page}, {max_images}")
+    content = read_report_content(output, max_images)
     inputs = _InputReader(tfrecord_image_key)
     report_dir = FileSystems.join(output.rstrip("/"), "report")
     thumbs_dir = FileSystems.join(report_dir, "thumbs")  # FileSystems.create makes folders
@@ -146,52 +208,91 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
                                  FileSystems.join(thumbs_dir, "*.jpg")])
     FileSystems.delete([m.path for r in earlier for m in r.metadata_list])
 
-    statuses = collections.Counter(r["status"] for r in rows)
-    removed_per_class = collections.Counter(
-        i["label"] for r in rows for i in (r["instances"] or []) if i["removed"])
-    errors = [r for r in rows if r["status"] == "error"]
-    shown = [r for r in rows if r["status"] in ("cleaned", "unchanged") and r["output_uri"]]
+    shown = content.shown
     pages = [shown[i:i + per_page] for i in range(0, len(shown), per_page)] or [[]]
-
     summary = ["<h1>bg-obj-remover report</h1>",
-               "<p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(statuses.items())) + "</p>",
+               "<p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(content.statuses.items())) + "</p>",
                "<h2>Removed instances per class</h2><table><tr><th>class</th><th>count</th></tr>"]
-    summary += [f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in removed_per_class.most_common()]
+    summary += [f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
+                for k, v in content.removed_per_class.most_common()]
     summary.append("</table>")
-    if errors:
-        summary.append('<h2>Errors</h2><table class="errors"><tr><th>image</th><th>error</th></tr>')
+    if content.errors:
+        summary.append("<h2>Errors</h2>")
+        if content.error_count > len(content.errors):
+            summary.append(f"<p>The first {len(content.errors)} of {content.error_count} errors; "
+                           "the metadata has every one (<code>status = 'error'</code>).</p>")
+        summary.append('<table class="errors"><tr><th>image</th><th>error</th></tr>')
         summary += [f"<tr><td>{html.escape(r['image_uri'])}</td><td>{html.escape(r['error'] or '')}</td></tr>"
-                    for r in errors]
+                    for r in content.errors]
         summary.append("</table>")
+    if content.showable > len(shown):
+        summary.append(f"<p>{len(shown)} of the {content.showable} images written, evenly spaced "
+                       "in input order (<code>python -m pipeline.report OUTPUT --max_images 0</code> "
+                       "shows all).</p>")
 
-    for page_index, page in enumerate(pages):
-        nav = "<nav>" + "".join(
-            f'<a href="{_page_name(i)}">{i + 1}</a>' if i != page_index else f"<b>{i + 1}</b> "
-            for i in range(len(pages))) + "</nav>"
-        items = []
-        for n, row in enumerate(page):
-            stem = f"{page_index * per_page + n:06d}"
-            try:
-                before = outlined_thumbnail(_open_rgb(inputs.read(row["image_uri"])),
-                                            row["instances"] or [])
-                after = _thumbnail(_open_rgb(read_bytes(row["output_uri"])))
-            except Exception as e:  # noqa: BLE001 - a vanished file should not sink the report
-                items.append(f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(e))}</div>')
-                continue
-            _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
-            _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
-            labels = ", ".join(sorted({i["label"] for i in row["instances"] or [] if i["removed"]})) or "nothing removed"
-            items.append(
-                f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">'
-                f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
-                f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
-                f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
-        body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
-        page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
-                     f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
-        _write(FileSystems.join(report_dir, _page_name(page_index)), page_html.encode("utf-8"),
-               "text/html")
+    with ThreadPoolExecutor(max_workers=_THUMBNAIL_THREADS) as pool:
+        for page_index, page in enumerate(pages):
+            nav = _nav(page_index, len(pages))
+            stems = [f"{page_index * per_page + n:06d}" for n in range(len(page))]
+            # Records are read here, in shard order; files are read by the pool, in parallel.
+            sources = [inputs.record_bytes(row["image_uri"]) for row in page]
+            made = pool.map(_write_thumbnails, page, sources, [thumbs_dir] * len(page), stems)
+            items = [_item(row, stem, problem) for row, stem, problem in zip(page, stems, made)]
+            body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
+            page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
+                         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+            _write(FileSystems.join(report_dir, _page_name(page_index)), page_html.encode("utf-8"),
+                   "text/html")
     return FileSystems.join(report_dir, "index.html")
+
+
+# Thumbnails are made by threads: reading from a bucket waits on the network, not the CPU.
+_THUMBNAIL_THREADS = min(32, 4 * (os.cpu_count() or 1))
+
+
+def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: str,
+                      stem: str) -> Exception | None:
+    """Writes the row's before/after thumbnails; returns what went wrong, if anything (a vanished
+    file should not sink the report). `source`: the input's bytes when already read."""
+    try:
+        if isinstance(source, Exception):
+            raise source
+        data = source if source is not None else read_bytes(row["image_uri"])
+        before = outlined_thumbnail(_open_rgb(data), row["instances"] or [])
+        after = _thumbnail(_open_rgb(read_bytes(row["output_uri"])))
+        _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
+        _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
+    except Exception as e:  # noqa: BLE001
+        return e
+    return None
+
+
+def _item(row: dict, stem: str, problem: Exception | None) -> str:
+    if problem is not None:
+        return f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(problem))}</div>'
+    labels = ", ".join(sorted({i["label"] for i in row["instances"] or [] if i["removed"]})) or "nothing removed"
+    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">'
+            f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
+            f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
+            f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
+
+
+def _nav(current: int, count: int) -> str:
+    """Links to the first and last pages and to the three either side of this one: a link to
+    every page from every page would grow with the square of the page count."""
+    near = {0, count - 1, *range(max(0, current - 3), min(count, current + 4))}
+    parts, previous = [], None
+    if current > 0:
+        parts.append(f'<a href="{_page_name(current - 1)}">previous</a>')
+    for index in sorted(near):
+        if previous is not None and index > previous + 1:
+            parts.append("…")
+        parts.append(f"<b>{index + 1}</b>" if index == current
+                     else f'<a href="{_page_name(index)}">{index + 1}</a>')
+        previous = index
+    if current < count - 1:
+        parts.append(f'<a href="{_page_name(current + 1)}">next</a>')
+    return "<nav>" + " ".join(parts) + "</nav>"
 
 
 def main(argv=None):
@@ -199,12 +300,16 @@ def main(argv=None):
     parser.add_argument("output", help="The pipeline's --output folder (local or gs://).")
     parser.add_argument("--per_page", type=_positive_int, default=50,
                         help="Images per page (default 50).")
+    parser.add_argument("--max_images", type=_non_negative_int, default=1000,
+                        help="Images in the gallery, evenly spaced over the run's inputs when it "
+                             "wrote more; 0: all (default 1000).")
     parser.add_argument("--tfrecord_image_key", default="image/encoded",
                         help="For TFRecord input: the feature holding the image bytes, as given "
                              "to the pipeline (default image/encoded).")
     args = parser.parse_args(argv)
     try:
-        print(write_report(args.output, args.per_page, args.tfrecord_image_key))
+        print(write_report(args.output, args.per_page, args.tfrecord_image_key,
+                           args.max_images or None))
     except FileNotFoundError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
@@ -213,6 +318,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

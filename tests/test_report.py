@@ -91,3 +91,46 @@ def test_report_command_explains_what_is_wrong(tmp_path, capsys):
     errors = capsys.readouterr().err
     assert "no metadata under" in errors and "run the pipeline first" in errors
     assert "--per_page: must be >= 1, got 0" in errors
+
+
+def test_a_large_runs_report_shows_a_sample_the_first_errors_and_links_few_pages(
+        tmp_path, tiny_inpaint_weights):
+    """An archive's report must stay a few pages' work: the gallery an even sample, the errors
+    table capped, each page linking to its neighbours rather than to every page."""
+    import re
+
+    from PIL import Image
+
+    from pipeline.report import read_report_content
+    from tests.conftest import rectangle_mask, textured_image
+
+    images, masks, output = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    for index in range(12):
+        Image.fromarray(textured_image(12, 16, index)).save(images / f"{index:02d}.png")
+        Image.fromarray(rectangle_mask(12, 16, (0, 0, 4, 4) if index % 2 else (0, 0, 0, 0))).save(
+            masks / f"{index:02d}.png")
+    for name in ("x1.png", "x2.png"):
+        (images / name).write_bytes(b"not an image")
+    run_pipeline(["--input", f"{images}/*", "--segmenter", "masks", "--masks", masks,
+                  "--output", output, "--inpaint_weights", tiny_inpaint_weights])
+
+    content = read_report_content(str(output), max_images=3, max_errors=1)
+    assert content.statuses == {"cleaned": 6, "unchanged": 6, "error": 2}
+    assert content.removed_per_class == {"mask": 6}
+    assert content.showable == 12
+    assert [os.path.basename(r["image_uri"]) for r in content.shown] == ["00.png", "04.png", "08.png"]
+    assert all(r["instances"] is not None and "removed_fraction" in r for r in content.shown)
+    assert content.error_count == 2 and [os.path.basename(r["image_uri"]) for r in content.errors] == ["x1.png"]
+
+    index = write_report(str(output), per_page=2, max_images=3)
+    assert "3 of the 12 images written, evenly spaced" in open(index).read()
+    assert len(os.listdir(output / "report" / "thumbs")) == 2 * 3
+
+    write_report(str(output), per_page=1, max_images=None)  # 12 pages
+    page = (output / "report" / "page-6.html").read_text()
+    nav = page[page.index("<nav>"):page.index("</nav>")]
+    linked = re.findall(r'<a href="(?:index|page-(\d+))\.html">([^<]+)</a>', nav)
+    assert [text for _, text in linked] == ["previous", "1", "3", "4", "5", "7", "8", "9", "12", "next"]
+    assert "<b>6</b>" in nav
