@@ -83,4 +83,5 @@ class RemoverOptions(PipelineOptions):
         models.add_argument("--model_copies", type=int, default=None,
                             help="Copies of each model per worker machine (1 on a GPU worker).")
         parser.add_argument("--report", action="store_true",
-                            help="Also write report/index.html next to the outputs.")
+                            help="Also write report/index.html next to the outputs: counts, errors and "
+                                 "before/after thumbnails of up to 1,000 images.")
