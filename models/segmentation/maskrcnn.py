@@ -1,14 +1,17 @@
-"""Mask R-CNN instance segmentation on mmdetection 3.x, one true batch per call.
+"""Mask R-CNN instance segmentation on mmdetection 3.x, in true batches.
 
 `mmdet.apis.inference_detector` runs images one at a time; here every image goes through the test
-pipeline, then the whole list through the data preprocessor (which pads to a common size) and one
-`test_step`, as mmdet's `DetInferencer` does.
+pipeline, then the images that pad to the same shape go through the data preprocessor and one
+`test_step` together. Padding a smaller image up to a larger neighbour's shape would change the
+features near its bottom and right edges, and so its detections, depending on which images Beam
+happened to batch with it: grouped by padded shape, each image gets what it gets alone.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -79,21 +82,33 @@ class MaskRCNNSegmenter:
         return self.identity
 
     def segment(self, images: list[np.ndarray]) -> list[Detections]:
-        """Segments RGB uint8 (H, W, 3) images of any sizes as one batch; one result per image."""
-        if not images:
-            return []
-        batch = {'inputs': [], 'data_samples': []}
+        """Segments RGB uint8 (H, W, 3) images of any sizes, one result per image; images that
+        pad to the same shape run as one batch."""
         for index, image in enumerate(images):
             _check_image(index, image)
+        groups = defaultdict(lambda: {'inputs': [], 'data_samples': [], 'indices': []})
+        for index, image in enumerate(images):
             padded = _pad_to_aspect(image, self._max_aspect)
             # mmdet's ndarray path expects BGR, as cv2.imread returns.
             packed = self._pipeline({'img': np.ascontiguousarray(padded[..., ::-1])})
-            batch['inputs'].append(packed['inputs'])
-            batch['data_samples'].append(packed['data_samples'])
-        with torch.inference_mode():
-            samples = self._model.test_step(batch)
-        return [_crop_to_image(_to_detections(sample.pred_instances), *image.shape[:2])
-                for sample, image in zip(samples, images)]
+            group = groups[self._padded_shape(packed['inputs'])]
+            group['inputs'].append(packed['inputs'])
+            group['data_samples'].append(packed['data_samples'])
+            group['indices'].append(index)
+        results: list[Detections | None] = [None] * len(images)
+        for group in groups.values():
+            indices = group.pop('indices')
+            with torch.inference_mode():
+                samples = self._model.test_step(group)
+            for index, sample in zip(indices, samples):
+                results[index] = _crop_to_image(_to_detections(sample.pred_instances),
+                                                *images[index].shape[:2])
+        return results
+
+    def _padded_shape(self, inputs: torch.Tensor) -> tuple[int, int]:
+        """The (height, width) the data preprocessor pads this resized image to when alone."""
+        divisor = getattr(self._model.data_preprocessor, 'pad_size_divisor', 1) or 1
+        return tuple(math.ceil(side / divisor) * divisor for side in inputs.shape[-2:])
 
 
 def _torch_device(device: str) -> torch.device:
