@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, DEFAULT_CONFIG, Detections,
-                                 MaskRCNNSegmenter, parse_classes)
+from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, COCO_DETECTOR_CLASSES,
+                                 DEFAULT_CONFIG, Detections, DetectorClasses, MaskRCNNSegmenter,
+                                 parse_classes)
 from models.segmentation.checkpoint import load_checkpoint_weights
 from models.segmentation.config import packaged_configs, resolve_config
 from models.segmentation.maskrcnn import MIN_RESIZED_SIDE, _crop_to_image
@@ -22,11 +23,18 @@ from tests.segmentation_fixtures import (TINY_CONFIG_NAME, build_random_maskrcnn
                                          write_random_maskrcnn_checkpoint, write_tiny_maskrcnn)
 
 SEED_CONFIG = 'mask-rcnn_r50-caffe_fpn_ms-poly-3x_coco'
+CUSTOM_CLASSES = ('cat', 'Road_Sign', 'car')
 
 
 @pytest.fixture(scope='module')
 def tiny_files(tmp_path_factory):
     return write_tiny_maskrcnn(str(tmp_path_factory.mktemp('tiny')))
+
+
+@pytest.fixture(scope='module')
+def custom_files(tmp_path_factory):
+    """The tiny model fine-tuned, as it were, on three classes of its own."""
+    return write_tiny_maskrcnn(str(tmp_path_factory.mktemp('custom')), classes=CUSTOM_CLASSES)
 
 
 @pytest.fixture(scope='module')
@@ -78,6 +86,24 @@ def test_parse_classes_rejects_unknown_ids_empty_entries_and_mixed_all():
         parse_classes('')
     with pytest.raises(ValueError, match='cannot be combined'):
         parse_classes('all,person')
+
+
+def test_custom_classes_are_named_and_numbered_from_1_in_their_own_order():
+    classes = DetectorClasses.from_names(CUSTOM_CLASSES)
+    assert not classes.is_coco and classes.names == CUSTOM_CLASSES and classes.ids == (1, 2, 3)
+    assert classes.parse('car, road sign') == classes.parse('3,ROAD_SIGN') == frozenset({2, 3})
+    assert classes.parse('all') is None
+    with pytest.raises(ValueError, match=r"unknown class 'cst'; did you mean 'cat'"):
+        classes.parse('cst')
+    with pytest.raises(ValueError, match=r"unknown class 'person'.*1 cat, 2 Road_Sign, 3 car"):
+        classes.parse('person')
+    with pytest.raises(ValueError, match=r'unknown class id 4: .* ids 1 to 3'):
+        classes.parse('4')
+    with pytest.raises(ValueError, match="'car' appear more than once"):
+        DetectorClasses.from_names(('car', 'Car'))
+    # mmdet 2 spelt COCO's names with underscores: still COCO, reported with COCO's ids.
+    old_spelling = [name.replace(' ', '_') for name in COCO_CLASSES]
+    assert DetectorClasses.from_names(old_spelling) is COCO_DETECTOR_CLASSES
 
 
 def test_detections_select_filters_by_score_and_class():
@@ -217,8 +243,39 @@ def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path, tiny_files
         MaskRCNNSegmenter(config_path, str(tmp_path / 'partial.pth'))
     torch.save({'state_dict': state_dict, 'meta': {'dataset_meta': {'classes': ('a', 'b')}}},
                tmp_path / 'two_classes.pth')
-    with pytest.raises(ModelFileError, match='trained on 2 classes'):
+    with pytest.raises(ModelFileError, match=r"names 2 classes \('a', 'b'\) but config "
+                                             r"'tiny_maskrcnn' predicts 80.*num_classes=2"):
         MaskRCNNSegmenter(config_path, str(tmp_path / 'two_classes.pth'))
+
+
+def test_custom_classes_come_from_the_checkpoint(custom_files, tiny_files):
+    config_path, checkpoint_path = custom_files
+    segmenter = MaskRCNNSegmenter(config_path, checkpoint_path)
+    assert segmenter.classes == DetectorClasses.from_names(CUSTOM_CLASSES)
+    found = [detections for detections in segmenter.segment(random_images([(96, 128)] * 2))]
+    labels = [label for detections in found for label in detections.labels]
+    label_ids = np.concatenate([detections.label_ids for detections in found])
+    assert labels and set(labels) <= set(CUSTOM_CLASSES)
+    assert label_ids.tolist() == [CUSTOM_CLASSES.index(label) + 1 for label in labels]
+    # Three-class weights under the 80-class config, and the other way round: refused by name.
+    with pytest.raises(ModelFileError, match=r"names 3 classes \('cat', 'Road_Sign', 'car'\)"):
+        MaskRCNNSegmenter(tiny_files[0], checkpoint_path)
+    with pytest.raises(ModelFileError, match=r"names 80 classes \('person',.*predicts 3"):
+        MaskRCNNSegmenter(config_path, tiny_files[1])
+
+
+def test_custom_classes_without_names_in_the_checkpoint_come_from_the_config(custom_files,
+                                                                             tmp_path):
+    config_path, checkpoint_path = custom_files
+    state_dict, _ = load_checkpoint_weights(checkpoint_path)
+    torch.save(state_dict, tmp_path / 'bare.pth')
+    with pytest.raises(ModelFileError, match=r'predicts 3 classes, but neither .* names them'):
+        MaskRCNNSegmenter(config_path, str(tmp_path / 'bare.pth'))
+    named = tmp_path / 'named_config.py'
+    named.write_text(f"_base_ = {config_path!r}\n"
+                     f"test_dataloader = dict(dataset=dict(metainfo=dict(classes={CUSTOM_CLASSES!r})))\n")
+    segmenter = MaskRCNNSegmenter(str(named), str(tmp_path / 'bare.pth'))
+    assert segmenter.classes.names == CUSTOM_CLASSES
 
 
 def test_checkpoint_from_an_fsspec_uri_is_cached_and_named_by_sha256(tmp_path, tiny_files,

@@ -21,8 +21,7 @@ from mmengine.model.utils import revert_sync_batchnorm
 
 from models.runtime import usable_cpu_count
 from models.segmentation.checkpoint import load_checkpoint_weights
-from models.segmentation.coco import (CATEGORY_ID_BY_MMDET_LABEL, COCO_CLASSES,
-                                      normalise_class_name)
+from models.segmentation.classes import COCO_DETECTOR_CLASSES, DetectorClasses
 from models.segmentation.config import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, resolve_config
 from models.segmentation.detections import Detections
 from models.uri import ModelFileError, fetch
@@ -65,9 +64,10 @@ class MaskRCNNSegmenter:
         cfg = Config.fromfile(source.path)
         weights = fetch(checkpoint, cache_dir, hint=_CHECKPOINT_HINT)
         state_dict, meta = load_checkpoint_weights(weights.path)
-        _check_checkpoint_classes(weights.uri, meta)
 
         self._model = _build_detector(cfg, candidate_score_threshold)
+        self.classes = _detector_classes(meta, cfg, _num_classes(self._model), weights.uri,
+                                         source.name)
         _load_weights(self._model, state_dict, weights.uri, source.name)
         self._model.to(self.device).eval()
         self._pipeline = _inference_pipeline(cfg)
@@ -101,8 +101,8 @@ class MaskRCNNSegmenter:
             with torch.inference_mode():
                 samples = self._model.test_step(group)
             for index, sample in zip(indices, samples):
-                results[index] = _crop_to_image(_to_detections(sample.pred_instances),
-                                                *images[index].shape[:2])
+                results[index] = _crop_to_image(
+                    _to_detections(sample.pred_instances, self.classes), *images[index].shape[:2])
         return results
 
     def _padded_shape(self, inputs: torch.Tensor) -> tuple[int, int]:
@@ -123,21 +123,46 @@ def _torch_device(device: str) -> torch.device:
     return parsed
 
 
-def _check_checkpoint_classes(uri: str, meta: dict) -> None:
-    """Our label ids assume the 80 COCO classes in mmdet order; refuse weights trained on others."""
-    classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
-    if classes is None:
-        return
-    if len(classes) != len(COCO_CLASSES):
+def _detector_classes(meta: dict, cfg: Config, num_classes: int, uri: str,
+                      config_name: str) -> DetectorClasses:
+    """The classes the checkpoint was trained on: named in its meta (mmengine's `dataset_meta`,
+    mmdet 2's `CLASSES`), else in the config's dataset `metainfo`, else COCO's when it predicts
+    80. Raises ModelFileError when they cannot be known or their count is not the model's."""
+    names = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+    named_by = f'checkpoint {uri!r}'
+    if names is None:
+        names = _config_class_names(cfg)
+        named_by = f'config {config_name!r} (its dataset metainfo)'
+    if names is None:
+        if num_classes == len(COCO_DETECTOR_CLASSES.names):
+            return COCO_DETECTOR_CLASSES
         raise ModelFileError(
-            f'checkpoint {uri!r} was trained on {len(classes)} classes, not the '
-            f'{len(COCO_CLASSES)} COCO classes this segmenter reports')
-    # Older mmdet spelt names with underscores ('traffic_light'): compare normalised names.
-    renamed = [(ours, theirs) for ours, theirs in zip(COCO_CLASSES, classes)
-               if normalise_class_name(theirs) != ours]
-    if renamed:
-        logger.warning('checkpoint %s names %d classes differently from COCO, e.g. %r vs %r; '
-                       'reporting the COCO names by index', uri, len(renamed), *renamed[0])
+            f'config {config_name!r} predicts {num_classes} classes, but neither checkpoint '
+            f'{uri!r} nor the config names them: add metainfo=dict(classes=(...)) to the '
+            f'config\'s test_dataloader.dataset, in the order the model was trained on')
+    if len(names) != num_classes:
+        preview = ', '.join(map(repr, list(names)[:5])) + (', ...' if len(names) > 5 else '')
+        raise ModelFileError(
+            f'{named_by} names {len(names)} classes ({preview}) but config {config_name!r} '
+            f'predicts {num_classes}: use the config the checkpoint was trained with, or set '
+            f'num_classes={len(names)} in its roi_head.bbox_head and roi_head.mask_head')
+    try:
+        return DetectorClasses.from_names(names)
+    except ValueError as error:
+        raise ModelFileError(f'{named_by}: {error}') from None
+
+
+def _config_class_names(cfg: Config):
+    for loader in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
+        metainfo = ((cfg.get(loader) or {}).get('dataset') or {}).get('metainfo') or {}
+        if metainfo.get('classes'):
+            return metainfo['classes']
+    return None
+
+
+def _num_classes(model: torch.nn.Module) -> int:
+    bbox_head = model.roi_head.bbox_head
+    return (bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList) else bbox_head).num_classes
 
 
 def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.Module:
@@ -154,14 +179,7 @@ def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.M
     model_cfg = copy.deepcopy(cfg.model)
     # Pretrained-backbone init would download ImageNet weights the checkpoint replaces anyway.
     model_cfg.backbone.init_cfg = None
-    model = revert_sync_batchnorm(MODELS.build(model_cfg))
-    bbox_head = model.roi_head.bbox_head
-    num_classes = (bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList)
-                   else bbox_head).num_classes
-    if num_classes != len(COCO_CLASSES):
-        raise ModelFileError(f'config predicts {num_classes} classes, not the '
-                             f'{len(COCO_CLASSES)} COCO classes this segmenter reports')
-    return model
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
 
 
 def _load_weights(model: torch.nn.Module, state_dict, uri: str, config_name: str) -> None:
@@ -250,11 +268,11 @@ def _check_image(index: int, image) -> None:
                          f'got {description}')
 
 
-def _to_detections(instances) -> Detections:
+def _to_detections(instances, classes: DetectorClasses) -> Detections:
     labels = instances.labels.cpu().numpy()
     return Detections(
         masks=instances.masks.cpu().numpy().astype(bool, copy=False),
         boxes=instances.bboxes.cpu().numpy().astype(np.float32, copy=False),
         scores=instances.scores.cpu().numpy().astype(np.float32, copy=False),
-        label_ids=CATEGORY_ID_BY_MMDET_LABEL[labels],
-        labels=[COCO_CLASSES[label] for label in labels])
+        label_ids=classes.ids_of_labels(labels),
+        labels=[classes.names[label] for label in labels])
