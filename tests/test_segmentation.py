@@ -241,6 +241,21 @@ def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path, tiny_files
     torch.save({'state_dict': state_dict, 'meta': meta}, tmp_path / 'partial.pth')
     with pytest.raises(ModelFileError, match=r'1 weights missing.*conv_logits\.weight'):
         MaskRCNNSegmenter(config_path, str(tmp_path / 'partial.pth'))
+    # A deeper backbone's checkpoint (a third block in layer4, as ResNet-34 has over ResNet-18)
+    # would otherwise load its first blocks into the shallower network and ignore the rest.
+    deeper, _ = load_checkpoint_weights(checkpoint_path)
+    for name in [name for name in deeper if name.startswith('backbone.layer4.1.')]:
+        deeper[name.replace('layer4.1.', 'layer4.2.')] = deeper[name].clone()
+    torch.save(deeper, tmp_path / 'deeper.pth')
+    with pytest.raises(ModelFileError, match=r'config has no place for, e.g. backbone\.layer4\.2\.'):
+        MaskRCNNSegmenter(config_path, str(tmp_path / 'deeper.pth'))
+    reshaped, _ = load_checkpoint_weights(checkpoint_path)
+    reshaped['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(4, 128)
+    torch.save(reshaped, tmp_path / 'reshaped.pth')
+    with pytest.raises(ModelFileError, match=r'1 weights of another shape, e.g. '
+                                             r'roi_head\.bbox_head\.fc_cls\.weight is \(4, 128\), '
+                                             r'not \(81, 128\)'):
+        MaskRCNNSegmenter(config_path, str(tmp_path / 'reshaped.pth'))
     torch.save({'state_dict': state_dict, 'meta': {'dataset_meta': {'classes': ('a', 'b')}}},
                tmp_path / 'two_classes.pth')
     with pytest.raises(ModelFileError, match=r"names 2 classes \('a', 'b'\) but config "

@@ -183,20 +183,24 @@ def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.M
 
 
 def _load_weights(model: torch.nn.Module, state_dict, uri: str, config_name: str) -> None:
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:
-        raise ModelFileError(f'checkpoint {uri!r} does not fit config {config_name!r}: '
-                             f'{str(error).strip().splitlines()[-1]}') from None
+    """Loads `state_dict` only if it fits the model exactly: a weight left out keeps its random
+    init, and one with no place (say a ResNet-101 checkpoint under a ResNet-50 config) means the
+    weights loaded belong to another network; either way the detections would be garbage."""
+    expected = model.state_dict()
     # BatchNorm's step counter plays no part in inference and older checkpoints lack it.
-    missing = [name for name in missing if not name.endswith('num_batches_tracked')]
-    if missing:
-        raise ModelFileError(
-            f'checkpoint {uri!r} does not fit config {config_name!r}: {len(missing)} weights '
-            f'missing, e.g. {", ".join(missing[:5])}')
-    if unexpected:
-        logger.warning('checkpoint %s has %d weights config %s does not use, e.g. %s', uri,
-                       len(unexpected), config_name, ', '.join(unexpected[:5]))
+    counts = lambda name: not name.endswith('num_batches_tracked')  # noqa: E731
+    missing = [name for name in expected if name not in state_dict and counts(name)]
+    unexpected = [name for name in state_dict if name not in expected and counts(name)]
+    reshaped = [f'{name} is {tuple(tensor.shape)}, not {tuple(expected[name].shape)}'
+                for name, tensor in state_dict.items()
+                if name in expected and tensor.shape != expected[name].shape]
+    problems = [f'{len(names)} {what}, e.g. {", ".join(names[:3])}' for what, names in (
+        ('weights missing', missing), ('weights the config has no place for', unexpected),
+        ('weights of another shape', reshaped)) if names]
+    if problems:
+        raise ModelFileError(f'checkpoint {uri!r} does not fit config {config_name!r}: '
+                             f'{"; ".join(problems)}. Pass the config it was trained with.')
+    model.load_state_dict(state_dict, strict=False)
 
 
 def _inference_pipeline(cfg: Config) -> Compose:
