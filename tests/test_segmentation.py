@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, COCO_DETECTOR_CLASSES,
-                                 DEFAULT_CONFIG, Detections, DetectorClasses, MaskRCNNSegmenter,
-                                 parse_classes)
+                                 DEFAULT_CONFIG, Detections, DetectorClasses, MaskRCNNSegmenter)
 from models.segmentation.checkpoint import load_checkpoint_weights
 from models.segmentation.config import packaged_configs, resolve_config
 from models.segmentation.maskrcnn import MIN_RESIZED_SIDE, _crop_to_image
@@ -60,32 +59,32 @@ def test_category_ids_are_the_80_used_coco_ids_in_order():
 
 
 def test_parse_classes_accepts_names_ids_and_all():
-    assert parse_classes('all') is None
-    assert parse_classes(' ALL ') is None
-    assert parse_classes('person') == frozenset({1})
-    assert parse_classes(' Person , CAR,traffic light ') == frozenset({1, 3, 10})
-    assert parse_classes('traffic_light,13') == frozenset({10, 13})
-    assert parse_classes('1,1,person') == frozenset({1})
+    assert COCO_DETECTOR_CLASSES.parse('all') is None
+    assert COCO_DETECTOR_CLASSES.parse(' ALL ') is None
+    assert COCO_DETECTOR_CLASSES.parse('person') == frozenset({1})
+    assert COCO_DETECTOR_CLASSES.parse(' Person , CAR,traffic light ') == frozenset({1, 3, 10})
+    assert COCO_DETECTOR_CLASSES.parse('traffic_light,13') == frozenset({10, 13})
+    assert COCO_DETECTOR_CLASSES.parse('1,1,person') == frozenset({1})
 
 
 def test_parse_classes_lists_close_matches_for_a_misspelt_name():
     with pytest.raises(ValueError, match=r"unknown COCO class 'persn'.*'person'"):
-        parse_classes('car,persn')
+        COCO_DETECTOR_CLASSES.parse('car,persn')
     with pytest.raises(ValueError, match=r"'teddy bear'"):
-        parse_classes('tedy bear')
+        COCO_DETECTOR_CLASSES.parse('tedy bear')
 
 
 def test_parse_classes_rejects_unknown_ids_empty_entries_and_mixed_all():
     with pytest.raises(ValueError, match=r'unknown COCO category id 12\b'):
-        parse_classes('1,12')
+        COCO_DETECTOR_CLASSES.parse('1,12')
     with pytest.raises(ValueError, match=r'unknown COCO category id 91\b'):
-        parse_classes('91')
+        COCO_DETECTOR_CLASSES.parse('91')
     with pytest.raises(ValueError, match='empty entry'):
-        parse_classes('person,,car')
+        COCO_DETECTOR_CLASSES.parse('person,,car')
     with pytest.raises(ValueError, match='empty entry'):
-        parse_classes('')
+        COCO_DETECTOR_CLASSES.parse('')
     with pytest.raises(ValueError, match='cannot be combined'):
-        parse_classes('all,person')
+        COCO_DETECTOR_CLASSES.parse('all,person')
 
 
 def test_custom_classes_are_named_and_numbered_from_1_in_their_own_order():
@@ -247,7 +246,8 @@ def test_checkpoint_that_does_not_fit_the_config_is_refused(tmp_path, tiny_files
     for name in [name for name in deeper if name.startswith('backbone.layer4.1.')]:
         deeper[name.replace('layer4.1.', 'layer4.2.')] = deeper[name].clone()
     torch.save(deeper, tmp_path / 'deeper.pth')
-    with pytest.raises(ModelFileError, match=r'config has no place for, e.g. backbone\.layer4\.2\.'):
+    with pytest.raises(ModelFileError,
+                       match=r'config has no place for, e.g. backbone\.layer4\.2\.'):
         MaskRCNNSegmenter(config_path, str(tmp_path / 'deeper.pth'))
     reshaped, _ = load_checkpoint_weights(checkpoint_path)
     reshaped['roi_head.bbox_head.fc_cls.weight'] = torch.zeros(4, 128)
@@ -287,8 +287,8 @@ def test_custom_classes_without_names_in_the_checkpoint_come_from_the_config(cus
     with pytest.raises(ModelFileError, match=r'predicts 3 classes, but neither .* names them'):
         MaskRCNNSegmenter(config_path, str(tmp_path / 'bare.pth'))
     named = tmp_path / 'named_config.py'
-    named.write_text(f"_base_ = {config_path!r}\n"
-                     f"test_dataloader = dict(dataset=dict(metainfo=dict(classes={CUSTOM_CLASSES!r})))\n")
+    named.write_text(f"_base_ = {config_path!r}\ntest_dataloader = dict(dataset=dict("
+                     f"metainfo=dict(classes={CUSTOM_CLASSES!r})))\n")
     segmenter = MaskRCNNSegmenter(str(named), str(tmp_path / 'bare.pth'))
     assert segmenter.classes.names == CUSTOM_CLASSES
 

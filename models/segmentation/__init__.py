@@ -3,7 +3,7 @@
 `MaskRCNNSegmenter` is imported on first use: the CLI reads the defaults from here without paying
 for importing torch and mmdet.
 """
-from models.segmentation.classes import COCO_DETECTOR_CLASSES, DetectorClasses, parse_classes
+from models.segmentation.classes import COCO_DETECTOR_CLASSES, DetectorClasses
 from models.segmentation.coco import (CATEGORY_ID_BY_NAME, COCO_CATEGORY_IDS, COCO_CLASSES,
                                       NAME_BY_CATEGORY_ID)
 from models.segmentation.config import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG
@@ -11,7 +11,7 @@ from models.segmentation.detections import Detections
 
 __all__ = ['CATEGORY_ID_BY_NAME', 'COCO_CATEGORY_IDS', 'COCO_CLASSES', 'COCO_DETECTOR_CLASSES',
            'DEFAULT_CHECKPOINT_URI', 'DEFAULT_CONFIG', 'DetectorClasses', 'Detections',
-           'MaskRCNNSegmenter', 'NAME_BY_CATEGORY_ID', 'parse_classes']
+           'MaskRCNNSegmenter', 'NAME_BY_CATEGORY_ID']
 
 
 def __getattr__(name):

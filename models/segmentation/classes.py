@@ -100,8 +100,3 @@ class DetectorClasses:
 
 COCO_DETECTOR_CLASSES = DetectorClasses(COCO_CLASSES, COCO_CATEGORY_IDS, is_coco=True)
 
-
-def parse_classes(spec: str, classes: DetectorClasses = COCO_DETECTOR_CLASSES
-                  ) -> frozenset[int] | None:
-    """`classes.parse(spec)`: the ids `--classes` selects, None for all (COCO's by default)."""
-    return classes.parse(spec)
