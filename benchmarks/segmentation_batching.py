@@ -4,7 +4,7 @@ Runs the real mmdet architecture with random weights (no trained weights are nee
 it). Usage:
     python benchmarks/segmentation_batching.py                # default R50 config, 640x480
     python benchmarks/segmentation_batching.py --tiny         # the tiny test config
-    python benchmarks/segmentation_batching.py --mixed-sizes  # batch padding included
+    python benchmarks/segmentation_batching.py --mixed-sizes  # one group per padded shape
 """
 from __future__ import annotations
 

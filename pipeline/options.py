@@ -35,8 +35,9 @@ class RemoverOptions(PipelineOptions):
 
         select = parser.add_argument_group("what to remove")
         select.add_argument("--classes", default="person",
-                            help="COCO class names or category ids, comma-separated, or 'all' "
-                            "(default person).")
+                            help="Class names or ids, comma-separated, or 'all' (default "
+                            "person): COCO names and category ids, or those of the classes the "
+                            "checkpoint was trained on.")
         select.add_argument("--min_score", type=float, default=0.5,
                             help="Minimum detection score of a removed instance (default 0.5).")
         select.add_argument("--dilate", type=int, default=9,

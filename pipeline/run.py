@@ -200,13 +200,6 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
             raise UsageError("--segmenter masks needs --masks (the folder of mask PNGs)")
         if "://" not in options.masks and not os.path.isdir(options.masks):
             raise UsageError(f"--masks folder not found: {options.masks}")
-        class_ids = None
-    else:
-        from models.segmentation import parse_classes
-        try:
-            class_ids = parse_classes(options.classes)
-        except ValueError as e:
-            raise UsageError(f"--classes: {e}") from None
     expected_images = None
     if not _dry_run(options):  # a dry run touches no storage
         count = bool(options.input) and _one_process_sees_every_image(options)
@@ -214,8 +207,10 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         expected_images = matched if count else None
     _require_usable_device(options)
 
-    segmenter_identity = (USER_MASKS_IDENTITY if options.segmenter == "masks"
-                          else _validate_segmenter(options))
+    if options.segmenter == "masks":
+        segmenter_identity, class_ids = USER_MASKS_IDENTITY, None
+    else:
+        segmenter_identity, class_ids = _validate_segmenter(options)
     inpainter_identity = _validate_inpainter(options.inpaint_weights, options.device,
                                              options.inpaint_strategy, options.inpaint_self_ensemble,
                                              options.inpaint_blend)
@@ -260,15 +255,20 @@ def _threads_per_worker_process(options) -> int | None:
     return max(1, usable_cpu_count() // direct.direct_num_workers)
 
 
-def _validate_segmenter(options) -> str:
-    """Loads the segmenter once here (on CPU) so a bad config or checkpoint fails in seconds."""
+def _validate_segmenter(options) -> tuple[str, frozenset[int] | None]:
+    """Loads the segmenter once here (on CPU) so a bad config or checkpoint fails in seconds, and
+    checks --classes against the classes it was trained on; returns its identity and the class
+    ids --classes selects (None: all)."""
     from models.segmentation import MaskRCNNSegmenter
     try:
         segmenter = MaskRCNNSegmenter(options.seg_config, options.seg_checkpoint, device="cpu",
                                       allow_remote_config=options.allow_remote_config)
     except Exception as e:  # noqa: BLE001 - every cause is reported the same way, before any work
         raise UsageError(f"segmentation model: {e}") from None
-    return segmenter.identity
+    try:
+        return segmenter.identity, segmenter.classes.parse(options.classes)
+    except ValueError as e:
+        raise UsageError(f"--classes: {e}") from None
 
 
 def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int, blend: str) -> str:

@@ -34,9 +34,10 @@ model = dict(
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
-        bbox_head=dict(in_channels=64, fc_out_channels=128),
+        bbox_head=dict(in_channels=64, fc_out_channels=128, num_classes={num_classes}),
         mask_roi_extractor=dict(out_channels=64),
-        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64)),
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64,
+                       num_classes={num_classes})),
     test_cfg=dict(
         rpn=dict(nms_pre=300, max_per_img=100),
         rcnn=dict(max_per_img=30)))
@@ -69,18 +70,22 @@ def build_random_maskrcnn(config: str = DEFAULT_CONFIG, seed: int = 0) -> torch.
         model.init_weights()
     finally:
         logger.setLevel(level)
-    with torch.no_grad():
-        classifier = model.roi_head.bbox_head.fc_cls
-        classifier.weight.normal_(0.0, CLASSIFIER_WEIGHT_SCALE / classifier.in_features ** 0.5)
+    bbox_heads = model.roi_head.bbox_head
+    with torch.no_grad():  # every stage of a cascade
+        for bbox_head in (bbox_heads if isinstance(bbox_heads, torch.nn.ModuleList)
+                          else [bbox_heads]):
+            classifier = bbox_head.fc_cls
+            classifier.weight.normal_(0.0, CLASSIFIER_WEIGHT_SCALE / classifier.in_features ** 0.5)
     return model.eval()
 
 
-def write_random_maskrcnn_checkpoint(path: str, config: str = DEFAULT_CONFIG,
-                                     seed: int = 0) -> str:
+def write_random_maskrcnn_checkpoint(path: str, config: str = DEFAULT_CONFIG, seed: int = 0,
+                                     classes: tuple[str, ...] | None = COCO_CLASSES) -> str:
     """Saves a random-initialised `config` detector as an mmengine runner checkpoint.
 
-    Like `Runner.save_checkpoint`: `meta` (with `dataset_meta`), `state_dict` and the message
-    hub, whose `HistoryBuffer`s of numpy values are what weights-only loading must allow.
+    Like `Runner.save_checkpoint`: `meta` (with `dataset_meta` naming `classes`, none if None),
+    `state_dict` and the message hub, whose `HistoryBuffer`s of numpy values are what
+    weights-only loading must allow.
     """
     import mmengine
     from mmengine.logging import MessageHub
@@ -95,7 +100,7 @@ def write_random_maskrcnn_checkpoint(path: str, config: str = DEFAULT_CONFIG,
         'meta': {
             'epoch': 0, 'iter': 0, 'seed': seed, 'experiment_name': 'random-init',
             'time': time.strftime('%Y%m%d_%H%M%S'), 'mmengine_version': mmengine.__version__,
-            'dataset_meta': {'classes': COCO_CLASSES},
+            **({'dataset_meta': {'classes': classes}} if classes is not None else {}),
         },
         'state_dict': weights_to_cpu(get_state_dict(model)),
         'message_hub': message_hub.state_dict(),
@@ -104,14 +109,16 @@ def write_random_maskrcnn_checkpoint(path: str, config: str = DEFAULT_CONFIG,
     return path
 
 
-def write_tiny_maskrcnn(tmp_dir: str, seed: int = 0) -> tuple[str, str]:
-    """Writes the tiny test config and a random checkpoint for it; returns their paths."""
+def write_tiny_maskrcnn(tmp_dir: str, seed: int = 0,
+                        classes: tuple[str, ...] = COCO_CLASSES) -> tuple[str, str]:
+    """Writes the tiny test config predicting `classes` and a random checkpoint for it, trained
+    on `classes` as its meta says; returns their paths."""
     config_path = os.path.join(tmp_dir, f'{TINY_CONFIG_NAME}.py')
     with open(config_path, 'w') as f:
         f.write(TINY_CONFIG_TEMPLATE.format(base=packaged_configs()[DEFAULT_CONFIG],
-                                            scale=TINY_TEST_SCALE))
+                                            scale=TINY_TEST_SCALE, num_classes=len(classes)))
     checkpoint_path = write_random_maskrcnn_checkpoint(
-        os.path.join(tmp_dir, f'{TINY_CONFIG_NAME}.pth'), config_path, seed)
+        os.path.join(tmp_dir, f'{TINY_CONFIG_NAME}.pth'), config_path, seed, classes)
     return config_path, checkpoint_path
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
 from tests.conftest import textured_image
 from tests.pipeline_helpers import load_rgb, read_rows, run_pipeline
+from tests.segmentation_fixtures import write_tiny_maskrcnn
 
 
 def _corpus(tmp_path):
@@ -51,12 +53,33 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
             np.testing.assert_array_equal(load_rgb(row["output_uri"]), load_rgb(uri))
 
 
-def test_misspelt_class_fails_before_any_work(tmp_path, tiny_inpaint_weights):
-    import pytest
-    with pytest.raises(SystemExit, match="persn|person"):
-        run_pipeline(["--input", str(tmp_path / "*.png"), "--output", tmp_path / "o",
+def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inpaint_weights):
+    config, checkpoint = tiny_segmenter
+    images, _ = _corpus(tmp_path)
+    with pytest.raises(SystemExit, match="unknown COCO class 'persn'; did you mean 'person'"):
+        run_pipeline(["--input", f"{images}/*.png", "--output", tmp_path / "o",
+                      "--seg_config", config, "--seg_checkpoint", checkpoint,
                       "--classes", "persn", "--inpaint_weights", tiny_inpaint_weights])
     assert not (tmp_path / "o").exists()
+
+
+def test_model_fine_tuned_on_its_own_classes(tmp_path, tiny_inpaint_weights):
+    """The checkpoint's classes, not COCO's, name the instances and are what --classes takes."""
+    classes = ("cat", "sign", "car")
+    config, checkpoint = write_tiny_maskrcnn(str(tmp_path), classes=classes)
+    images, _ = _corpus(tmp_path)
+    common = ["--input", f"{images}/*.png", "--seg_config", config, "--seg_checkpoint", checkpoint,
+              "--inpaint_weights", tiny_inpaint_weights, "--min_score", "0.05"]
+    with pytest.raises(SystemExit, match=r"--classes: unknown class 'person'.*1 cat, 2 sign, 3 car"):
+        run_pipeline(common + ["--output", tmp_path / "refused"])
+    # Names and ids both; this random model finds only cars, so "sign" removes nothing.
+    run_pipeline(common + ["--output", tmp_path / "out", "--classes", "sign,3"])
+    instances = [x for row in read_rows(tmp_path / "out").values() for x in row["instances"]]
+    assert instances and {x["label"] for x in instances} <= set(classes)
+    for instance in instances:
+        assert instance["label_id"] == classes.index(instance["label"]) + 1
+        assert instance["removed"] == (instance["label"] in ("sign", "car") and instance["area"] > 0)
+    assert any(x["removed"] for x in instances)
 
 
 def test_mmdet_segmenter_under_multi_processing_direct_runner(tmp_path, tiny_segmenter, tiny_inpaint_weights):

@@ -10,13 +10,13 @@ import numpy as np
 class Detections:
     """Instances found in one image, in the image's original pixel grid.
 
-    `label_ids` are COCO category ids (1..90), not mmdet's contiguous indices, so the output
-    metadata matches COCO annotation files.
+    `label_ids` are the ids `DetectorClasses` reports (COCO category ids 1..90 for a COCO model),
+    not mmdet's contiguous indices, so the output metadata matches COCO annotation files.
     """
     masks: np.ndarray      # (N, H, W) bool
     boxes: np.ndarray      # (N, 4) float32, x1 y1 x2 y2 in pixels
     scores: np.ndarray     # (N,) float32
-    label_ids: np.ndarray  # (N,) int32 COCO category ids
+    label_ids: np.ndarray  # (N,) int32 class ids (COCO category ids for COCO)
     labels: list[str]
 
     def __post_init__(self):

@@ -1,14 +1,17 @@
-"""Mask R-CNN instance segmentation on mmdetection 3.x, one true batch per call.
+"""Mask R-CNN instance segmentation on mmdetection 3.x, in true batches.
 
 `mmdet.apis.inference_detector` runs images one at a time; here every image goes through the test
-pipeline, then the whole list through the data preprocessor (which pads to a common size) and one
-`test_step`, as mmdet's `DetInferencer` does.
+pipeline, then the images that pad to the same shape go through the data preprocessor and one
+`test_step` together. Padding a smaller image up to a larger neighbour's shape would change the
+features near its bottom and right edges, and so its detections, depending on which images Beam
+happened to batch with it: grouped by padded shape, each image gets what it gets alone.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -18,8 +21,7 @@ from mmengine.model.utils import revert_sync_batchnorm
 
 from models.runtime import usable_cpu_count
 from models.segmentation.checkpoint import load_checkpoint_weights
-from models.segmentation.coco import (CATEGORY_ID_BY_MMDET_LABEL, COCO_CLASSES,
-                                      normalise_class_name)
+from models.segmentation.classes import COCO_DETECTOR_CLASSES, DetectorClasses
 from models.segmentation.config import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, resolve_config
 from models.segmentation.detections import Detections
 from models.uri import ModelFileError, fetch
@@ -62,9 +64,10 @@ class MaskRCNNSegmenter:
         cfg = Config.fromfile(source.path)
         weights = fetch(checkpoint, cache_dir, hint=_CHECKPOINT_HINT)
         state_dict, meta = load_checkpoint_weights(weights.path)
-        _check_checkpoint_classes(weights.uri, meta)
 
         self._model = _build_detector(cfg, candidate_score_threshold)
+        self.classes = _detector_classes(meta, cfg, _num_classes(self._model), weights.uri,
+                                         source.name)
         _load_weights(self._model, state_dict, weights.uri, source.name)
         self._model.to(self.device).eval()
         self._pipeline = _inference_pipeline(cfg)
@@ -79,21 +82,33 @@ class MaskRCNNSegmenter:
         return self.identity
 
     def segment(self, images: list[np.ndarray]) -> list[Detections]:
-        """Segments RGB uint8 (H, W, 3) images of any sizes as one batch; one result per image."""
-        if not images:
-            return []
-        batch = {'inputs': [], 'data_samples': []}
+        """Segments RGB uint8 (H, W, 3) images of any sizes, one result per image; images that
+        pad to the same shape run as one batch."""
         for index, image in enumerate(images):
             _check_image(index, image)
+        groups = defaultdict(lambda: {'inputs': [], 'data_samples': [], 'indices': []})
+        for index, image in enumerate(images):
             padded = _pad_to_aspect(image, self._max_aspect)
             # mmdet's ndarray path expects BGR, as cv2.imread returns.
             packed = self._pipeline({'img': np.ascontiguousarray(padded[..., ::-1])})
-            batch['inputs'].append(packed['inputs'])
-            batch['data_samples'].append(packed['data_samples'])
-        with torch.inference_mode():
-            samples = self._model.test_step(batch)
-        return [_crop_to_image(_to_detections(sample.pred_instances), *image.shape[:2])
-                for sample, image in zip(samples, images)]
+            group = groups[self._padded_shape(packed['inputs'])]
+            group['inputs'].append(packed['inputs'])
+            group['data_samples'].append(packed['data_samples'])
+            group['indices'].append(index)
+        results: list[Detections | None] = [None] * len(images)
+        for group in groups.values():
+            indices = group.pop('indices')
+            with torch.inference_mode():
+                samples = self._model.test_step(group)
+            for index, sample in zip(indices, samples):
+                results[index] = _crop_to_image(
+                    _to_detections(sample.pred_instances, self.classes), *images[index].shape[:2])
+        return results
+
+    def _padded_shape(self, inputs: torch.Tensor) -> tuple[int, int]:
+        """The (height, width) the data preprocessor pads this resized image to when alone."""
+        divisor = getattr(self._model.data_preprocessor, 'pad_size_divisor', 1) or 1
+        return tuple(math.ceil(side / divisor) * divisor for side in inputs.shape[-2:])
 
 
 def _torch_device(device: str) -> torch.device:
@@ -108,21 +123,46 @@ def _torch_device(device: str) -> torch.device:
     return parsed
 
 
-def _check_checkpoint_classes(uri: str, meta: dict) -> None:
-    """Our label ids assume the 80 COCO classes in mmdet order; refuse weights trained on others."""
-    classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
-    if classes is None:
-        return
-    if len(classes) != len(COCO_CLASSES):
+def _detector_classes(meta: dict, cfg: Config, num_classes: int, uri: str,
+                      config_name: str) -> DetectorClasses:
+    """The classes the checkpoint was trained on: named in its meta (mmengine's `dataset_meta`,
+    mmdet 2's `CLASSES`), else in the config's dataset `metainfo`, else COCO's when it predicts
+    80. Raises ModelFileError when they cannot be known or their count is not the model's."""
+    names = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+    named_by = f'checkpoint {uri!r}'
+    if names is None:
+        names = _config_class_names(cfg)
+        named_by = f'config {config_name!r} (its dataset metainfo)'
+    if names is None:
+        if num_classes == len(COCO_DETECTOR_CLASSES.names):
+            return COCO_DETECTOR_CLASSES
         raise ModelFileError(
-            f'checkpoint {uri!r} was trained on {len(classes)} classes, not the '
-            f'{len(COCO_CLASSES)} COCO classes this segmenter reports')
-    # Older mmdet spelt names with underscores ('traffic_light'): compare normalised names.
-    renamed = [(ours, theirs) for ours, theirs in zip(COCO_CLASSES, classes)
-               if normalise_class_name(theirs) != ours]
-    if renamed:
-        logger.warning('checkpoint %s names %d classes differently from COCO, e.g. %r vs %r; '
-                       'reporting the COCO names by index', uri, len(renamed), *renamed[0])
+            f'config {config_name!r} predicts {num_classes} classes, but neither checkpoint '
+            f'{uri!r} nor the config names them: add metainfo=dict(classes=(...)) to the '
+            f'config\'s test_dataloader.dataset, in the order the model was trained on')
+    if len(names) != num_classes:
+        preview = ', '.join(map(repr, list(names)[:5])) + (', ...' if len(names) > 5 else '')
+        raise ModelFileError(
+            f'{named_by} names {len(names)} classes ({preview}) but config {config_name!r} '
+            f'predicts {num_classes}: use the config the checkpoint was trained with, or set '
+            f'num_classes={len(names)} in its roi_head.bbox_head and roi_head.mask_head')
+    try:
+        return DetectorClasses.from_names(names)
+    except ValueError as error:
+        raise ModelFileError(f'{named_by}: {error}') from None
+
+
+def _config_class_names(cfg: Config):
+    for loader in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
+        metainfo = ((cfg.get(loader) or {}).get('dataset') or {}).get('metainfo') or {}
+        if metainfo.get('classes'):
+            return metainfo['classes']
+    return None
+
+
+def _num_classes(model: torch.nn.Module) -> int:
+    bbox_head = model.roi_head.bbox_head
+    return (bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList) else bbox_head).num_classes
 
 
 def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.Module:
@@ -139,31 +179,28 @@ def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.M
     model_cfg = copy.deepcopy(cfg.model)
     # Pretrained-backbone init would download ImageNet weights the checkpoint replaces anyway.
     model_cfg.backbone.init_cfg = None
-    model = revert_sync_batchnorm(MODELS.build(model_cfg))
-    bbox_head = model.roi_head.bbox_head
-    num_classes = (bbox_head[-1] if isinstance(bbox_head, torch.nn.ModuleList)
-                   else bbox_head).num_classes
-    if num_classes != len(COCO_CLASSES):
-        raise ModelFileError(f'config predicts {num_classes} classes, not the '
-                             f'{len(COCO_CLASSES)} COCO classes this segmenter reports')
-    return model
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
 
 
 def _load_weights(model: torch.nn.Module, state_dict, uri: str, config_name: str) -> None:
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:
-        raise ModelFileError(f'checkpoint {uri!r} does not fit config {config_name!r}: '
-                             f'{str(error).strip().splitlines()[-1]}') from None
+    """Loads `state_dict` only if it fits the model exactly: a weight left out keeps its random
+    init, and one with no place (say a ResNet-101 checkpoint under a ResNet-50 config) means the
+    weights loaded belong to another network; either way the detections would be garbage."""
+    expected = model.state_dict()
     # BatchNorm's step counter plays no part in inference and older checkpoints lack it.
-    missing = [name for name in missing if not name.endswith('num_batches_tracked')]
-    if missing:
-        raise ModelFileError(
-            f'checkpoint {uri!r} does not fit config {config_name!r}: {len(missing)} weights '
-            f'missing, e.g. {", ".join(missing[:5])}')
-    if unexpected:
-        logger.warning('checkpoint %s has %d weights config %s does not use, e.g. %s', uri,
-                       len(unexpected), config_name, ', '.join(unexpected[:5]))
+    counts = lambda name: not name.endswith('num_batches_tracked')  # noqa: E731
+    missing = [name for name in expected if name not in state_dict and counts(name)]
+    unexpected = [name for name in state_dict if name not in expected and counts(name)]
+    reshaped = [f'{name} is {tuple(tensor.shape)}, not {tuple(expected[name].shape)}'
+                for name, tensor in state_dict.items()
+                if name in expected and tensor.shape != expected[name].shape]
+    problems = [f'{len(names)} {what}, e.g. {", ".join(names[:3])}' for what, names in (
+        ('weights missing', missing), ('weights the config has no place for', unexpected),
+        ('weights of another shape', reshaped)) if names]
+    if problems:
+        raise ModelFileError(f'checkpoint {uri!r} does not fit config {config_name!r}: '
+                             f'{"; ".join(problems)}. Pass the config it was trained with.')
+    model.load_state_dict(state_dict, strict=False)
 
 
 def _inference_pipeline(cfg: Config) -> Compose:
@@ -235,11 +272,11 @@ def _check_image(index: int, image) -> None:
                          f'got {description}')
 
 
-def _to_detections(instances) -> Detections:
+def _to_detections(instances, classes: DetectorClasses) -> Detections:
     labels = instances.labels.cpu().numpy()
     return Detections(
         masks=instances.masks.cpu().numpy().astype(bool, copy=False),
         boxes=instances.bboxes.cpu().numpy().astype(np.float32, copy=False),
         scores=instances.scores.cpu().numpy().astype(np.float32, copy=False),
-        label_ids=CATEGORY_ID_BY_MMDET_LABEL[labels],
-        labels=[COCO_CLASSES[label] for label in labels])
+        label_ids=classes.ids_of_labels(labels),
+        labels=[classes.names[label] for label in labels])

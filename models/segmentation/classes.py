@@ -1,0 +1,102 @@
+"""The classes a detector predicts, the ids the metadata reports for them, and `--classes`.
+
+A model trained on COCO's 80 classes reports COCO category ids (1..90, skipping the ids retired
+before release), so the output joins against any COCO tool. A model fine-tuned on its own classes
+(named in its checkpoint's `dataset_meta`, as mmengine saves them, or in its config's dataset
+`metainfo`) reports each class's 1-based position in its own list, as COCO-format annotation
+files made for a custom dataset usually number them.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.segmentation.coco import COCO_CATEGORY_IDS, COCO_CLASSES
+
+
+def normalise_class_name(name: str) -> str:
+    """Lower case, single spaces; `_` counts as a space so shell users can write `traffic_light`."""
+    return ' '.join(name.replace('_', ' ').lower().split())
+
+
+@dataclass(frozen=True)
+class DetectorClasses:
+    """`names[i]` and `ids[i]` are what the metadata reports for the detector's label `i`."""
+    names: tuple[str, ...]
+    ids: tuple[int, ...]
+    is_coco: bool
+
+    @classmethod
+    def from_names(cls, names) -> DetectorClasses:
+        """COCO's table when `names` are COCO's 80 in mmdet's order (older mmdet spelt some with
+        underscores), else the names as given with ids 1..N. Raises ValueError for names that are
+        not distinct strings."""
+        names = tuple(names)
+        if not names or not all(isinstance(name, str) and name.strip() for name in names):
+            raise ValueError(f'class names must be non-empty strings, got {names!r}')
+        normalised = [normalise_class_name(name) for name in names]
+        if tuple(normalised) == COCO_CLASSES:
+            return COCO_DETECTOR_CLASSES
+        repeated = sorted({name for name in normalised if normalised.count(name) > 1})
+        if repeated:
+            raise ValueError(f'class names must be distinct, but {", ".join(map(repr, repeated))} '
+                             f'appear more than once')
+        return cls(names, tuple(range(1, len(names) + 1)), is_coco=False)
+
+    def ids_of_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Reported ids of mmdet's contiguous labels 0..N-1."""
+        return np.asarray(self.ids, np.int32)[labels]
+
+    def parse(self, spec: str) -> frozenset[int] | None:
+        """Parses `--classes`: comma-separated names or ids of these classes, or `all` (None).
+
+        Fails on the first bad entry with the close matches, so a typo stops the job before any
+        image is read rather than silently removing nothing.
+        """
+        entries = [entry.strip() for entry in spec.split(',')]
+        if any(not entry for entry in entries):
+            raise ValueError(f'--classes {spec!r} has an empty entry; give {self._kind} names or '
+                             f'ids, comma-separated, or "all"')
+        if [entry.lower() for entry in entries] == ['all']:
+            return None
+        if any(entry.lower() == 'all' for entry in entries):
+            raise ValueError(f'--classes {spec!r}: "all" cannot be combined with other classes')
+        return frozenset(self._class_id(entry) for entry in entries)
+
+    @property
+    def _kind(self) -> str:
+        return 'COCO class' if self.is_coco else 'class'
+
+    def _class_id(self, entry: str) -> int:
+        if entry.isdigit():
+            class_id = int(entry)
+            if class_id in self.ids:
+                return class_id
+            if self.is_coco:
+                unused = sorted(set(range(1, 91)) - set(COCO_CATEGORY_IDS))
+                raise ValueError(
+                    f'unknown COCO category id {class_id}: ids run from 1 to 90 and '
+                    f'{", ".join(map(str, unused))} are not used')
+            raise ValueError(f'unknown class id {class_id}: the model\'s {len(self.ids)} classes '
+                             f'have ids 1 to {len(self.ids)} ({self._listing()})')
+        id_by_name = {normalise_class_name(name): class_id
+                      for name, class_id in zip(self.names, self.ids)}
+        name = normalise_class_name(entry)
+        if name in id_by_name:
+            return id_by_name[name]
+        close = difflib.get_close_matches(name, id_by_name, n=3, cutoff=0.6)
+        if close:
+            raise ValueError(f'unknown {self._kind} {entry!r}; did you mean '
+                             f'{" or ".join(repr(c) for c in close)}?')
+        raise ValueError(f'unknown {self._kind} {entry!r}; the model\'s classes are: '
+                         f'{self._listing()}')
+
+    def _listing(self) -> str:
+        return ', '.join(f'{class_id} {name}' if not self.is_coco else name
+                         for class_id, name in zip(self.ids, self.names))
+
+
+COCO_DETECTOR_CLASSES = DetectorClasses(COCO_CLASSES, COCO_CATEGORY_IDS, is_coco=True)
+
