@@ -221,6 +221,25 @@ def test_thin_holes_keep_full_resolution_and_deep_holes_are_shrunk_to_what_the_m
     assert inpainter._canvas_side(square) == MODEL_SIZE
 
 
+def test_a_hole_at_the_image_border_is_as_deep_as_its_distance_from_the_photo(tiny_model_file):
+    """Past the image border the model sees padding, a hole, not photo: a 40 px band along the
+    border is 40 px deep (twice a 40 px band inside the photo) and is shrunk as much."""
+    from models.pconv import Inpainter
+
+    inpainter = Inpainter.load(tiny_model_file, max_side=1024)  # size 32: holes up to 4 px deep run unscaled
+    at_border = holes_at(200, 300, (0, 0, 200, 40))
+    inside = holes_at(200, 300, (0, 130, 200, 170))
+    (border_window,) = inpainter._windows(0, textured(200, 300), at_border)
+    (inside_window,) = inpainter._windows(0, textured(200, 300), inside)
+    assert border_window.scale == pytest.approx(MODEL_SIZE / 8 / 40, rel=0.06)
+    assert inside_window.scale == pytest.approx(MODEL_SIZE / 8 / 20, rel=0.06)
+    # A hole over the whole image has no photo to measure from: as deep as the image is long.
+    (everything,) = inpainter._windows(0, textured(20, 30), np.ones((20, 30), bool))
+    assert everything.scale == pytest.approx(MODEL_SIZE / 8 / 30)
+    [result] = inpainter.inpaint([textured(20, 30)], [np.ones((20, 30), bool)])
+    assert result.shape == (20, 30, 3)
+
+
 def test_self_ensemble_averages_the_fills_of_the_mirror_images(tiny_model_file):
     from models.pconv import Inpainter, load_inpainting_model
 

@@ -90,3 +90,30 @@ def test_nothing_to_blend():
     np.testing.assert_array_equal(poisson_blend(image, np.ones((20, 30), bool), fill), fill)
     with pytest.raises(ValueError, match="do not match"):
         poisson_blend(image, np.zeros((20, 31), bool), fill)
+
+
+def test_the_unknowns_of_one_image_are_bounded_whatever_its_number_of_holes(monkeypatch):
+    """Hole by hole, each up to `max_unknowns`, dozens of big holes or thousands of specks cost a
+    solve each: the image's holes share one bound, and small holes share one system."""
+    import models.pconv.blend as blend
+
+    systems = []
+    solve = blend._solve
+    monkeypatch.setattr(blend, "_solve", lambda composite, hole: systems.append(int(hole.sum())) or solve(composite, hole))
+    image = smooth_photo(120, 160)
+    truth = image.astype(np.float32) / 255.0
+    fill = np.clip(truth + 0.1, 0, 1)
+    boxes = [(top, left, top + 30, left + 30) for top in (5, 45, 85) for left in (5, 45, 85, 125)]
+    holes = box_hole(120, 160, *boxes)  # 12 holes of 900 pixels
+    exact = poisson_blend(image, holes, fill)
+    assert systems == [12 * 900]  # under both bounds: one exact solve of all of them
+    systems.clear()
+    bounded = poisson_blend(image, holes, fill, max_unknowns=1_000, max_image_unknowns=3_000)
+    assert len(systems) == 1 and systems[0] <= 3_000
+    assert np.abs(bounded[holes] - exact[holes]).mean() < 0.01
+    assert np.abs(bounded[holes] - truth[holes]).mean() < 0.015 < np.abs(fill[holes] - truth[holes]).mean()
+    systems.clear()
+    specks = np.zeros((120, 160), bool)
+    specks[::3, ::3] = True  # 2,120 one-pixel holes
+    poisson_blend(image, specks, fill)
+    assert systems == [specks.sum()]

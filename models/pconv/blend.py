@@ -8,9 +8,12 @@ the output `f` solves the discrete Poisson equation
     sum over 4-neighbours j of (f_i - f_j) = sum over hole neighbours j of (p_i - p_j)
 
 with `p` the fill and `f_j` the photo's pixel for neighbours j outside the hole (Iizuka et al.
-2017 post-process their completions the same way). Holes are solved one 4-connected component at a
-time (they do not interact); a component too big for a direct sparse solve gets its correction
-`f - p`, which is smooth away from the edge, solved at a reduced scale and enlarged.
+2017 post-process their completions the same way). Separate holes (4-connected components) do not
+interact, so the holes small enough for a direct sparse solve are solved together in one system; a
+hole too big for one gets its correction `f - p`, which is smooth away from the edge, solved at a
+reduced scale and enlarged. The unknowns of one image are bounded too: beyond that every hole's
+correction is solved at one reduced scale, so a photo with dozens of large holes, or thousands of
+specks, costs no more than a few big holes.
 """
 
 from __future__ import annotations
@@ -24,32 +27,51 @@ import scipy.sparse.linalg
 
 # A direct solve of this many unknowns takes about a second on one CPU core.
 DEFAULT_MAX_UNKNOWNS = 120_000
+# All holes of one image together. Solved hole by hole, 63 holes of 113,000 pixels in a 12 MP photo
+# took 45 s (6 s bounded), and 20,000 one-pixel specks in a 1 MP photo 7 s (0.1 s in one system).
+DEFAULT_MAX_IMAGE_UNKNOWNS = 4 * DEFAULT_MAX_UNKNOWNS
 _NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
 def poisson_blend(image: np.ndarray, hole: np.ndarray, fill: np.ndarray,
-                  max_unknowns: int = DEFAULT_MAX_UNKNOWNS) -> np.ndarray:
+                  max_unknowns: int = DEFAULT_MAX_UNKNOWNS,
+                  max_image_unknowns: int = DEFAULT_MAX_IMAGE_UNKNOWNS) -> np.ndarray:
     """`fill` (float (H, W, 3) in [0, 1], used only where `hole`) blended into `image` (uint8
     (H, W, 3)) across the edge of every hole (bool (H, W)); returns the blended float fill (zero
-    outside the holes)."""
+    outside the holes). `max_unknowns` bounds one hole's direct solve, `max_image_unknowns` all
+    of the image's."""
     if image.shape[:2] != hole.shape or fill.shape != image.shape:
         raise ValueError(f"image {image.shape}, hole {hole.shape} and fill {fill.shape} do not match")
-    if max_unknowns < 1:
-        raise ValueError(f"max_unknowns must be positive, got {max_unknowns}")
+    if min(max_unknowns, max_image_unknowns) < 4:  # a reduced solve has at least 2 x 2 pixels
+        raise ValueError(f"max_unknowns and max_image_unknowns must be at least 4, got "
+                         f"{max_unknowns} and {max_image_unknowns}")
     blended = np.zeros(fill.shape, np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=4)
-    for label in range(1, count):
-        left, top, width, height, area = stats[label]
-        if area <= max_unknowns:
-            margin, solve = 1, _solve  # one pixel of photo around the component: its boundary
-        else:
-            margin, solve = _reduced_solver(area, max_unknowns)
-        box = (slice(max(top - margin, 0), top + height + margin), slice(max(left - margin, 0), left + width + margin))
-        component = labels[box] == label
-        # Photo outside the holes, fill inside (never the removed object under a hole).
-        composite = np.where(hole[box][:, :, None], fill[box], image[box] / 255.0)
-        blended[box][component] = np.clip(solve(composite, component)[component], 0.0, 1.0)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if np.minimum(areas, max_unknowns).sum() > max_image_unknowns:
+        _blend_region(image, hole, fill, hole, *_reduced_solver(int(areas.sum()), max_image_unknowns), blended)
+        return blended
+    small = np.flatnonzero(areas <= max_unknowns) + 1
+    if len(small):  # one pixel of photo around the holes is their boundary
+        _blend_region(image, hole, fill, np.isin(labels, small) if len(small) < count - 1 else hole,
+                      1, _solve, blended)
+    for label in np.flatnonzero(areas > max_unknowns) + 1:
+        _blend_region(image, hole, fill, labels == label, *_reduced_solver(int(areas[label - 1]), max_unknowns),
+                      blended)
     return blended
+
+
+def _blend_region(image: np.ndarray, hole: np.ndarray, fill: np.ndarray, solved: np.ndarray, margin: int,
+                  solve, blended: np.ndarray) -> None:
+    """Writes into `blended` the solution on the `solved` holes, computed by `solve` on their
+    bounding box grown by `margin`."""
+    rows, columns = np.nonzero(solved.any(axis=1))[0], np.nonzero(solved.any(axis=0))[0]
+    box = (slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
+           slice(max(columns[0] - margin, 0), columns[-1] + 1 + margin))
+    region = solved[box]
+    # Photo outside the holes, fill inside (never the removed object under a hole).
+    composite = np.where(hole[box][:, :, None], fill[box], image[box] / 255.0)
+    blended[box][region] = np.clip(solve(composite, region)[region], 0.0, 1.0)
 
 
 def _solve(composite: np.ndarray, hole: np.ndarray) -> np.ndarray:

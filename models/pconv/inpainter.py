@@ -326,10 +326,15 @@ class Inpainter:
         model learned holes up to about `size / 8` deep, so a deeper hole (a removed person) is
         shrunk until it fits, while thin or scattered holes keep every pixel of detail. Windows
         longer than `max_side` are shrunk to it, bounding the canvas.
+
+        Only pixels inside the window are known: past its edge the model sees padding, a hole. A
+        window reaches past its holes everywhere but at the image border, so a hole at the border
+        is measured from the photo inside, not from the border (OpenCV's distance transform treats
+        outside the array as never known, which is that).
         """
-        hole = np.pad(window.paste, 1).astype(np.uint8)  # the window edge counts as known
-        depth = float(cv2.distanceTransform(hole, cv2.DIST_L2, 3).max())
         longest = max(window.bottom - window.top, window.right - window.left)
+        distances = cv2.distanceTransform(window.paste.astype(np.uint8), cv2.DIST_L2, 3)
+        depth = min(float(distances.max()), float(longest))  # no known pixel at all: the window's side
         return min(1.0, self.size / 8 / max(depth, 1.0), self.max_side / longest)
 
     def _run_shape(self, window: Window) -> tuple[int, int]:
