@@ -281,7 +281,8 @@ def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int
         raise UsageError(f"the shipped inpainting checkpoint is missing at {uri}; "
                          "pass --inpaint_weights PATH_OR_URI")
     try:
-        return Inpainter.load(uri, strategy=strategy, self_ensemble=self_ensemble, blend=blend).identity
+        return Inpainter.load(uri, strategy=strategy, self_ensemble=self_ensemble, blend=blend,
+                              device=device).identity
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"inpainting weights: {e}") from None
 

@@ -306,3 +306,32 @@ def test_concurrent_callers_sharing_one_inpainter_get_the_bytes_of_sequential_ca
     for expected, got in zip(sequential, concurrent):
         for expected_image, got_image in zip(expected, got):
             np.testing.assert_array_equal(got_image, expected_image)
+
+
+def test_device_cpu_keeps_keras_on_torch_off_its_default_device(tiny_model_file):
+    """Keras on torch puts weights and inputs on CUDA whenever torch sees a GPU, whatever
+    --device says. torch's `meta` device stands in for that GPU here: tensors there have no
+    values, so the fill only succeeds where `device="cpu"` keeps the model on the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import numpy as np
+from models.pconv import Inpainter
+image, hole = np.full((40, 50, 3), 90, np.uint8), np.zeros((40, 50), bool)
+hole[10:20, 10:30] = True
+[filled] = Inpainter.load(sys.argv[1], device="cpu").inpaint([image], [hole])
+assert (filled[~hole] == 90).all()
+try:
+    Inpainter.load(sys.argv[1]).inpaint([image], [hole])
+except Exception:
+    print("default device: meta")
+"""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND="torch", KERAS_TORCH_DEVICE="meta", PYTHONPATH=repo)
+    done = subprocess.run([sys.executable, "-c", script, tiny_model_file], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("default device: meta")  # the stand-in GPU is Keras's default

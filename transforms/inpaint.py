@@ -35,7 +35,8 @@ class InpaintModelHandler(SharedModelHandler[Example, np.ndarray, Any]):
         configure_tensorflow(self._device)
         from models.pconv import Inpainter
         return Inpainter.load(self._weights_uri, strategy=self._strategy, batch_size=self._batch_size,
-                              self_ensemble=self._self_ensemble, blend=self._blend)
+                              self_ensemble=self._self_ensemble, blend=self._blend,
+                              device=self._device)
 
     def run_inference(self, batch: Sequence[Example], model, inference_args=None) -> Iterable[PredictionResult]:
         images = [image for image, _ in batch]

@@ -8,6 +8,7 @@ than `max_side`. Only hole pixels are written back; every other pixel is returne
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -40,6 +41,13 @@ BLENDS = ("poisson", "none")
 DEFAULT_BLEND = "poisson"
 MAX_REGIONS_PER_IMAGE = 64
 MODEL_HINT = "The inpainting model is a Keras 3 .keras file saved from build_pconv_unet."
+
+
+def on_device(device: str | None):
+    """A scope that keeps Keras on the CPU for `cpu`; otherwise Keras's own choice (the GPU where
+    there is one). TensorFlow's GPU is hidden by `configure_tensorflow`, but Keras on torch puts
+    weights and inputs on CUDA whenever torch sees a GPU. The scope is per thread."""
+    return keras.device("cpu") if device == "cpu" else contextlib.nullcontext()
 
 
 def load_inpainting_model(uri: str, cache_dir: str | None = None) -> tuple[keras.Model, FetchedFile]:
@@ -193,7 +201,8 @@ class Inpainter:
 
     def __init__(self, model: keras.Model, strategy: str = "crop", margin: float = 0.5,
                  batch_size: int = 8, identity: str | None = None, max_side: int | None = None,
-                 self_ensemble: int = DEFAULT_SELF_ENSEMBLE, blend: str = DEFAULT_BLEND):
+                 self_ensemble: int = DEFAULT_SELF_ENSEMBLE, blend: str = DEFAULT_BLEND,
+                 device: str | None = None):
         if blend not in BLENDS:
             raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
         if self_ensemble not in ENSEMBLE_FLIPS:
@@ -211,6 +220,7 @@ class Inpainter:
         self.batch_size = batch_size
         self.self_ensemble = self_ensemble
         self.blend = blend
+        self.device = device
         # The strategy, the ensemble and the blend change the output bytes, so they are part of the
         # inpainter's name.
         self.identity = ((identity or f"{model.name}-{self.size}") + f"+{strategy}"
@@ -225,16 +235,18 @@ class Inpainter:
     @classmethod
     def load(cls, uri: str, strategy: str = "crop", margin: float = 0.5, batch_size: int = 8,
              cache_dir: str | None = None, max_side: int | None = None,
-             self_ensemble: int = DEFAULT_SELF_ENSEMBLE, blend: str = DEFAULT_BLEND) -> Inpainter:
+             self_ensemble: int = DEFAULT_SELF_ENSEMBLE, blend: str = DEFAULT_BLEND,
+             device: str | None = None) -> Inpainter:
         """An Inpainter whose identity names the model and the exact weights file, `name-S@sha256[:12]`,
         the strategy (`+crop`), the self-ensemble when there is one (`+mirror2`) and the blend
-        (`+poisson`)."""
-        model, fetched = load_inpainting_model(uri, cache_dir=cache_dir)
+        (`+poisson`). `device` `cpu` keeps the model on the CPU (see `on_device`)."""
+        with on_device(device):
+            model, fetched = load_inpainting_model(uri, cache_dir=cache_dir)
         identity = f"{model.name}-{model_size(model)}@{fetched.short_id}"
         logger.info("inpainting model %s from %s, strategy %s, self-ensemble %d, blend %s", identity, uri,
                     strategy, self_ensemble, blend)
         return cls(model, strategy=strategy, margin=margin, batch_size=batch_size, identity=identity,
-                   max_side=max_side, self_ensemble=self_ensemble, blend=blend)
+                   max_side=max_side, self_ensemble=self_ensemble, blend=blend, device=device)
 
     def inpaint(self, images: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
         """Returns copies of `images` (uint8 (H, W, 3)) with the `holes` (bool (H, W)) filled in."""
@@ -297,10 +309,11 @@ class Inpainter:
 
     def _predict(self, side: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """The model's output for a batch of `side` x `side` inputs, building that canvas's model once."""
-        with self._models_lock:
-            if side not in self._models:
-                self._models[side] = resized_model(self.model, side)
-        return keras.ops.convert_to_numpy(self._models[side].predict_on_batch([images, masks]))
+        with on_device(self.device):
+            with self._models_lock:
+                if side not in self._models:
+                    self._models[side] = resized_model(self.model, side)
+            return keras.ops.convert_to_numpy(self._models[side].predict_on_batch([images, masks]))
 
     def _check(self, index: int, image: np.ndarray, hole: np.ndarray) -> None:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
