@@ -199,8 +199,9 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     for suffix, segmented in zip(("", "Retried"), segmented_branches):
         selected = segmented | f"SelectAndDilate{suffix}" >> beam.ParDo(SelectAndDilate(
             config.class_ids, config.min_score, config.dilate)).with_outputs(
-                SelectAndDilate.UNCHANGED, main="holes")
+                SelectAndDilate.UNCHANGED, SelectAndDilate.ERROR, main="holes")
         to_write.append((f"Unchanged{suffix}", selected[SelectAndDilate.UNCHANGED]))
+        errors.append(selected[SelectAndDilate.ERROR])
         inpainted_branches, inpaint_errors = _run_model(f"Inpaint{suffix}", selected.holes, inpainter)
         errors += inpaint_errors
         for inpaint_suffix, inpainted in zip(("", "OneByOne"), inpainted_branches):

@@ -160,6 +160,25 @@ def test_missing_or_wrong_size_mask_is_an_error_row(masks_corpus, tmp_path, tiny
     assert rows[str(images / "a.png")]["output_uri"] is None
 
 
+def test_a_hole_over_the_whole_image_is_an_error_row_not_a_black_image(masks_corpus, tmp_path,
+                                                                       tiny_inpaint_weights):
+    """Nothing is left to fill it from: written, it would be a black picture called `cleaned`."""
+    images, masks, specs = masks_corpus
+    height, width, _ = specs["a.png"]
+    Image.fromarray(rectangle_mask(height, width, (0, 0, width, height))).save(masks / "a.png")
+    Image.fromarray(rectangle_mask(40, 56, (1, 1, 55, 39))).save(masks / "sub" / "b.png")  # 1 px rim
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))  # --dilate 2 covers the rim
+    rows = read_rows(output)
+    for name, dilated in (("a.png", ""), ("sub/b.jpg", " grown by --dilate 2 px")):
+        row = rows[str(images / name)]
+        assert row["status"] == "error" and row["output_uri"] is None, row
+        assert row["error"] == (f"select: the instances to remove{dilated} cover the whole image: "
+                                "no pixel is left to fill them from")
+        assert row["removed_fraction"] == 1.0 and row["instances"][0]["removed"]
+    assert sorted(output_files(output)) == ["sub/c.png"]
+
+
 def test_usage_errors_fail_before_any_work(tmp_path, tiny_inpaint_weights):
     (tmp_path / "x.png").write_bytes(b"")  # --input matches: each case stops at its own mistake
     with pytest.raises(SystemExit, match="--masks folder not found"):

@@ -7,7 +7,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from transforms.read import NAMESPACE
-from transforms.records import UNCHANGED
+from transforms.records import ERROR, UNCHANGED
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -41,15 +41,18 @@ def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:
 
 class SelectAndDilate(beam.DoFn):
     """`(ImageInfo, PredictionResult(rgb, Detections))` -> `(ImageInfo, (rgb, hole))` to inpaint,
-    or `(ImageInfo, rgb)` on 'unchanged' when nothing was selected."""
+    `(ImageInfo, rgb)` on 'unchanged' when nothing was selected, or an error info on 'error' when
+    the hole is the whole image: nothing is left to fill it from (the model would paint it black)."""
 
     UNCHANGED = "unchanged"
+    ERROR = ERROR
 
     def __init__(self, class_ids: frozenset[int] | None, min_score: float, dilate_pixels: int):
         self._class_ids = class_ids
         self._min_score = min_score
         self._dilate = dilate_pixels
         self._removed = beam.metrics.Metrics.counter(NAMESPACE, "instances_removed")
+        self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
 
     def process(self, element):
         info, result = element
@@ -57,13 +60,20 @@ class SelectAndDilate(beam.DoFn):
         # An empty mask removes nothing, so it is never counted (nor reported) as removed.
         removed = (detections.select(self._class_ids, self._min_score)
                    & detections.masks.any(axis=(1, 2)))
-        hole = np.zeros(rgb.shape[:2], bool)
+        union = hole = np.zeros(rgb.shape[:2], bool)
         if removed.any():
-            hole = dilate(detections.masks[removed].any(axis=0), self._dilate)
+            union = detections.masks[removed].any(axis=0)
+            hole = dilate(union, self._dilate)
         info = info.replace(instances=instance_rows(detections, removed),
                             removed_fraction=float(hole.mean()))
         self._removed.inc(int(removed.sum()))
-        if hole.any():
+        if hole.all():
+            self._errors.inc()
+            dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"
+            yield beam.pvalue.TaggedOutput(self.ERROR, info.failed(
+                "select", f"the instances to remove{dilated} cover the whole image: no pixel is "
+                          "left to fill them from"))
+        elif hole.any():
             yield info, (rgb, hole)
         else:
             yield beam.pvalue.TaggedOutput(self.UNCHANGED, (info.replace(status=UNCHANGED), rgb))
