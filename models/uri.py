@@ -72,10 +72,12 @@ def _fetch_remote(uri: str, cache_dir: str, hint: str) -> FetchedFile:
     if not os.path.isfile(target):
         os.makedirs(target_dir, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=target_dir, suffix=".part")
+        os.close(fd)
         try:
-            with os.fdopen(fd, "wb") as out, fsspec.open(uri, "rb") as src:
-                while block := src.read(1 << 20):
-                    out.write(block)
+            # One sequential transfer in the file system's own way: reading through fsspec.open
+            # fetches HTTP files in range requests, which servers without Range support refuse.
+            fs, path = fsspec.core.url_to_fs(uri)
+            fs.get_file(path, partial)
             os.replace(partial, target)  # atomic: a killed download never looks complete
         except Exception as e:  # noqa: BLE001 - any transport error means the same to the user
             if os.path.exists(partial):
