@@ -23,3 +23,14 @@ def test_dockerfile_pins_the_stack_of_constraints_txt():
     assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in dockerfile and "ARG BEAM_VERSION=2.77.0" in dockerfile
     assert "torch==2.13.0" in dockerfile and "mmcv==2.1.0" in dockerfile
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
+
+
+def test_docker_build_leaves_out_everything_git_ignores():
+    """`COPY . .` would otherwise put a developer's training runs and outputs (runs/ holds every
+    checkpoint) into the image each Dataflow worker pulls."""
+    def patterns(name):
+        with open(os.path.join(PROJECT_ROOT, name)) as f:
+            return {line.strip().strip("/") for line in f if line.strip() and not line.startswith("#")}
+
+    docker_ignored = {pattern.removeprefix("**/") for pattern in patterns(".dockerignore")}
+    assert not {pattern.removeprefix("**/") for pattern in patterns(".gitignore")} - docker_ignored
