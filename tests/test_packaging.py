@@ -3,6 +3,7 @@ installed by pip (not editable), must run from any folder with its default model
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,7 +19,13 @@ def test_the_package_beam_stages_installs_with_the_shipped_inpainting_checkpoint
 
     staged = tmp_path / "staged"
     staged.mkdir()
-    sdist = Stager._build_setup_package(os.path.join(PROJECT_ROOT, "setup.py"), str(staged))
+    egg_info = os.path.join(PROJECT_ROOT, "bg_obj_remover.egg-info")
+    leave_egg_info = os.path.exists(egg_info)
+    try:  # as Beam does at launch: `setup.py sdist` in the project folder
+        sdist = Stager._build_setup_package(os.path.join(PROJECT_ROOT, "setup.py"), str(staged))
+    finally:
+        if not leave_egg_info:
+            shutil.rmtree(egg_info, ignore_errors=True)
     with tarfile.open(sdist) as archive:
         names = archive.getnames()
     assert not [name for name in names if "/tests/" in name], "tests are not for workers"
