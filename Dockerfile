@@ -32,8 +32,11 @@ RUN grep -v '^torch==' constraints.txt > /tmp/constraints-gpu.txt \
 RUN MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="7.5;8.0;8.9;9.0" MAX_JOBS=8 \
     pip install --no-build-isolation -c /tmp/constraints-gpu.txt mmcv==2.1.0
 
-COPY . .
-RUN pip install --no-deps .
+# Into site-packages only: a copy of the sources in the working folder, where the SDK harness
+# starts (`python -m`, so that folder comes first on sys.path), would shadow the launcher's newer
+# code that --setup_file installs on each worker.
+COPY . /tmp/bg-obj-remover
+RUN pip install --no-deps /tmp/bg-obj-remover && rm -rf /tmp/bg-obj-remover
 
 COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -12,11 +12,13 @@ setup(
     description="Apache Beam pipeline that removes chosen objects from photo archives "
     "(Mask R-CNN segmentation + PConvUNet inpainting).",
     python_requires=">=3.10",
+    # assets.inpainter is data only: the shipped checkpoint, the default --inpaint_weights, found
+    # beside the code packages (pipeline/options.py) in a checkout and once installed alike.
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
-                                    "models", "models.*"]),
+                                    "models", "models.*"]) + ["assets.inpainter"],
     py_modules=["run_pipeline"],
     include_package_data=True,
-    package_data={"": ["*.json", "*.md"]},
+    package_data={"": ["*.json", "*.md"], "assets.inpainter": ["pconv_unet.keras"]},
     install_requires=[
         "apache-beam>=2.60",
         "numpy",

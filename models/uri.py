@@ -5,6 +5,7 @@ every model can name the exact bytes it runs (sha256) in the output metadata.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -63,24 +64,68 @@ def fetch(uri: str, cache_dir: str | None = None, hint: str = "") -> FetchedFile
     return fetched
 
 
+# What file systems tell one version of a file from another by: HTTP headers, the object
+# metadata of GCS and S3, modification times elsewhere.
+_VERSION_FIELDS = ("size", "ETag", "Last-Modified", "Content-MD5", "Digest", "generation",
+                   "md5Hash", "crc32c", "etag", "updated", "LastModified", "mtime", "created")
+
+
 def _fetch_remote(uri: str, cache_dir: str, hint: str) -> FetchedFile:
+    """The cached copy of the file's current version at `uri`, downloaded when there is none.
+
+    Copies are cached per version, so a file replaced at its URI is downloaded again, never
+    silently stood in for by the old copy. Where the store cannot be reached (offline) the newest
+    cached copy serves, with a warning.
+    """
     import fsspec
 
-    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    target_dir = os.path.join(cache_dir, key)
-    target = os.path.join(target_dir, os.path.basename(uri.rstrip("/")) or "model")
+    uri_dir = os.path.join(cache_dir, hashlib.sha256(uri.encode()).hexdigest()[:16])
+    name = os.path.basename(uri.rstrip("/")) or "model"
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        info = fs.info(path)
+    except Exception as e:  # noqa: BLE001 - any transport error means the same to the user
+        cached = _newest_cached_copy(uri_dir, name)  # fsspec's HTTP reports no network as not found
+        if cached is None:
+            raise _unreachable(uri, e, hint) from e
+        logger.warning("cannot check %s for a newer version (%s: %s); using the copy cached at %s",
+                       uri, type(e).__name__, e, cached)
+        return FetchedFile(uri, cached, sha256_of(cached))
+    version = sorted((field, str(info[field])) for field in _VERSION_FIELDS
+                     if info.get(field) is not None)
+    target = os.path.join(uri_dir, hashlib.sha256(repr(version).encode()).hexdigest()[:16], name)
     if not os.path.isfile(target):
-        os.makedirs(target_dir, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=target_dir, suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, fsspec.open(uri, "rb") as src:
-                while block := src.read(1 << 20):
-                    out.write(block)
-            os.replace(partial, target)  # atomic: a killed download never looks complete
-        except Exception as e:  # noqa: BLE001 - any transport error means the same to the user
-            if os.path.exists(partial):
-                os.unlink(partial)
-            raise ModelFileError(
-                f"cannot download model file {uri!r}: {type(e).__name__}: {e}. "
-                f"Download it elsewhere and pass its local path instead. {hint}".strip()) from e
+            _download(fs, path, target, info.get("size"))
+        except Exception as e:  # noqa: BLE001
+            raise _unreachable(uri, e, hint) from e
     return FetchedFile(uri, target, sha256_of(target))
+
+
+def _unreachable(uri: str, error: Exception, hint: str) -> ModelFileError:
+    return ModelFileError(
+        f"cannot download model file {uri!r}: {type(error).__name__}: {error}. "
+        f"Download it elsewhere and pass its local path instead. {hint}".strip())
+
+
+def _download(fs, path: str, target: str, size: int | None) -> None:
+    """Copies `path` to `target` through a temporary file renamed at the end: a killed or
+    short download never looks complete, and processes fetching one file at once do not clash."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".part")
+    os.close(fd)
+    try:
+        # One sequential transfer in the file system's own way: reading through fsspec.open
+        # fetches HTTP files in range requests, which servers without Range support refuse.
+        fs.get_file(path, partial)
+        if size is not None and os.path.getsize(partial) != int(size):
+            raise OSError(f"transfer ended after {os.path.getsize(partial)} of {size} bytes")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _newest_cached_copy(uri_dir: str, name: str) -> str | None:
+    copies = glob.glob(os.path.join(glob.escape(uri_dir), "*", glob.escape(name)))
+    return max(copies, key=os.path.getmtime) if copies else None

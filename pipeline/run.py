@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import create_runner
 
 from models.runtime import usable_cpu_count
+from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
@@ -160,21 +161,25 @@ def _require_usable_device(options: RemoverOptions) -> None:
                          "models; pass --device cpu")
 
 
-def _require_remote_model_files(options: RemoverOptions) -> None:
-    """Workers of a distributed runner cannot read the launcher's disk: model files must be URIs."""
+def _require_remote_paths(options: RemoverOptions) -> None:
+    """Workers of a distributed runner can neither read nor write the launcher's disk: inputs,
+    masks, outputs and model files must be URIs (`gs://`, ...), not local paths or `file://`."""
     if _runner_name(options) in _LOCAL_RUNNERS:
         return
     runner = options.view_as(StandardOptions).runner
-    files = {"--inpaint_weights": options.inpaint_weights}
-    if options.segmenter == "mmdet":
-        files["--seg_checkpoint"] = options.seg_checkpoint
-        if os.path.isfile(options.seg_config):
-            files["--seg_config"] = options.seg_config
-    local = [f"{flag} {uri}" for flag, uri in files.items() if "://" not in uri]
+    paths = {"--input": options.input, "--input_tfrecords": options.input_tfrecords,
+             "--output": options.output, "--inpaint_weights": options.inpaint_weights}
+    if options.segmenter == "masks":
+        paths["--masks"] = options.masks
+    else:
+        paths["--seg_checkpoint"] = options.seg_checkpoint
+        if "/" in options.seg_config or options.seg_config.endswith(".py"):  # not a name in mmdet
+            paths["--seg_config"] = options.seg_config
+    local = [f"{flag} {path}" for flag, path in paths.items() if path and not is_remote(path)]
     if local:
-        raise UsageError(f"{runner} workers cannot read files on this machine: upload "
+        raise UsageError(f"{runner} workers cannot read or write files on this machine: upload "
                          f"{', '.join(local)} (e.g. gsutil cp FILE gs://BUCKET/models/) and pass "
-                         "the gs:// URI")
+                         "gs:// URIs")
 
 
 def resolve_config(options: RemoverOptions) -> GraphConfig:
@@ -193,7 +198,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
     wrong = [f"{flag} {value}" for flag, value in positive.items() if value is not None and value < 1]
     if wrong:
         raise UsageError(f"{', '.join(wrong)}: must be >= 1")
-    _require_remote_model_files(options)
+    _require_remote_paths(options)
 
     if options.segmenter == "masks":
         if not options.masks:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import posixpath
+import subprocess
+import sys
 
 import numpy as np
 
@@ -210,3 +213,22 @@ def test_tfrecord_ids_that_give_one_output_name_never_overwrite_each_other(tmp_p
     assert rows[f"{shard0}#0"]["status"] == rows[f"{shard1}#1"]["status"] == "unchanged"
     assert sorted(output_files(output)) == ["bird.png", "cat.png", "dog.png"]
     np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], first_cat)
+
+
+def test_reading_a_tfrecord_shard_leaves_tensorflow_device_settings_open(tmp_path):
+    """On a GPU worker the reader runs before the inpainter loads: had it started TensorFlow's
+    runtime, models/runtime.py could no longer switch on memory growth, and TensorFlow would take
+    the whole GPU from Mask R-CNN. (Device settings are checked on the CPU, which every machine has.)"""
+    shard = tmp_path / "part-0.tfrecord"
+    _write_shard(shard, [("cat.jpg", (1, 2, 3))])
+    code = ("import tensorflow as tf\n"
+            "from transforms.read import RecordParser\n"
+            f"records = list(RecordParser('image/encoded', 'image/filename').records({str(shard)!r}))\n"
+            "assert [info.relative_path for _, info, _, _ in records] == ['cat.png'], records\n"
+            "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+            "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+            "print(len(tf.config.list_logical_devices('CPU')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "2"

@@ -37,12 +37,19 @@ def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, de
     assert b"bg-obj-remover:0.1.0" in environment.payload
 
 
-def test_local_model_files_are_refused_for_dataflow(tiny_inpaint_weights):
-    with pytest.raises(SystemExit, match="cannot read files on this machine"):
+@pytest.mark.parametrize("flag,local", [
+    ("--inpaint_weights", "{weights}"), ("--inpaint_weights", "file://{weights}"),
+    ("--input", "{folder}/*.jpg"), ("--output", "{folder}/out"), ("--masks", "{folder}")])
+def test_local_paths_are_refused_for_dataflow(tiny_inpaint_weights, tmp_path, flag, local):
+    """Workers cannot read or write the launcher's disk: images and masks would all be error rows,
+    outputs would be lost on the workers' disks."""
+    paths = {"--input": "gs://b/in/*", "--output": "gs://b/out", "--masks": "gs://b/masks",
+             "--inpaint_weights": "gs://b/models/pconv.keras"}
+    paths[flag] = local.format(weights=tiny_inpaint_weights, folder=tmp_path)
+    with pytest.raises(SystemExit, match=f"cannot read or write files on this machine: .*{flag}"):
         run_pipeline(["--runner", "DataflowRunner", "--dry_run", "True", "--project", "p",
-                      "--region", "us-central1", "--temp_location", "gs://b/tmp",
-                      "--input", "gs://b/in/*", "--output", "gs://b/out", "--segmenter", "masks",
-                      "--masks", "gs://b/masks", "--inpaint_weights", tiny_inpaint_weights])
+                      "--region", "us-central1", "--temp_location", "gs://b/tmp", "--segmenter", "masks",
+                      *[word for flag_and_path in paths.items() for word in flag_and_path]])
 
 
 def test_portable_runner_gives_the_same_outputs_as_direct(masks_corpus, tmp_path, tiny_inpaint_weights):
@@ -92,9 +99,9 @@ def test_local_runners_by_any_name_ignore_dry_run_so_the_launcher_runs_for_real(
 
 def test_a_runner_that_runs_nothing_takes_local_model_files(tiny_inpaint_weights):
     from pipeline.options import RemoverOptions
-    from pipeline.run import _require_remote_model_files
+    from pipeline.run import _require_remote_paths
 
-    _require_remote_model_files(RemoverOptions([
+    _require_remote_paths(RemoverOptions([
         "--runner", "apache_beam.runners.render.RenderRunner", "--segmenter", "masks",
         "--inpaint_weights", tiny_inpaint_weights]))
 

@@ -223,7 +223,10 @@ class RecordParser:
         import tensorflow as tf
 
         shard = posixpath.basename(path)
-        for offset, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+        # Not tf.data: a dataset starts TensorFlow's runtime, after which models/runtime.py can
+        # no longer turn on GPU memory growth for the inpainter in this process (TF would take
+        # the whole GPU from Mask R-CNN). This iterator reads and checks records without it.
+        for offset, record in enumerate(tf.compat.v1.io.tf_record_iterator(path)):
             yield (offset, *self._parse(tf, record, path, shard, offset))
 
     def _parse(self, tf, record: bytes, path: str, shard: str, offset: int):
