@@ -350,3 +350,17 @@ def run(argv=None, test_pipeline=None):
         report = write_report(config.output, tfrecord_image_key=config.tfrecord_image_key)
         print(f"  report   -> {report}", file=sys.stderr)
     return result
+
+
+def main(argv=None):
+    """The command line: the job's own messages (progress, skipped files, retries) at INFO, the
+    libraries' at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for package in ("pipeline", "transforms", "models"):
+        logging.getLogger(package).setLevel(logging.INFO)
+    run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -56,3 +56,19 @@ def test_the_total_is_given_only_where_one_process_sees_every_image(
         masks_corpus, tmp_path, tiny_inpaint_weights, extra, total):
     config = resolve_config(RemoverOptions(_args(masks_corpus, tmp_path, tiny_inpaint_weights, *extra)))
     assert config.expected_images == total
+
+
+def test_the_command_line_shows_the_progress_and_the_summary(masks_corpus, tmp_path, tiny_inpaint_weights):
+    """`python -m pipeline.run` (as `run_pipeline.py` and the console script) runs the job and
+    shows the job's own INFO lines: a library's logging defaults would show none."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "pipeline.run",
+                           *_args(masks_corpus, tmp_path, tiny_inpaint_weights)],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "INFO transforms.progress: 3 of 3 images done (100%)" in done.stderr
+    assert "bg-obj-remover finished" in done.stderr
