@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def _fetch_remote(uri: str, cache_dir: str, hint: str) -> FetchedFile:
                      if info.get(field) is not None)
     target = os.path.join(uri_dir, hashlib.sha256(repr(version).encode()).hexdigest()[:16], name)
     if not os.path.isfile(target):
+        _remove_abandoned_downloads(uri_dir)
         try:
             _download(fs, path, target, info.get("size"))
         except Exception as e:  # noqa: BLE001
@@ -124,6 +126,21 @@ def _download(fs, path: str, target: str, size: int | None) -> None:
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
+
+
+# A download still running writes to its file at least this often; one untouched longer was killed.
+ABANDONED_AFTER_SECONDS = 3600
+
+
+def _remove_abandoned_downloads(uri_dir: str) -> None:
+    """Deletes what killed downloads of any version left (a model-sized `.part` file each), not
+    running ones."""
+    for partial in glob.glob(os.path.join(glob.escape(uri_dir), "*", "*.part")):
+        try:
+            if time.time() - os.path.getmtime(partial) > ABANDONED_AFTER_SECONDS:
+                os.unlink(partial)
+        except FileNotFoundError:  # another process removed it first
+            pass
 
 
 def _newest_cached_copy(uri_dir: str, name: str) -> str | None:

@@ -117,3 +117,23 @@ def test_a_missing_file_names_the_uri(web_server, tmp_path):
     _, base_url, _ = web_server
     with pytest.raises(ModelFileError, match=r"cannot download model file '.*/missing\.keras': FileNotFoundError"):
         fetch(f"{base_url}/missing.keras", str(tmp_path / "cache"))
+
+
+def test_what_killed_downloads_left_is_removed_by_the_next_download(tmp_path):
+    """A download killed outright (SIGKILL, a preempted worker) cannot clean up its `.part`
+    file; the next download of that URI removes it, but not one still being written."""
+    uri = f"memory://model-uri-tests/{uuid.uuid4().hex}/weights.pth"
+    cache_dir = str(tmp_path / "cache")
+    with fsspec.open(uri, "wb") as f:
+        f.write(b"first weights")
+    version_dir = os.path.dirname(fetch(uri, cache_dir).path)
+    abandoned, running = os.path.join(version_dir, "a.part"), os.path.join(version_dir, "b.part")
+    for partial in (abandoned, running):
+        with open(partial, "wb") as f:
+            f.write(b"half a model")
+    os.utime(abandoned, (0, 0))
+    with fsspec.open(uri, "wb") as f:
+        f.write(b"newer weights")
+
+    fetch(uri, cache_dir)
+    assert not os.path.exists(abandoned) and os.path.exists(running)
