@@ -1,14 +1,11 @@
 """The pipeline's own options; every standard Beam option (runner, Dataflow, ...) passes through."""
 from __future__ import annotations
 
-import os
-
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from models import SHIPPED_INPAINT_WEIGHTS
 from transforms.decode import DEFAULT_MAX_PIXELS
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED_INPAINT_WEIGHTS = os.path.join(PROJECT_ROOT, "assets", "inpainter", "pconv_unet.keras")
 DEFAULT_SEG_CONFIG = "mask-rcnn_r50_fpn_1x_coco"
 DEFAULT_SEG_CHECKPOINT = ("https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/"
                           "mask_rcnn_r50_fpn_1x_coco/mask_rcnn_r50_fpn_1x_coco_20200205-d4b0c5d6.pth")

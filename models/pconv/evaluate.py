@@ -21,15 +21,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from models import PROJECT_ROOT, SHIPPED_INPAINT_WEIGHTS
 from models.pconv.inpainter import BLENDS, DEFAULT_BLEND, DEFAULT_SELF_ENSEMBLE
 from models.pconv.metrics import (HOLE_RATIO_BANDS, BandedScores, band_name, band_of_ratio, format_table, l1_error,
                                   psnr, ssim, write_csv)
 
 logger = logging.getLogger("models.pconv.evaluate")
 
-DEFAULT_WEIGHTS = "assets/inpainter/pconv_unet.keras"
-DEFAULT_IMAGES = "../shared/data/bsds500/test"
-DEFAULT_MASKS = "../shared/data/masks"
+DEFAULT_WEIGHTS = SHIPPED_INPAINT_WEIGHTS
+# The development checkout's evaluation data (see README), found from any working directory.
+DEFAULT_IMAGES = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "data", "bsds500", "test"))
+DEFAULT_MASKS = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "data", "masks"))
 METHODS = ("pconv", "telea", "ns")
 METHOD_TITLES = {"pconv": "PConvUNet", "telea": "TELEA", "ns": "NS"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
