@@ -189,7 +189,4 @@ def test_bad_folders_and_limits_exit_cleanly(eval_data, tmp_path, capsys):
 
 def test_the_default_weights_are_found_from_any_working_directory():
     """`python -m models.pconv.evaluate` run outside the checkout's root still finds them."""
-    import os
-
-    from models.pconv.evaluate import DEFAULT_WEIGHTS
-    assert os.path.isabs(DEFAULT_WEIGHTS) and os.path.isfile(DEFAULT_WEIGHTS)
+    assert os.path.isabs(evaluate.DEFAULT_WEIGHTS) and os.path.isfile(evaluate.DEFAULT_WEIGHTS)
