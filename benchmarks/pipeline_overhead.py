@@ -47,7 +47,7 @@ class BareLoop:
             self.model_seconds += time.perf_counter() - started
             for path, (rgb, alpha, image_format, *_), found in zip(chunk, decoded, detections):
                 keep = found.select(None, self.min_score)
-                hole = dilate(found.masks[keep].any(axis=0), self.dilate) if keep.any() else None
+                hole = dilate(found.union(keep), self.dilate) if keep.any() else None
                 if hole is None or not hole.any():
                     self._write(path, rgb, image_format, alpha)
                     continue

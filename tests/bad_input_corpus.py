@@ -133,7 +133,7 @@ def build_cases() -> list[Case]:
         Case("grey.jpg", _encode(_rgb(30, 30, 9).convert("L"), "JPEG"), "cleaned", mask=mask_png(30, 30)),
         Case("one-pixel.png", _encode(_rgb(1, 1, 10), "PNG"), "error", mask=mask_png(1, 1),
              error_contains="cover the whole image"),  # its one pixel: nothing to fill it from
-        Case("two-pixels.png", _encode(_rgb(1, 2, 10), "PNG"), "cleaned", mask=mask_png(2, 1)),
+        Case("five-pixels.png", _encode(_rgb(1, 5, 10), "PNG"), "cleaned", mask=mask_png(5, 1)),
         Case("tall.png", _encode(_rgb(10000, 2, 11), "PNG"), "cleaned", mask=mask_png(2, 10000)),
         Case("animated.gif", animated_gif(), "cleaned", mask=mask_png(24, 24), note_contains="first frame of 3"),
         Case("pages.tif", multipage_tiff(), "cleaned", mask=mask_png(30, 20), note_contains="first frame of 2"),

@@ -107,17 +107,39 @@ def test_custom_classes_are_named_and_numbered_from_1_in_their_own_order():
 
 def test_detections_select_filters_by_score_and_class():
     count = 4
-    detections = Detections(
-        masks=np.zeros((count, 5, 6), bool), boxes=np.zeros((count, 4), np.float32),
+    detections = Detections.from_full_masks(
+        np.zeros((count, 5, 6), bool), boxes=np.zeros((count, 4), np.float32),
         scores=np.array([0.9, 0.4, 0.6, 0.5], np.float32),
         label_ids=np.array([1, 1, 3, 18], np.int32), labels=['person', 'person', 'car', 'dog'])
     assert detections.select(None, 0.5).tolist() == [True, False, True, True]
     assert detections.select(frozenset({1, 18}), 0.5).tolist() == [True, False, False, True]
     assert detections.select(frozenset(), 0.0).tolist() == [False] * count
     with pytest.raises(ValueError, match='instance count'):
-        Detections(masks=np.zeros((2, 5, 6), bool), boxes=np.zeros((1, 4), np.float32),
-                   scores=np.zeros(1, np.float32), label_ids=np.ones(1, np.int32),
-                   labels=['person'])
+        Detections.from_full_masks(np.zeros((2, 5, 6), bool), boxes=np.zeros((1, 4), np.float32),
+                                   scores=np.zeros(1, np.float32), label_ids=np.ones(1, np.int32),
+                                   labels=['person'])
+
+
+def test_detections_hold_each_mask_as_a_crop_and_expand_it_on_request():
+    masks = np.zeros((3, 6, 8), bool)
+    masks[0, 1:3, 2:5] = True
+    masks[0, 4, 7] = True
+    masks[1, 5, 0] = True
+    fields = dict(boxes=np.zeros((3, 4), np.float32), scores=np.ones(3, np.float32),
+                  label_ids=np.ones(3, np.int32), labels=['a'] * 3)
+    detections = Detections.from_full_masks(masks, **fields)
+    assert detections.image_shape == (6, 8)
+    assert [crop.shape for crop in detections.masks] == [(4, 6), (1, 1), (0, 0)]
+    assert detections.mask_offsets.tolist() == [[1, 2], [5, 0], [0, 0]]
+    for index in range(3):
+        np.testing.assert_array_equal(detections.full_mask(index), masks[index])
+    np.testing.assert_array_equal(detections.union(np.array([True, True, False])),
+                                  masks[0] | masks[1])
+    assert detections.areas().tolist() == [7, 1, 0]
+    assert detections.nonempty().tolist() == [True, True, False]
+    with pytest.raises(ValueError, match=r'mask 1 .* is not a bool crop inside the \(6, 8\)'):
+        Detections.from_crops([((0, 0), np.ones((2, 2), bool)), ((5, 7), np.ones((2, 1), bool)),
+                               ((0, 0), np.ones((1, 1), bool))], image_shape=(6, 8), **fields)
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -293,6 +315,16 @@ def test_custom_classes_without_names_in_the_checkpoint_come_from_the_config(cus
     assert segmenter.classes.names == CUSTOM_CLASSES
 
 
+def test_a_negative_mask_threshold_is_refused(tiny_files, tmp_path):
+    # mmdet then returns probabilities scaled to 0..255 for display, not masks.
+    config_path, checkpoint_path = tiny_files
+    display = tmp_path / 'display_config.py'
+    display.write_text(f"_base_ = {config_path!r}\n"
+                       f"model = dict(test_cfg=dict(rcnn=dict(mask_thr_binary=-1)))\n")
+    with pytest.raises(ModelFileError, match='mask_thr_binary=-1'):
+        MaskRCNNSegmenter(str(display), checkpoint_path)
+
+
 def test_checkpoint_from_an_fsspec_uri_is_cached_and_named_by_sha256(tmp_path, tiny_files,
                                                                      tiny_segmenter):
     config_path, checkpoint_path = tiny_files
@@ -317,7 +349,9 @@ def _assert_same_detections(ours: Detections, theirs: Detections, atol=1e-4):
     np.testing.assert_array_equal(ours.label_ids, theirs.label_ids)
     np.testing.assert_allclose(ours.boxes, theirs.boxes, atol=atol)
     np.testing.assert_allclose(ours.scores, theirs.scores, atol=atol)
-    np.testing.assert_array_equal(ours.masks, theirs.masks)
+    assert ours.image_shape == theirs.image_shape
+    for index in range(len(ours)):
+        np.testing.assert_array_equal(ours.full_mask(index), theirs.full_mask(index))
 
 
 @pytest.fixture(scope='module')
@@ -333,8 +367,8 @@ def mmdet_reference(tiny_files):
         # mmdet's ndarray path takes BGR; ours takes RGB.
         instances = inference_detector(model, image[..., ::-1].copy()).pred_instances
         labels = instances.labels.numpy()
-        return Detections(
-            masks=instances.masks.numpy(), boxes=instances.bboxes.numpy(),
+        return Detections.from_full_masks(
+            instances.masks.numpy(), boxes=instances.bboxes.numpy(),
             scores=instances.scores.numpy(), label_ids=np.asarray(COCO_CATEGORY_IDS)[labels],
             labels=[COCO_CLASSES[label] for label in labels])
     return detect
@@ -346,7 +380,8 @@ def test_batch_of_three_equals_mmdet_inference_detector_per_image(tiny_segmenter
     assert len(batched) == 3
     for ours, image in zip(batched, images):
         _assert_same_detections(ours, mmdet_reference(image))
-        assert ours.masks.dtype == bool and ours.masks.shape[1:] == (120, 160)
+        assert ours.image_shape == (120, 160)
+        assert all(crop.dtype == bool for crop in ours.masks)
         assert ours.boxes.dtype == np.float32 and ours.scores.dtype == np.float32
         assert ours.label_ids.dtype == np.int32
         assert ours.labels == [COCO_CLASSES[COCO_CATEGORY_IDS.index(i)] for i in ours.label_ids]
@@ -360,11 +395,41 @@ def test_mixed_size_batch_equals_mmdet_inference_detector_per_image(tiny_segment
     images = random_images(sizes, seed=1)
     batched = tiny_segmenter.segment(images)
     for (height, width), ours, image in zip(sizes, batched, images):
-        assert ours.masks.shape == (len(ours), height, width)
+        assert ours.image_shape == (height, width)
         _assert_same_detections(ours, mmdet_reference(image))
     # Beam groups images as it likes: the order within a batch must not matter either.
     for ours, again in zip(batched[::-1], tiny_segmenter.segment(images[::-1])):
         _assert_same_detections(ours, again)
+
+
+def test_box_crops_equal_mmdets_full_size_masks_on_cpu_and_as_pasted_on_gpu(
+        tiny_files, tiny_segmenter, monkeypatch):
+    from mmdet.models.roi_heads.mask_heads import fcn_mask_head
+
+    # Without our pasting, the head gives mmdet's (N, H, W) masks, cropped as they come back.
+    config_path, checkpoint_path = tiny_files
+    full_size = MaskRCNNSegmenter(config_path, checkpoint_path)
+    del full_size._model.roi_head.mask_head._predict_by_feat_single
+    # Up to 6x the tiny model's test scale, so boxes span many pixels per mask-head pixel;
+    # 2x2000 is padded to the model's aspect limit and cropped back.
+    sizes = [(120, 160), (480, 640), (2000, 1500), (2, 2000)]
+    images = random_images(sizes, seed=2)
+    ours = tiny_segmenter.segment(images)
+    on_cpu = full_size.segment(images)
+    # On GPU mmdet samples each mask over the whole image, not around its box.
+    paste = fcn_mask_head._do_paste_mask
+    monkeypatch.setattr(fcn_mask_head, '_do_paste_mask',
+                        lambda *args, skip_empty: paste(*args, skip_empty=False))
+    as_on_gpu = full_size.segment(images)
+    for found, cpu, gpu in zip(ours, on_cpu, as_on_gpu):
+        _assert_same_detections(found, cpu)
+        _assert_same_detections(found, gpu)
+        # Each crop is mmdet's paste region: the box and a pixel each side, within the image.
+        for crop, (top, left), (x0, y0, x1, y1) in zip(found.masks, found.mask_offsets,
+                                                       found.boxes):
+            assert top >= np.floor(y0) - 1 and left >= np.floor(x0) - 1
+            assert top + crop.shape[0] <= np.ceil(y1) + 1
+            assert left + crop.shape[1] <= np.ceil(x1) + 1
 
 
 def test_candidate_score_threshold_sets_the_floor_for_min_score(tiny_files, tiny_segmenter):
@@ -392,7 +457,7 @@ def test_default_packaged_config_runs_with_random_weights(tmp_path):
     # A wide strip: resized to 200x1333 rather than 800x1066, a third of the pixels.
     [result] = segmenter.segment(random_images([(48, 320)], seed=3))
     assert len(result) > 0
-    assert result.masks.shape[1:] == (48, 320) and result.masks.any()
+    assert result.image_shape == (48, 320) and result.nonempty().any()
     assert set(result.label_ids.tolist()) <= set(COCO_CATEGORY_IDS)
     # The seed's caffe-style config has the same weights layout and must load them too.
     seed_config = MaskRCNNSegmenter(SEED_CONFIG, checkpoint, device='cpu')
@@ -407,7 +472,7 @@ def test_elongated_images_are_padded_and_their_detections_cropped_back(tiny_segm
     results = tiny_segmenter.segment(random_images(sizes, seed=7))
     for (height, width), found in zip(sizes, results):
         assert len(found) > 0
-        assert found.masks.shape == (len(found), height, width)
+        assert found.image_shape == (height, width)
         assert (found.boxes >= 0).all()
         assert (found.boxes[:, [0, 2]] <= width).all() and (found.boxes[:, [1, 3]] <= height).all()
         assert ((found.boxes[:, 2] > found.boxes[:, 0]) & (found.boxes[:, 3] > found.boxes[:, 1])).all()
@@ -418,7 +483,7 @@ def test_default_config_segments_a_2x10000_strip(tmp_path):
     segmenter = MaskRCNNSegmenter(DEFAULT_CONFIG, checkpoint, device='cpu')
     assert segmenter._max_aspect == 1333 / MIN_RESIZED_SIDE
     [found] = segmenter.segment(random_images([(2, 10000)], seed=8))
-    assert found.masks.shape == (len(found), 2, 10000)
+    assert found.image_shape == (2, 10000)
 
 
 def test_crop_to_image_drops_instances_wholly_in_the_padding():
@@ -427,11 +492,13 @@ def test_crop_to_image_drops_instances_wholly_in_the_padding():
     masks[1, 1:6, 5:9] = True  # straddles the edge: cropped
     masks[2, 4:8, :] = True   # only in the padding
     boxes = np.array([[0, 0, 4, 2], [5, 1, 9, 6], [0, 4, 10, 8]], np.float32)
-    padded = Detections(masks=masks, boxes=boxes, scores=np.array([0.9, 0.8, 0.7], np.float32),
-                        label_ids=np.array([1, 2, 3], np.int32), labels=['a', 'b', 'c'])
+    padded = Detections.from_full_masks(
+        masks, boxes=boxes, scores=np.array([0.9, 0.8, 0.7], np.float32),
+        label_ids=np.array([1, 2, 3], np.int32), labels=['a', 'b', 'c'])
     cropped = _crop_to_image(padded, 2, 10)
     assert cropped.labels == ['a', 'b'] and cropped.label_ids.tolist() == [1, 2]
-    assert cropped.masks.shape == (2, 2, 10)
-    np.testing.assert_array_equal(cropped.masks, masks[:2, :2, :])
+    assert cropped.image_shape == (2, 10)
+    for index in range(2):
+        np.testing.assert_array_equal(cropped.full_mask(index), masks[index, :2, :])
     np.testing.assert_array_equal(cropped.boxes, [[0, 0, 4, 2], [5, 1, 9, 2]])
     assert _crop_to_image(cropped, 2, 10) is cropped

@@ -23,7 +23,7 @@ def _summary(keyed_result):
     key, result = keyed_result
     assert isinstance(result, PredictionResult) and isinstance(result.inference, Detections)
     detections = result.inference
-    return (key, result.example.shape[:2], detections.masks.shape[1:], len(detections) > 0,
+    return (key, result.example.shape[:2], detections.image_shape, len(detections) > 0,
             result.model_id)
 
 

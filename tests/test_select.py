@@ -14,9 +14,10 @@ from transforms.select import SelectAndDilate
 
 def _detections(masks: np.ndarray, scores) -> Detections:
     count = len(masks)
-    return Detections(masks=masks, boxes=np.zeros((count, 4), np.float32),
-                      scores=np.asarray(scores, np.float32),
-                      label_ids=np.ones(count, np.int32), labels=["person"] * count)
+    return Detections.from_full_masks(masks, boxes=np.zeros((count, 4), np.float32),
+                                      scores=np.asarray(scores, np.float32),
+                                      label_ids=np.ones(count, np.int32),
+                                      labels=["person"] * count)
 
 
 def _summary(element):

@@ -31,10 +31,12 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:
+    """One metadata row per instance; each RLE encodes one image-sized mask at a time."""
+    areas = detections.areas()
     return tuple(
         {"label": detections.labels[i], "label_id": int(detections.label_ids[i]),
          "score": float(detections.scores[i]), "bbox": [float(v) for v in detections.boxes[i]],
-         "mask": encode_rle(detections.masks[i]), "area": int(detections.masks[i].sum()),
+         "mask": encode_rle(detections.full_mask(i)), "area": int(areas[i]),
          "removed": bool(removed[i])}
         for i in range(len(detections.labels)))
 
@@ -58,12 +60,9 @@ class SelectAndDilate(beam.DoFn):
         info, result = element
         rgb, detections = result.example, result.inference
         # An empty mask removes nothing, so it is never counted (nor reported) as removed.
-        removed = (detections.select(self._class_ids, self._min_score)
-                   & detections.masks.any(axis=(1, 2)))
-        union = hole = np.zeros(rgb.shape[:2], bool)
-        if removed.any():
-            union = detections.masks[removed].any(axis=0)
-            hole = dilate(union, self._dilate)
+        removed = detections.select(self._class_ids, self._min_score) & detections.nonempty()
+        union = detections.union(removed)
+        hole = dilate(union, self._dilate)
         info = info.replace(instances=instance_rows(detections, removed),
                             removed_fraction=float(hole.mean()))
         self._removed.inc(int(removed.sum()))

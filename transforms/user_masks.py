@@ -63,10 +63,11 @@ def user_mask_detections(mask: np.ndarray) -> Detections:
     ys, xs = np.nonzero(mask)
     box = ([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0])
     present = 1 if len(xs) else 0
-    return Detections(masks=mask[None][:present], boxes=np.asarray([box], np.float32)[:present],
-                      scores=np.ones(present, np.float32),
-                      label_ids=np.full(present, USER_MASK_LABEL_ID, np.int32),
-                      labels=[USER_MASK_LABEL] * present)
+    return Detections.from_full_masks(
+        mask[None][:present], boxes=np.asarray([box], np.float32)[:present],
+        scores=np.ones(present, np.float32),
+        label_ids=np.full(present, USER_MASK_LABEL_ID, np.int32),
+        labels=[USER_MASK_LABEL] * present)
 
 
 class ReadUserMasks(beam.DoFn):
