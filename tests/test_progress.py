@@ -6,7 +6,9 @@ import pytest
 from pipeline.options import RemoverOptions
 from pipeline.run import resolve_config
 from tests.pipeline_helpers import read_rows, run_pipeline
-from transforms.progress import progress_line
+from transforms import progress
+from transforms.progress import ReportProgress, progress_line
+from transforms.records import CLEANED, SKIPPED, ImageInfo
 
 
 def test_progress_line_gives_share_rate_and_time_left():
@@ -24,6 +26,30 @@ def test_without_a_total_a_process_counts_its_own_share():
     assert progress_line(40, 2, None, 39.0) == "40 images done, 2 errors, 1.00 images/s"
     assert progress_line(1, 0, None, 0.0) == "1 image done"
     assert progress_line(1, 0, 1, 0.0) == "1 of 1 image done (100%)"
+
+
+def test_a_resumed_runs_rate_counts_only_the_images_it_processes(monkeypatch, caplog):
+    """A run resumed with --skip_existing passes thousands of finished images in its first
+    seconds: counted in the rate, they made the time left a small fraction of the real one."""
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    caplog.set_level(logging.INFO, logger="transforms.progress")
+    report = ReportProgress("resumed-run", total=1000, every_seconds=0.0)
+    for index in range(900):  # the previous run's images, skipped in the first second
+        clock[0] += 0.001
+        list(report.process(ImageInfo(f"skipped{index}", "", status=SKIPPED)))
+    for index in range(11):  # then one image every 2 s
+        clock[0] += 2.0
+        list(report.process(ImageInfo(f"new{index}", "", status=CLEANED)))
+    assert caplog.records[-1].getMessage() == (
+        "911 of 1000 images done (91%), 900 skipped, 0.50 images/s, about 3 min left")
+
+
+def test_skipped_images_are_named_and_left_out_of_the_rate():
+    assert progress_line(905, 1, 1000, 8.0, skipped=900) == (
+        "905 of 1000 images done (90%), 900 skipped, 1 error, 0.50 images/s, about 3 min left")
+    assert progress_line(900, 0, 1000, 0.0, skipped=900) == (
+        "900 of 1000 images done (90%), 900 skipped")
 
 
 def _args(masks_corpus, tmp_path, weights, *extra):

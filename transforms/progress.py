@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from transforms.records import ERROR
+from transforms.records import ERROR, SKIPPED
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 class _Tally:
     done: int = 0
     errors: int = 0
-    first_done_at: float = 0.0
+    skipped: int = 0
+    first_processed_at: float = 0.0
     logged_at: float = 0.0
 
 
@@ -31,17 +32,22 @@ _tallies: dict[str, _Tally] = {}
 _lock = threading.Lock()
 
 
-def progress_line(done: int, errors: int, total: int | None, seconds: float) -> str:
+def progress_line(done: int, errors: int, total: int | None, seconds: float, skipped: int = 0) -> str:
     """`120 of 1000 images done (12%), 3 errors, 0.33 images/s, about 44 min left`; without a
     total (each process of a multi-process run sees its own share) no share and no time left.
-    The rate counts from the first image done, so model loading does not skew it."""
+    The rate counts the images processed (`done` less the `skipped` ones, whose outputs a
+    previous run wrote) in the `seconds` since the first of them, so neither model loading nor a
+    resumed run's thousands of instant skips skew it."""
     images = "image" if (total or done) == 1 else "images"
     text = (f"{done} of {total} {images} done ({100 * done // total}%)" if total
             else f"{done} {images} done")
+    if skipped:
+        text += f", {skipped} skipped"
     if errors:
         text += f", {errors} error{'s' if errors > 1 else ''}"
-    if done > 1 and seconds > 0:
-        rate = (done - 1) / seconds
+    processed = done - skipped
+    if processed > 1 and seconds > 0:
+        rate = (processed - 1) / seconds
         text += f", {rate:.2f} images/s"
         if total and total > done:
             text += f", about {_duration((total - done) / rate)} left"
@@ -72,13 +78,15 @@ class ReportProgress(beam.DoFn):
             tally = _tallies.setdefault(self._run, _Tally())
             tally.done += 1
             tally.errors += info.status == ERROR
-            if tally.done == 1:
-                tally.first_done_at = now
+            tally.skipped += info.status == SKIPPED
+            if tally.done - tally.skipped == 1 and info.status != SKIPPED:
+                tally.first_processed_at = now
             due = (tally.done == 1 or tally.done == self._total
                    or now - tally.logged_at >= self._every_seconds)
             if due:
                 tally.logged_at = now
-                line = progress_line(tally.done, tally.errors, self._total, now - tally.first_done_at)
+                line = progress_line(tally.done, tally.errors, self._total,
+                                     now - tally.first_processed_at, tally.skipped)
         if due:
             logger.info(line)
         yield info
