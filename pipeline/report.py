@@ -69,7 +69,8 @@ def read_report_content(output: str, max_images: int | None = 1000,
     showable, errors = [], []  # (record order, shard file index, row index) / rows
     for file_index, path in enumerate(files):
         table = _read_table(path, ["image_uri", "status", "error", "output_uri", "instances"])
-        instances = pc.list_flatten(table["instances"])
+        # Only a cleaned image had its instances removed: an error row lists those it would have.
+        instances = pc.list_flatten(table.filter(pc.equal(table["status"], CLEANED))["instances"])
         removed = pc.filter(pc.struct_field(instances, "label"), pc.struct_field(instances, "removed"))
         removed_per_class.update({item["values"].as_py(): item["counts"].as_py()
                                   for item in pc.value_counts(removed)})

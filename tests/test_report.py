@@ -113,16 +113,19 @@ def test_a_large_runs_report_shows_a_sample_the_first_errors_and_links_few_pages
             masks / f"{index:02d}.png")
     for name in ("x1.png", "x2.png"):
         (images / name).write_bytes(b"not an image")
+    # an error row whose instance is marked removed, though nothing was removed from it
+    Image.fromarray(textured_image(12, 16, 12)).save(images / "x3.png")
+    Image.fromarray(rectangle_mask(12, 16, (0, 0, 16, 12))).save(masks / "x3.png")
     run_pipeline(["--input", f"{images}/*", "--segmenter", "masks", "--masks", masks,
                   "--output", output, "--inpaint_weights", tiny_inpaint_weights])
 
     content = read_report_content(str(output), max_images=3, max_errors=1)
-    assert content.statuses == {"cleaned": 6, "unchanged": 6, "error": 2}
-    assert content.removed_per_class == {"mask": 6}
+    assert content.statuses == {"cleaned": 6, "unchanged": 6, "error": 3}
+    assert content.removed_per_class == {"mask": 6}  # the cleaned images' only
     assert content.showable == 12
     assert [os.path.basename(r["image_uri"]) for r in content.shown] == ["00.png", "04.png", "08.png"]
     assert all(r["instances"] is not None and "removed_fraction" in r for r in content.shown)
-    assert content.error_count == 2 and [os.path.basename(r["image_uri"]) for r in content.errors] == ["x1.png"]
+    assert content.error_count == 3 and [os.path.basename(r["image_uri"]) for r in content.errors] == ["x1.png"]
 
     index = write_report(str(output), per_page=2, max_images=3)
     assert "3 of the 12 images written, evenly spaced" in open(index).read()

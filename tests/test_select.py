@@ -8,7 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from models.segmentation import Detections
 from transforms.read import NAMESPACE
-from transforms.records import UNCHANGED, ImageInfo
+from transforms.records import ERROR, UNCHANGED, ImageInfo
 from transforms.select import SelectAndDilate
 
 
@@ -53,6 +53,23 @@ def test_instances_with_empty_masks_are_never_removed_nor_counted():
     [removed] = result.metrics().query(
         MetricsFilter().with_namespace(NAMESPACE).with_name("instances_removed"))["counters"]
     assert removed.committed == 1
+
+
+def test_instances_over_the_whole_image_are_an_error_not_counted_as_removed():
+    """Nothing is written for such an image, so `instances_removed` (the run's summary) must not
+    count its instances."""
+    whole = np.ones((1, 6, 6), bool)
+    pipeline = TestPipeline()
+    selected = (pipeline | beam.Create([(ImageInfo("whole.png", "whole.png"), PredictionResult(
+                    np.zeros((6, 6, 3), np.uint8), _detections(whole, [0.9])))])
+                | beam.ParDo(SelectAndDilate(None, 0.5, 0)).with_outputs(
+                    SelectAndDilate.UNCHANGED, SelectAndDilate.ERROR, main="holes"))
+    assert_that(selected[SelectAndDilate.ERROR] | beam.Map(lambda info: (info.image_uri, info.status)),
+                equal_to([("whole.png", ERROR)]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    assert {c.key.metric.name: c.committed for c in counters}.get("instances_removed", 0) == 0
 
 
 def test_dilation_adds_exactly_the_pixels_within_the_given_euclidean_distance():

@@ -65,7 +65,6 @@ class SelectAndDilate(beam.DoFn):
         hole = dilate(union, self._dilate)
         info = info.replace(instances=instance_rows(detections, removed),
                             removed_fraction=float(hole.mean()))
-        self._removed.inc(int(removed.sum()))
         if hole.all():
             self._errors.inc()
             dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"
@@ -73,6 +72,7 @@ class SelectAndDilate(beam.DoFn):
                 "select", f"the instances to remove{dilated} cover the whole image: no pixel is "
                           "left to fill them from"))
         elif hole.any():
+            self._removed.inc(int(removed.sum()))
             yield info, (rgb, hole)
         else:
             yield beam.pvalue.TaggedOutput(self.UNCHANGED, (info.replace(status=UNCHANGED), rgb))
