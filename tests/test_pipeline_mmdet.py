@@ -60,6 +60,12 @@ def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inp
         run_pipeline(["--input", f"{images}/*.png", "--output", tmp_path / "o",
                       "--seg_config", config, "--seg_checkpoint", checkpoint,
                       "--classes", "persn", "--inpaint_weights", tiny_inpaint_weights])
+    with pytest.raises(SystemExit) as stopped:
+        run_pipeline(["--input", f"{images}/*.png", "--output", tmp_path / "o",
+                      "--seg_config", config, "--seg_checkpoint", checkpoint,
+                      "--classes", "all,person", "--inpaint_weights", tiny_inpaint_weights])
+    assert str(stopped.value) == ("bg-obj-remover: error: --classes: 'all,person': \"all\" cannot be "
+                                  "combined with other classes")
     assert not (tmp_path / "o").exists()
 
 

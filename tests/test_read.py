@@ -232,3 +232,25 @@ def test_reading_a_tfrecord_shard_leaves_tensorflow_device_settings_open(tmp_pat
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-1] == "2"
+
+
+def test_a_corrupt_shard_is_an_error_row_that_says_from_where(tmp_path):
+    """Records before a corrupt stretch are read; the row for the rest says which record it
+    follows, or that the shard is unreadable from its first record."""
+    from apache_beam.io.filesystem import FileMetadata
+
+    from transforms.read import RecordParser, _ReadTFRecordShard
+
+    whole = tmp_path / "whole.tfrecord"
+    _write_shard(whole, [("a.png", (0, 0, 0)), ("b.png", (9, 9, 9))])
+    data = whole.read_bytes()
+    cut, garbage = tmp_path / "cut.tfrecord", tmp_path / "garbage.tfrecord"
+    cut.write_bytes(data[:len(data) - 5])  # the second record's tail is lost
+    garbage.write_bytes(b"not a TFRecord file at all")
+    read = _ReadTFRecordShard(RecordParser("image/encoded", "image/filename"))
+
+    def errors(path):
+        infos = [info for info, _ in read.process(FileMetadata(str(path), path.stat().st_size), {})]
+        return [(info.image_uri, info.error.split(":")[1].strip()) for info in infos if info.error]
+    assert errors(cut) == [(f"{cut}#1", "TFRecord shard unreadable after record 0")]
+    assert errors(garbage) == [(f"{garbage}#0", "TFRecord shard unreadable from its first record")]

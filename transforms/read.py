@@ -291,8 +291,9 @@ class _ReadTFRecordShard(beam.DoFn):
                     yield info, image
         except Exception as e:  # noqa: BLE001 - a corrupt shard tail is reported, not fatal
             uri = f"{metadata.path}#{offset + 1}"
+            where = "from its first record" if offset < 0 else f"after record {offset}"
             yield ImageInfo(image_uri=uri, relative_path="").failed(
-                "read", f"TFRecord shard unreadable after record {offset}: {e}"), b""
+                "read", f"TFRecord shard unreadable {where}: {e}"), b""
 
 
 class ReadTFRecordImages(beam.PTransform):

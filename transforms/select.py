@@ -22,12 +22,18 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
 
     An exact distance transform rather than `cv2.dilate` with a disc: that takes time in proportion
     to the disc's diameter (34 s for 200 px on a 24 MP photo, against 0.15 s here) and its
-    elliptic kernel reaches past the radius.
+    elliptic kernel reaches past the radius. The transform's float32 distances cover only the
+    hole's bounding box grown by `pixels` (nothing farther can be reached), not the whole photo.
     """
     if pixels <= 0 or not mask.any():
         return mask
-    distances = cv2.distanceTransform(np.logical_not(mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return distances <= pixels
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    top, left = max(0, rows[0] - pixels), max(0, columns[0] - pixels)
+    bottom, right = rows[-1] + pixels + 1, columns[-1] + pixels + 1
+    region = np.logical_not(mask[top:bottom, left:right]).astype(np.uint8)
+    grown = np.zeros(mask.shape, bool)
+    grown[top:bottom, left:right] = cv2.distanceTransform(region, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= pixels
+    return grown
 
 
 def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:

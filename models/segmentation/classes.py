@@ -57,12 +57,12 @@ class DetectorClasses:
         """
         entries = [entry.strip() for entry in spec.split(',')]
         if any(not entry for entry in entries):
-            raise ValueError(f'--classes {spec!r} has an empty entry; give {self._kind} names or '
+            raise ValueError(f'{spec!r} has an empty entry; give {self._kind} names or '
                              f'ids, comma-separated, or "all"')
         if [entry.lower() for entry in entries] == ['all']:
             return None
         if any(entry.lower() == 'all' for entry in entries):
-            raise ValueError(f'--classes {spec!r}: "all" cannot be combined with other classes')
+            raise ValueError(f'{spec!r}: "all" cannot be combined with other classes')
         return frozenset(self._class_id(entry) for entry in entries)
 
     @property
