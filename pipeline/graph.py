@@ -52,7 +52,7 @@ class GraphConfig:
     seg_config: str = ""
     seg_checkpoint: str = ""
     allow_remote_config: bool = False
-    inpaint_weights: str = ""
+    inpaint_weights: str = ""  # "": the shipped checkpoint, where each worker's package has it
     inpaint_strategy: str = "crop"
     inpaint_self_ensemble: int = 2
     inpaint_blend: str = "poisson"

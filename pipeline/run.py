@@ -168,7 +168,9 @@ def _require_remote_paths(options: RemoverOptions) -> None:
         return
     runner = options.view_as(StandardOptions).runner
     paths = {"--input": options.input, "--input_tfrecords": options.input_tfrecords,
-             "--output": options.output, "--inpaint_weights": options.inpaint_weights}
+             "--output": options.output}
+    if options.inpaint_weights != SHIPPED_INPAINT_WEIGHTS:  # the shipped one is installed with the package
+        paths["--inpaint_weights"] = options.inpaint_weights
     if options.segmenter == "masks":
         paths["--masks"] = options.masks
     else:
@@ -226,7 +228,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         class_ids=class_ids, min_score=options.min_score, dilate=options.dilate,
         segmenter=options.segmenter, masks=options.masks, seg_config=options.seg_config,
         seg_checkpoint=options.seg_checkpoint, allow_remote_config=options.allow_remote_config,
-        inpaint_weights=options.inpaint_weights, inpaint_strategy=options.inpaint_strategy,
+        inpaint_weights="" if options.inpaint_weights == SHIPPED_INPAINT_WEIGHTS else options.inpaint_weights,
+        inpaint_strategy=options.inpaint_strategy,
         inpaint_self_ensemble=options.inpaint_self_ensemble, inpaint_blend=options.inpaint_blend,
         device=options.device, seg_batch_size=options.seg_batch_size,
         inpaint_batch_size=options.inpaint_batch_size,

@@ -145,3 +145,19 @@ def test_a_distributed_jobs_launcher_lists_only_until_it_finds_an_input(tmp_path
     with pytest.raises(pipeline.run.UsageError, match="no file matches --input"):
         pipeline.run._require_matching_input(
             RemoverOptions(portable + ["--input", f"{photos}/**/*.gif"]), count=False)
+
+
+def test_the_shipped_inpainting_checkpoint_needs_no_upload_for_dataflow():
+    """It is installed with the package on every worker (--setup_file, the image): the default
+    --inpaint_weights is the workers' own copy, not a path on the launcher's disk."""
+    from models import SHIPPED_INPAINT_WEIGHTS
+    from models.uri import sha256_of
+    from transforms.inpaint import InpaintModelHandler
+
+    run_pipeline(["--runner", "DataflowRunner", "--dry_run", "True", "--project", "example-project",
+                  "--region", "us-central1", "--temp_location", "gs://example-bucket/tmp",
+                  "--segmenter", "masks", "--input", "gs://example-bucket/in/*",
+                  "--output", "gs://example-bucket/out", "--masks", "gs://example-bucket/masks"])
+    # What the graph's handler gets for the default: "" -> the checkpoint where its process has it.
+    loaded = InpaintModelHandler("", self_ensemble=1).load_model()
+    assert loaded.identity.startswith(f"pconv_unet_256-256@{sha256_of(SHIPPED_INPAINT_WEIGHTS)[:12]}")

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import PredictionResult
 
+from models import SHIPPED_INPAINT_WEIGHTS
 from transforms.batching import SharedModelHandler, array_bytes, batch_elements_kwargs
 
 Example = tuple[np.ndarray, np.ndarray]  # (rgb uint8 (H,W,3), hole bool (H,W))
@@ -14,7 +15,9 @@ Example = tuple[np.ndarray, np.ndarray]  # (rgb uint8 (H,W,3), hole bool (H,W))
 class InpaintModelHandler(SharedModelHandler[Example, np.ndarray, Any]):
     """Loads `models.pconv.Inpainter` once per process; one copy per worker when `model_copies`
     (then `model` is a cross-process proxy, so only its methods are used here). `one_at_a_time()`
-    gives a handler for a second RunInference that uses the same model."""
+    gives a handler for a second RunInference that uses the same model. `weights_uri` "": the
+    shipped checkpoint, where this process's own installed package has it (a worker's, not the
+    launcher's disk)."""
 
     def __init__(self, weights_uri: str, strategy: str = "crop", device: str = "cpu",
                  max_batch_size: int = 8, max_batch_bytes: int = 256 << 20,
@@ -34,9 +37,9 @@ class InpaintModelHandler(SharedModelHandler[Example, np.ndarray, Any]):
         from models.runtime import configure_tensorflow
         configure_tensorflow(self._device)
         from models.pconv import Inpainter
-        return Inpainter.load(self._weights_uri, strategy=self._strategy, batch_size=self._batch_size,
-                              self_ensemble=self._self_ensemble, blend=self._blend,
-                              device=self._device)
+        return Inpainter.load(self._weights_uri or SHIPPED_INPAINT_WEIGHTS, strategy=self._strategy,
+                              batch_size=self._batch_size, self_ensemble=self._self_ensemble,
+                              blend=self._blend, device=self._device)
 
     def run_inference(self, batch: Sequence[Example], model, inference_args=None) -> Iterable[PredictionResult]:
         images = [image for image, _ in batch]
