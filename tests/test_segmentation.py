@@ -163,7 +163,7 @@ def test_remote_config_is_refused_unless_explicitly_allowed(tiny_files, tmp_path
     uri = f'memory://segmentation-tests/{uuid.uuid4().hex}/{TINY_CONFIG_NAME}.py'
     with open(tiny_files[0], 'rb') as f:
         fsspec.filesystem('memory').pipe(uri, f.read())
-    with pytest.raises(ModelFileError, match='refusing remote config'):
+    with pytest.raises(ModelFileError, match='refusing remote config .* or --allow_remote_config if you trust'):
         resolve_config(uri, cache_dir=str(tmp_path))
     assert not list(tmp_path.iterdir()), 'a refused config must not even be downloaded'
     source = resolve_config(uri, allow_remote_config=True, cache_dir=str(tmp_path))

@@ -45,8 +45,8 @@ def resolve_config(spec: str, allow_remote_config: bool = False,
         if not allow_remote_config:
             raise ModelFileError(
                 f'refusing remote config {spec!r}: an mmdet config is Python code that runs when '
-                f'it is loaded. Pass a config name shipped with mmdet or a local file, or allow '
-                f'remote configs explicitly if you trust the source.')
+                f'it is loaded. Pass a config name shipped with mmdet or a local file, or '
+                f'--allow_remote_config if you trust the source.')
         fetched = fetch(spec, cache_dir, hint='Pass a local copy of the config instead.')
         return ConfigSource(_stem(spec), fetched.path)
     path = os.path.expanduser(spec[len('file://'):] if spec.startswith('file://') else spec)
