@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline_overhead.py --quick
 	$(PY) benchmarks/batching.py --quick
 	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/mask_memory.py
+	$(PY) benchmarks/inpaint_memory.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

@@ -335,3 +335,50 @@ except Exception:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("default device: meta")  # the stand-in GPU is Keras's default
+
+
+@pytest.mark.parametrize("strategy", ["crop", "resize"])
+def test_working_memory_grows_with_the_holes_not_the_photo(strategy):
+    """A 3 MP photo with two small holes: besides the output copy, `crop` keeps buffers of the
+    windows' size (it kept two float fills of the whole photo, mirrored copies of it, and blended
+    on the box spanning both holes, in all 28x the photo's bytes); `resize` needs one float copy
+    of the photo at a time (4x its bytes)."""
+    import tracemalloc
+
+    from models.pconv import Inpainter
+
+    height, width = 1500, 2000
+    image = textured(height, width)
+    hole = holes_at(height, width, (7, 11, 40, 50), (1401, 1853, 1450, 1900))
+    inpainter = Inpainter(fake_model("masked_input"), strategy=strategy)
+    inpainter.inpaint([image[:60, :60]], [hole[:60, :60]])  # first-call set-up is not working memory
+    tracemalloc.start()
+    try:
+        [result] = inpainter.inpaint([image], [hole])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(result[~hole], image[~hole])
+    limit = {"crop": 1.2, "resize": 4.5}[strategy]
+    assert peak < limit * image.nbytes, f"peak {peak / image.nbytes:.2f}x the photo's bytes"
+
+
+@pytest.mark.parametrize("flip", [(False, True), (True, False), (True, True)])
+def test_windows_of_a_mirror_image_are_chosen_as_on_that_image(flip):
+    """The ensemble's mirrored passes never mirror the photo: their windows must be those the
+    mirror image itself would get (placement rounds, so not always the mirrored windows)."""
+    from models.pconv.inpainter import crop_windows
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        hole = np.zeros((151, 204), bool)
+        for _ in range(rng.integers(1, 12)):
+            y, x = rng.integers(0, 151), rng.integers(0, 204)
+            hole[y:y + rng.integers(1, 40), x:x + rng.integers(1, 40)] = True
+        mirrored = np.ascontiguousarray(hole[::-1 if flip[0] else 1, ::-1 if flip[1] else 1])
+        expected = crop_windows(0, mirrored, margin=0.5, min_side=48)
+        got = crop_windows(0, hole, margin=0.5, min_side=48, flip=flip)
+        assert [(w.top, w.left, w.bottom, w.right) for w in got] == \
+            [(w.top, w.left, w.bottom, w.right) for w in expected]
+        for window, reference in zip(got, expected):
+            np.testing.assert_array_equal(window.paste, reference.paste)

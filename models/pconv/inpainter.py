@@ -22,7 +22,8 @@ import cv2
 import keras
 import numpy as np
 
-from models.pconv.blend import poisson_blend
+from models.pconv.blend import poisson_blend_on_grid
+from models.pconv.hole_grid import HoleGrid
 from models.runtime import usable_cpu_count
 from models.uri import FetchedFile, ModelFileError, fetch
 
@@ -80,7 +81,11 @@ def model_size(model: keras.Model) -> int:
 
 @dataclass(frozen=True)
 class Window:
-    """A part of one image that goes through the model as one S x S input."""
+    """A part of one image, mirrored by `flip`, that goes through the model as one S x S input.
+
+    Its box and `paste` are those of the mirrored image: where the window would be chosen if the
+    mirror image were the photo (placement rounds the same way on every image, so it is not always
+    the mirror of the unmirrored image's window)."""
     image_index: int
     top: int
     left: int
@@ -88,6 +93,13 @@ class Window:
     right: int
     paste: np.ndarray  # (bottom - top, right - left) bool: the hole pixels this window fills
     scale: float = 1.0  # resize factor of the window's pixels before the model sees them
+    flip: tuple[bool, bool] = (False, False)
+
+    def source(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of the window in the unmirrored image of `height` x `width`."""
+        top, bottom = (height - self.bottom, height - self.top) if self.flip[0] else (self.top, self.bottom)
+        left, right = (width - self.right, width - self.left) if self.flip[1] else (self.left, self.right)
+        return top, left, bottom, right
 
 
 def _context_box(box, margin: float, min_side: int, height: int, width: int):
@@ -108,19 +120,27 @@ def _union(a, b):
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def crop_windows(image_index: int, hole: np.ndarray, margin: float, min_side: int) -> list[Window]:
-    """One window per group of hole regions whose context windows overlap.
+def crop_windows(image_index: int, hole: np.ndarray, margin: float, min_side: int,
+                 flip: tuple[bool, bool] = (False, False)) -> list[Window]:
+    """One window per group of hole regions whose context windows overlap, in the image mirrored
+    by `flip`.
 
     Holes close together share a window (fewer model calls, and each sees the other as a hole,
     not as context); each window writes back only its own holes' pixels. Beyond
     MAX_REGIONS_PER_IMAGE regions (speckle) all holes share one window, which bounds the work.
+    The holes are labelled on their grid (`HoleGrid`), not on the whole image.
     """
     height, width = hole.shape
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    grid = HoleGrid.of(hole, flip)
+    if not grid.hole.size:
+        return []
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grid.hole.astype(np.uint8), connectivity=8)
     groups = []
     for label in range(1, count):
         top, left = int(stats[label, cv2.CC_STAT_TOP]), int(stats[label, cv2.CC_STAT_LEFT])
-        box = (top, left, top + int(stats[label, cv2.CC_STAT_HEIGHT]), left + int(stats[label, cv2.CC_STAT_WIDTH]))
+        bottom, right = top + int(stats[label, cv2.CC_STAT_HEIGHT]), left + int(stats[label, cv2.CC_STAT_WIDTH])
+        box = (int(grid.rows[top]), int(grid.columns[left]), int(grid.rows[bottom - 1]) + 1,
+               int(grid.columns[right - 1]) + 1)
         groups.append(([label], box))
     if len(groups) > MAX_REGIONS_PER_IMAGE:
         groups = [(list(range(1, count)), functools.reduce(_union, [box for _, box in groups]))]
@@ -132,9 +152,16 @@ def crop_windows(image_index: int, hole: np.ndarray, margin: float, min_side: in
             break
         (labels_i, box_i), (labels_j, box_j) = groups[pair[0]], groups.pop(pair[1])
         groups[pair[0]] = (labels_i + labels_j, _union(box_i, box_j))
-    return [Window(image_index, top, left, bottom, right,
-                   np.isin(labels[top:bottom, left:right], group_labels))
-            for (group_labels, _), (top, left, bottom, right) in zip(groups, windows)]
+    return [Window(image_index, *box, _group_mask(grid, labels, group_labels, box), flip=flip)
+            for (group_labels, _), box in zip(groups, windows)]
+
+
+def _group_mask(grid: HoleGrid, labels: np.ndarray, group_labels: list[int], box) -> np.ndarray:
+    """The window's mask of the pixels of the holes labelled `group_labels` (on the grid)."""
+    span, index = grid.positions(*box)
+    paste = np.zeros((box[2] - box[0], box[3] - box[1]), bool)
+    paste[index] = np.isin(labels[span], group_labels)
+    return paste
 
 
 @functools.cache
@@ -162,20 +189,10 @@ def resized_model(model: keras.Model, side: int) -> keras.Model:
     return clone
 
 
-def _mirror(array: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
-    """`array` flipped up-down and/or left-right (its own inverse), contiguous (`array` itself when
-    neither flip is asked for)."""
-    return np.ascontiguousarray(_flipped_view(array, flip))
-
-
 def _flipped_view(array: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
+    """`array` flipped up-down and/or left-right (its own inverse), a view."""
     flip_rows, flip_columns = flip
     return array[::-1 if flip_rows else 1, ::-1 if flip_columns else 1]
-
-
-def _add_mirrored(fill: np.ndarray, mirrored_fill: np.ndarray, flip: tuple[bool, bool]) -> None:
-    """Adds the fill of a mirror image to `fill`, mirrored back, in place."""
-    np.add(fill, _flipped_view(mirrored_fill, flip), out=fill)
 
 
 def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -249,34 +266,41 @@ class Inpainter:
                    max_side=max_side, self_ensemble=self_ensemble, blend=blend, device=device)
 
     def inpaint(self, images: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
-        """Returns copies of `images` (uint8 (H, W, 3)) with the `holes` (bool (H, W)) filled in."""
+        """Returns copies of `images` (uint8 (H, W, 3)) with the `holes` (bool (H, W)) filled in.
+
+        Besides the copies, the working memory is that of the windows and of the holes' grids
+        (`HoleGrid`), not of the images: fills are kept on the grids, and the mirror images of the
+        ensemble are only ever made of windows."""
         if len(images) != len(holes):
             raise ValueError(f"{len(images)} images but {len(holes)} hole masks")
         for index, (image, hole) in enumerate(zip(images, holes)):
             self._check(index, image, hole)
         flips = ENSEMBLE_FLIPS[self.self_ensemble]
         pool = _cpu_pool()
-        fills = [np.zeros(image.shape, np.float32) for image in images]
+        grids = list(pool.map(HoleGrid.of, holes))
+        fills = [np.zeros(grid.hole.shape + (3,), np.float32) for grid in grids]
         for flip in flips:
-            mirrored_images = list(pool.map(_mirror, images, [flip] * len(images)))
-            mirrored_holes = list(pool.map(_mirror, holes, [flip] * len(holes)))
-            list(pool.map(functools.partial(_add_mirrored, flip=flip), fills,
-                          self._fill(mirrored_images, mirrored_holes)))
-        return list(pool.map(functools.partial(self._finish, len(flips)), images, holes, fills))
+            self._fill(images, holes, flip, grids, fills)
+        return list(pool.map(functools.partial(self._finish, len(flips)), images, holes, grids, fills))
 
-    def _finish(self, passes: int, image: np.ndarray, hole: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    def _finish(self, passes: int, image: np.ndarray, hole: np.ndarray, grid: HoleGrid,
+                fill: np.ndarray) -> np.ndarray:
         """The output image: the mean fill of the ensemble's passes, blended, in the holes only."""
         fill /= passes
         if self.blend == "poisson":
-            fill = poisson_blend(image, hole, fill)
+            fill = poisson_blend_on_grid(image, hole, grid, fill)
         output = image.copy()
-        output[hole] = np.clip(np.rint(fill[hole] * 255.0), 0, 255).astype(np.uint8)
+        rows, columns = np.nonzero(grid.hole)
+        output[grid.rows[rows], grid.columns[columns]] = np.clip(np.rint(fill[rows, columns] * 255.0), 0, 255
+                                                                 ).astype(np.uint8)
         return output
 
-    def _fill(self, images: list[np.ndarray], holes: list[np.ndarray]) -> list[np.ndarray]:
-        """The model's float fill in [0, 1] of every hole pixel (zero elsewhere), per image."""
-        fills = [np.zeros(image.shape, np.float32) for image in images]
-        windows = [window for image_windows in _cpu_pool().map(self._windows, range(len(images)), images, holes)
+    def _fill(self, images: list[np.ndarray], holes: list[np.ndarray], flip: tuple[bool, bool],
+              grids: list[HoleGrid], fills: list[np.ndarray]) -> None:
+        """Adds to `fills` (on `grids`) the model's float fill in [0, 1] of every hole pixel of the
+        images mirrored by `flip`, mirrored back."""
+        windows = [window for image_windows in _cpu_pool().map(
+                       self._windows, range(len(images)), images, holes, [flip] * len(images))
                    for window in image_windows]
         by_canvas: dict[int, list[Window]] = {}
         for window in windows:
@@ -286,8 +310,8 @@ class Inpainter:
                 chunk = group[start:start + self.batch_size]
                 predictions = self._predict(side, *self._model_inputs(chunk, side, images, holes))
                 # Windows of one image write disjoint pixels (each only its own holes'), so in any order.
-                list(_cpu_pool().map(lambda w, p: self._paste(fills[w.image_index], w, p), chunk, predictions))
-        return fills
+                list(_cpu_pool().map(lambda w, p: self._paste(grids[w.image_index], fills[w.image_index], w, p),
+                                     chunk, predictions))
 
     def _model_inputs(self, chunk: list[Window], side: int, images: list[np.ndarray],
                       holes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -324,13 +348,14 @@ class Inpainter:
             raise ValueError(f"image {index} is {image.shape[1]}x{image.shape[0]}: strategy 'original' "
                              f"needs {self.size}x{self.size} images; use 'crop' or 'resize'")
 
-    def _windows(self, index: int, image: np.ndarray, hole: np.ndarray) -> list[Window]:
+    def _windows(self, index: int, image: np.ndarray, hole: np.ndarray,
+                 flip: tuple[bool, bool] = (False, False)) -> list[Window]:
         if not hole.any():
             return []
         if self.strategy == "crop":
             return [dataclasses.replace(w, scale=self._crop_scale(w))
-                    for w in crop_windows(index, hole, self.margin, self.size)]
-        return [Window(index, 0, 0, image.shape[0], image.shape[1], hole)]
+                    for w in crop_windows(index, hole, self.margin, self.size, flip)]
+        return [Window(index, 0, 0, image.shape[0], image.shape[1], _flipped_view(hole, flip), flip=flip)]
 
     def _crop_scale(self, window: Window) -> float:
         """Full resolution, unless the hole is too thick for the model to see across it.
@@ -370,16 +395,21 @@ class Inpainter:
         pixel that mixes in hole content when resized, count as holes (the partial convolutions
         ignore them)."""
         height, width = self._run_shape(window)
-        crop = image[window.top:window.bottom, window.left:window.right].astype(np.float32) / 255.0
-        hole_crop = hole[window.top:window.bottom, window.left:window.right].astype(np.float32)
+        top, left, bottom, right = window.source(*hole.shape)
+        crop = _flipped_view(image[top:bottom, left:right], window.flip).astype(np.float32)
+        crop = _resize(np.divide(crop, 255.0, out=crop), height, width)  # one float copy of the window at a time
+        hole_crop = _flipped_view(hole[top:bottom, left:right], window.flip).astype(np.float32)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
         known = (_resize(hole_crop, height, width) <= 0).astype(np.float32)[:, :, None]
         mask[:height, :width] = known
-        canvas[:height, :width] = _resize(crop, height, width) * known
+        canvas[:height, :width] = crop * known
 
-    def _paste(self, output: np.ndarray, window: Window, prediction: np.ndarray) -> None:
+    def _paste(self, grid: HoleGrid, fill: np.ndarray, window: Window, prediction: np.ndarray) -> None:
+        """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes."""
         height, width = self._run_shape(window)
         filled = _resize(prediction[:height, :width].astype(np.float32),
                          window.bottom - window.top, window.right - window.left)
-        region = output[window.top:window.bottom, window.left:window.right]
-        region[window.paste] = np.clip(filled[window.paste], 0.0, 1.0)
+        span, index = grid.positions(*window.source(grid.height, grid.width))
+        paste = _flipped_view(window.paste, window.flip)[index]
+        region = fill[span]
+        region[paste] += np.clip(_flipped_view(filled, window.flip)[index][paste], 0.0, 1.0)
