@@ -26,6 +26,7 @@ setup(
         "pillow",
         "pyarrow",
         "fsspec",
+        "google-crc32c",
         "pycocotools",
         "opencv-python-headless",
         "keras>=3",

@@ -7,9 +7,10 @@ import posixpath
 import re
 
 import apache_beam as beam
-from apache_beam.io.filesystem import FileSystem
+from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
+from models.tfrecord import read_records
 from transforms.records import ImageInfo
 
 logger = logging.getLogger(__name__)
@@ -220,14 +221,12 @@ class RecordParser:
     def records(self, path: str):
         """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`; a
         corrupt tail raises after the records before it."""
-        import tensorflow as tf
+        import tensorflow as tf  # tf.train.Example only: reading starts no TensorFlow runtime
 
         shard = posixpath.basename(path)
-        # Not tf.data: a dataset starts TensorFlow's runtime, after which models/runtime.py can
-        # no longer turn on GPU memory growth for the inpainter in this process (TF would take
-        # the whole GPU from Mask R-CNN). This iterator reads and checks records without it.
-        for offset, record in enumerate(tf.compat.v1.io.tf_record_iterator(path)):
-            yield (offset, *self._parse(tf, record, path, shard, offset))
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for offset, record in enumerate(read_records(stream)):
+                yield (offset, *self._parse(tf, record, path, shard, offset))
 
     def _parse(self, tf, record: bytes, path: str, shard: str, offset: int):
         image_id = f"{shard}-{offset:06d}"

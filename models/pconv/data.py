@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import re
-import struct
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.pconv.metrics import HOLE_RATIO_BANDS, band_name
+from models.tfrecord import read_records
 from models.uri import is_remote
 
 logger = logging.getLogger("models.pconv.data")
@@ -131,23 +131,11 @@ def _read_remote_file(path) -> bytes:
         return f.read()
 
 
-def iter_tfrecord(stream):
-    """Yields the records of a TFRecord file object (the framing: u64 length, u32 crc, data, u32 crc)."""
-    while header := stream.read(12):
-        if len(header) < 12:
-            raise ValueError("truncated TFRecord file")
-        (length,) = struct.unpack("<Q", header[:8])
-        record = stream.read(length)
-        if len(record) < length or len(stream.read(4)) < 4:
-            raise ValueError("truncated TFRecord file")
-        yield record
-
-
 def _remote_records(path):
     import fsspec
 
     with fsspec.open(path.decode() if isinstance(path, bytes) else path, "rb") as f:
-        yield from iter_tfrecord(f)
+        yield from read_records(f)
 
 
 def _local_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
