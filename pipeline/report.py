@@ -12,7 +12,6 @@ import argparse
 import collections
 import html
 import io
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
+from models.runtime import usable_cpu_count
 from transforms.decode import decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
@@ -248,7 +248,7 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
 
 
 # Thumbnails are made by threads: reading from a bucket waits on the network, not the CPU.
-_THUMBNAIL_THREADS = min(32, 4 * (os.cpu_count() or 1))
+_THUMBNAIL_THREADS = min(32, 4 * usable_cpu_count())
 
 
 def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: str,
@@ -299,9 +299,9 @@ def _nav(current: int, count: int) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="The pipeline's --output folder (local or gs://).")
-    parser.add_argument("--per_page", type=_positive_int, default=50,
+    parser.add_argument("--per_page", type=_int_at_least(1), default=50,
                         help="Images per page (default 50).")
-    parser.add_argument("--max_images", type=_non_negative_int, default=1000,
+    parser.add_argument("--max_images", type=_int_at_least(0), default=1000,
                         help="Images in the gallery, evenly spaced over the run's inputs when it "
                              "wrote more; 0: all (default 1000).")
     parser.add_argument("--tfrecord_image_key", default="image/encoded",
@@ -315,18 +315,14 @@ def main(argv=None):
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: an int no smaller than `minimum`."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
 
 
 if __name__ == "__main__":
