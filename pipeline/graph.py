@@ -24,6 +24,7 @@ from transforms.select import SelectAndDilate
 from transforms.skip_existing import KeepPreviousRows, SkipExisting
 from transforms.user_masks import ReadUserMasks
 from transforms.write import WriteImage
+from transforms.write_masks import WriteRemovedMask
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class GraphConfig:
     previous_metadata: tuple[str, ...] = ()  # earlier runs' shards, read by --skip_existing
     expected_images: int | None = None  # images the run reads, when one process sees them all
     progress_seconds: float = 30.0  # how often a process logs its progress
+    write_masks: bool = False  # each image's removed region as a PNG under <output>/masks/
 
 
 def error_text(exception) -> str:
@@ -195,15 +197,15 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
         model_copies=config.model_copies, self_ensemble=config.inpaint_self_ensemble,
         blend=config.inpaint_blend), "inpaint", f"inpaint-{uuid.uuid4().hex}")
     # Images the segmenter retried alone continue on their own branch ("Retried").
-    to_write = []
+    to_write, chosen_errors = [], []  # chosen_errors: error infos that carry chosen instances
     for suffix, segmented in zip(("", "Retried"), segmented_branches):
         selected = segmented | f"SelectAndDilate{suffix}" >> beam.ParDo(SelectAndDilate(
             config.class_ids, config.min_score, config.dilate)).with_outputs(
                 SelectAndDilate.UNCHANGED, SelectAndDilate.ERROR, main="holes")
         to_write.append((f"Unchanged{suffix}", selected[SelectAndDilate.UNCHANGED]))
-        errors.append(selected[SelectAndDilate.ERROR])
+        chosen_errors.append(selected[SelectAndDilate.ERROR])
         inpainted_branches, inpaint_errors = _run_model(f"Inpaint{suffix}", selected.holes, inpainter)
-        errors += inpaint_errors
+        chosen_errors += inpaint_errors
         for inpaint_suffix, inpainted in zip(("", "OneByOne"), inpainted_branches):
             name = f"Cleaned{suffix}{inpaint_suffix}"
             to_write.append((name, inpainted | name >> beam.MapTuple(
@@ -214,6 +216,13 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     # Unchanged file inputs are copied as they are; TFRecord records are written as `<id>.png`.
     write = WriteImage(config.output, copy_unchanged=bool(config.input))
     written = [branch | f"WriteImages{name}" >> beam.ParDo(write) for name, branch in to_write]
+    if config.write_masks:
+        write_mask = WriteRemovedMask(config.output)
+        written = [branch | f"WriteMasks{index}" >> beam.ParDo(write_mask)
+                   for index, branch in enumerate(written)]
+        chosen_errors = [branch | f"WriteMasksOfErrors{index}" >> beam.ParDo(write_mask)
+                         for index, branch in enumerate(chosen_errors)]
+    errors += chosen_errors
 
     # Counted on each branch: the DirectRunner runs a Flatten's consumers only once all its
     # inputs are done, too late to say how far the run is.

@@ -26,6 +26,10 @@ class RemoverOptions(PipelineOptions):
         source.add_argument("--output", help="Output root: images/ and metadata/ are written under it.")
         source.add_argument("--skip_existing", action="store_true",
                             help="Do not process images whose output image already exists.")
+        source.add_argument("--write_masks", action="store_true",
+                            help="Also write each image's removed region (before --dilate) as "
+                            "<output>/masks/<relative path>.png, 255 = removed: the layout --masks "
+                            "reads, to correct a mask by hand and run the image again in masks mode.")
         source.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                             help="Refuse images declaring more pixels than this, before decoding "
                             f"(default {DEFAULT_MAX_PIXELS:,}).")

@@ -22,7 +22,7 @@ from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
-from transforms.read import NAMESPACE, folder_as_pattern, match_inputs
+from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
 from transforms.user_masks import USER_MASKS_IDENTITY
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
     return GraphConfig(
         output=output_root(options.output), input=options.input, input_tfrecords=options.input_tfrecords,
         tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
-        skip_existing=options.skip_existing, max_image_pixels=options.max_image_pixels,
+        skip_existing=options.skip_existing, write_masks=options.write_masks,
+        max_image_pixels=options.max_image_pixels,
         class_ids=class_ids, min_score=options.min_score, dilate=options.dilate,
         segmenter=options.segmenter, masks=options.masks, seg_config=options.seg_config,
         seg_checkpoint=options.seg_checkpoint, allow_remote_config=options.allow_remote_config,
@@ -299,9 +300,10 @@ def _clear_previous_run(output: str) -> None:
     """Removes what a killed run left half-done (temporary images, Beam's temporary Parquet
     files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
     temporary_folders = FileSystems.join(output, "metadata", "beam-temp-*")
-    patterns = [FileSystems.join(temporary_folders, "*"),  # a match lists files, not folders
-                FileSystems.join(output, "images", "**", ".*.partial"),
-                FileSystems.join(output, "images", ".*.partial")]
+    patterns = [FileSystems.join(temporary_folders, "*")]  # a match lists files, not folders
+    for folder in ("images", MASKS_FOLDER):
+        patterns += [FileSystems.join(output, folder, "**", ".*.partial"),
+                     FileSystems.join(output, folder, ".*.partial")]
     stale = {m.path for r in FileSystems.match(patterns) for m in r.metadata_list}
     if stale:
         logger.info("removing %d files of a previous run", len(stale))
@@ -320,12 +322,14 @@ def summarize(result) -> dict[str, int]:
     return totals
 
 
-def _print_summary(totals: dict[str, int], output: str) -> None:
+def _print_summary(totals: dict[str, int], config: GraphConfig) -> None:
     names = ("images_read", "images_cleaned", "images_unchanged", "images_skipped", "errors",
-             "instances_removed")
+             "instances_removed") + (("masks_written",) if config.write_masks else ())
     lines = ["", "bg-obj-remover finished"] + [f"  {n:<18} {totals.get(n, 0):>8}" for n in names]
-    lines += [f"  images   -> {FileSystems.join(output, 'images')}/",
-              f"  metadata -> {metadata_pattern(output)}"]
+    lines.append(f"  images   -> {FileSystems.join(config.output, 'images')}/")
+    if config.write_masks:
+        lines.append(f"  masks    -> {FileSystems.join(config.output, MASKS_FOLDER)}/")
+    lines.append(f"  metadata -> {metadata_pattern(config.output)}")
     print("\n".join(lines), file=sys.stderr)
 
 
@@ -345,7 +349,7 @@ def run(argv=None, test_pipeline=None):
     result = pipeline.run()
     result.wait_until_finish()
     try:
-        _print_summary(summarize(result), config.output)
+        _print_summary(summarize(result), config)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded
         logger.info("no metrics summary: %s", e)
     if options.report and not _dry_run(options):

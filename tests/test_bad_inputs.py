@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.bad_input_corpus import build_cases
 from tests.pipeline_helpers import load_rgb, output_files, read_rows, run_pipeline
+from transforms.user_masks import mask_path, read_user_mask
 
 
 def _write_corpus(root):
@@ -38,7 +39,8 @@ def test_every_bad_input_becomes_a_row_with_the_right_status(tmp_path, tiny_inpa
     output = tmp_path / "out"
     before = _all_files(tmp_path)
     run_pipeline(["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks,
-                  "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--dilate", "1"])
+                  "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--dilate", "1",
+                  "--write_masks"])
     rows = read_rows(output)
     assert len(rows) == len(cases)
     for case in cases:
@@ -55,6 +57,11 @@ def test_every_bad_input_becomes_a_row_with_the_right_status(tmp_path, tiny_inpa
             input_format = Image.open(images / case.relative).format
             expected_format = "PNG" if case.written_as else {"MPO": "JPEG"}.get(input_format, input_format)
             assert Image.open(written).format == expected_format, case.relative
+            # --write_masks gives back the user's mask, upright, under its own name.
+            written_mask = mask_path(str(output / "masks"), case.relative)
+            np.testing.assert_array_equal(
+                np.asarray(Image.open(written_mask)) == 255,
+                read_user_mask(mask_path(str(masks), case.relative), row["width"], row["height"]))
         if case.note_contains:
             assert any(case.note_contains in note for note in row["notes"]), row["notes"]
     new_files = _all_files(tmp_path) - before

@@ -7,7 +7,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from tests.conftest import textured_image
-from tests.pipeline_helpers import load_rgb, read_rows, run_pipeline
+from tests.pipeline_helpers import load_rgb, output_files, read_rows, run_pipeline
 from tests.segmentation_fixtures import write_tiny_maskrcnn
 
 
@@ -104,3 +104,30 @@ def test_mmdet_segmenter_under_multi_processing_direct_runner(tmp_path, tiny_seg
         assert load_rgb(row["output_uri"]).shape == (h, w, 3)
         assert all(coco_mask.decode(x["mask"]).shape == (h, w) for x in row["instances"])
     assert any(row["status"] == "cleaned" for row in rows.values())
+
+
+def test_written_masks_run_again_in_masks_mode_give_the_same_images(tmp_path, tiny_segmenter,
+                                                                     tiny_inpaint_weights):
+    """--write_masks writes what --masks reads: the detector's choice, corrected or not, replays."""
+    config, checkpoint = tiny_segmenter
+    images, sizes = _corpus(tmp_path)
+    common = ["--input", f"{images}/*.png", "--inpaint_weights", tiny_inpaint_weights, "--dilate", "3"]
+    detected = tmp_path / "detected"
+    run_pipeline(common + ["--seg_config", config, "--seg_checkpoint", checkpoint, "--classes", "all",
+                           "--min_score", "0.05", "--output", detected, "--write_masks"])
+    rows = read_rows(detected)
+    for i, (h, w) in enumerate(sizes):
+        row = rows[str(images / f"{i}.png")]
+        removed = np.zeros((h, w), bool)
+        for instance in row["instances"]:
+            if instance["removed"]:
+                removed |= coco_mask.decode(instance["mask"]).astype(bool)
+        written = np.asarray(Image.open(detected / "masks" / f"{i}.png"))
+        np.testing.assert_array_equal(written, removed.astype(np.uint8) * 255)
+    assert any(row["status"] == "cleaned" for row in rows.values())
+
+    replayed = tmp_path / "replayed"
+    run_pipeline(common + ["--segmenter", "masks", "--masks", detected / "masks", "--output", replayed])
+    assert output_files(replayed) == output_files(detected)
+    assert {row["removed_fraction"] for row in read_rows(replayed).values()} == \
+        {row["removed_fraction"] for row in rows.values()}

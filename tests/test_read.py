@@ -126,14 +126,14 @@ def test_an_output_folder_inside_the_input_tree_is_never_read(tmp_path, tiny_inp
     _image(tree / "sub/b.png", (0, 200, 0))
     _empty_masks(masks, "a.png", "sub/b.png")
     output = tree / "out"
-    first = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report")
+    first = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report", "--write_masks")
     assert sorted(first) == [str(tree / "a.png"), str(tree / "sub/b.png")]
     with caplog.at_level(logging.INFO, logger="transforms.read"):
-        second = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report")
+        second = _masks_run(f"{tree}/**", masks, output, tiny_inpaint_weights, "--report", "--write_masks")
     assert {uri: row["status"] for uri, row in second.items()} == {uri: "unchanged" for uri in first}
     assert sorted(output_files(output)) == ["a.png", "sub/b.png"]
     excluded = [r.getMessage() for r in caplog.records if "outputs of a run" in r.getMessage()]
-    assert len(excluded) == 1 and int(excluded[0].split()[0]) >= 3, excluded  # 2 images, index.html, ...
+    assert len(excluded) == 1 and int(excluded[0].split()[0]) >= 5, excluded  # 2 images, 2 masks, ...
 
     from transforms.read import _MatchFiles
     monkeypatch.chdir(tree)  # the output given relative, the pattern absolute: still left out
@@ -141,7 +141,7 @@ def test_an_output_folder_inside_the_input_tree_is_never_read(tmp_path, tiny_inp
 
 
 def test_inputs_in_a_folder_of_the_output_root_are_read(tmp_path, tiny_inpaint_weights):
-    """Only what runs write (images/, metadata/, report/) is left out, not the rest of --output."""
+    """Only what runs write (images/, masks/, metadata/, report/) is left out, not the rest of --output."""
     root, masks = tmp_path / "job", tmp_path / "masks"
     _image(root / "raw/a.png", (200, 0, 0))
     _empty_masks(masks, "a.png")

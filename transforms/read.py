@@ -74,7 +74,8 @@ def _as_folder_prefix(path: str) -> str:
 
 
 # What runs write under --output; an input found there is never read again.
-OUTPUT_FOLDERS = ("images", "metadata", "report")
+MASKS_FOLDER = "masks"  # --write_masks
+OUTPUT_FOLDERS = ("images", MASKS_FOLDER, "metadata", "report")
 
 
 def match_inputs(pattern: str, output_root: str | None, limit: int | None = None) -> tuple[list, int]:
@@ -154,7 +155,7 @@ class _ReadFileBytes(beam.DoFn):
 
 class _MatchFiles(beam.DoFn):
     """Pattern -> `FileMetadata` of the files it matches, bar what this or an earlier run wrote
-    under `output_root` (images, metadata, report), even when --output lies inside the input tree."""
+    under `output_root` (its OUTPUT_FOLDERS), even when --output lies inside the input tree."""
 
     def __init__(self, output_root: str | None):
         # Resolved here, in the launcher, whose working directory a relative --output means.

@@ -1,0 +1,68 @@
+"""Stage 6b (`--write_masks`): each image's removed region as a PNG under <output>/masks/, named
+as `--masks` reads it, so a wrong mask can be corrected by hand and the image run again in masks
+mode."""
+from __future__ import annotations
+
+import io
+import logging
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from transforms.read import MASKS_FOLDER, NAMESPACE
+from transforms.records import CLEANED, UNCHANGED, ImageInfo
+from transforms.user_masks import mask_path
+from transforms.write import write_atomically
+
+logger = logging.getLogger(__name__)
+
+
+def masks_root(output_root: str) -> str:
+    return FileSystems.join(output_root.rstrip("/"), MASKS_FOLDER)
+
+
+def removed_region(info: ImageInfo) -> np.ndarray:
+    """The union of the instances chosen for removal, before `--dilate` grows it: masks mode
+    grows it again by its own `--dilate`."""
+    rles = [instance["mask"] for instance in info.instances if instance["removed"]]
+    if not rles:
+        return np.zeros((info.height, info.width), bool)
+    merged = coco_mask.merge([{"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+                              for rle in rles], intersect=False)
+    return coco_mask.decode(merged).astype(bool)
+
+
+def encode_mask(region: np.ndarray) -> bytes:
+    """8-bit grey PNG, 255 = remove: opens in any image editor, and masks mode reads it back."""
+    buffer = io.BytesIO()
+    Image.fromarray(region.astype(np.uint8) * 255, "L").save(buffer, "PNG", optimize=False)
+    return buffer.getvalue()
+
+
+class WriteRemovedMask(beam.DoFn):
+    """`ImageInfo` -> the same, after writing its removed region: for every image the segmenter
+    looked at whose row is cleaned or unchanged (an all-black mask), or an error after instances
+    were chosen (e.g. a hole covering the whole image, the mask most in need of correcting).
+    A mask that cannot be written is a note on the row and a warning, not a lost image."""
+
+    def __init__(self, output_root: str):
+        self._root = masks_root(output_root)
+        self._written = beam.metrics.Metrics.counter(NAMESPACE, "masks_written")
+
+    def process(self, info: ImageInfo):
+        chosen = any(instance["removed"] for instance in info.instances)
+        if info.status not in (CLEANED, UNCHANGED) and not chosen:
+            yield info
+            return
+        path = mask_path(self._root, info.relative_path)
+        try:
+            write_atomically(path, encode_mask(removed_region(info)))
+        except Exception as e:  # noqa: BLE001 - the image itself is written; say what is missing
+            logger.warning("mask of %s not written to %s: %s", info.image_uri, path, e)
+            yield info.with_note(f"mask not written: {type(e).__name__}: {e}")
+            return
+        self._written.inc()
+        yield info
