@@ -105,8 +105,11 @@ def _fetch_remote(uri: str, cache_dir: str, hint: str) -> FetchedFile:
 
 
 def _unreachable(uri: str, error: Exception, hint: str) -> ModelFileError:
+    detail = str(error).strip().strip("'\"")
+    if not detail or detail in uri:  # fsspec's HTTP says only the URI, offline or not found
+        detail = "nothing there, or no network"
     return ModelFileError(
-        f"cannot download model file {uri!r}: {type(error).__name__}: {error}. "
+        f"cannot download model file {uri!r} ({type(error).__name__}: {detail}). "
         f"Download it elsewhere and pass its local path instead. {hint}".strip())
 
 

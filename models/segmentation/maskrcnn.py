@@ -42,9 +42,9 @@ MIN_RESIZED_SIDE = 8
 DEFAULT_CANDIDATE_SCORE_THRESHOLD = 0.05
 
 _CHECKPOINT_HINT = (
-    f'The default weights ({DEFAULT_CHECKPOINT_URI}) come from the mmdetection model zoo; '
-    f'on machines without access to it, copy the .pth file to local disk or gs:// and pass that '
-    f'path or URI as the checkpoint.')
+    'The default weights come from the mmdetection model zoo (download.openmmlab.com); on machines '
+    'that cannot reach it, copy the .pth file to local disk or gs:// and pass that path or URI as '
+    'the checkpoint.')
 
 
 class MaskRCNNSegmenter:
