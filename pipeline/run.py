@@ -20,6 +20,7 @@ from apache_beam.runners.runner import create_runner
 from models.runtime import usable_cpu_count
 from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
+from pipeline.logs import configure_command_line_logging
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
 from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
@@ -360,12 +361,8 @@ def run(argv=None, test_pipeline=None):
 
 
 def main(argv=None):
-    """The command line: the job's own messages (progress, skipped files, retries) at INFO, the
-    libraries' at WARNING."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    for package in ("pipeline", "transforms", "models"):
-        logging.getLogger(package).setLevel(logging.INFO)
+    """The command line: `run` with the job's own messages shown (`pipeline/logs.py`)."""
+    configure_command_line_logging()
     run(sys.argv[1:] if argv is None else argv)
 
 

@@ -84,7 +84,14 @@ def test_the_total_is_given_only_where_one_process_sees_every_image(
     assert config.expected_images == total
 
 
-def test_the_command_line_shows_the_progress_and_the_summary(masks_corpus, tmp_path, tiny_inpaint_weights):
+@pytest.mark.parametrize("extra, progress_line", [
+    ((), "INFO transforms.progress: 3 of 3 images done (100%)"),
+    # Worker processes' lines come back through Beam's job service, as the job's own.
+    (("--direct_running_mode", "multi_processing", "--direct_num_workers", "2"),
+     "INFO transforms.progress: 1 image done"),
+])
+def test_the_command_line_shows_the_progress_and_the_summary(masks_corpus, tmp_path, tiny_inpaint_weights,
+                                                             extra, progress_line):
     """`python -m pipeline.run` (as `run_pipeline.py` and the console script) runs the job and
     shows the job's own INFO lines: a library's logging defaults would show none."""
     import os
@@ -93,8 +100,32 @@ def test_the_command_line_shows_the_progress_and_the_summary(masks_corpus, tmp_p
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-m", "pipeline.run",
-                           *_args(masks_corpus, tmp_path, tiny_inpaint_weights)],
+                           *_args(masks_corpus, tmp_path, tiny_inpaint_weights, *extra)],
                           cwd=repo, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "INFO transforms.progress: 3 of 3 images done (100%)" in done.stderr
+    assert progress_line in done.stderr
     assert "bg-obj-remover finished" in done.stderr
+    # Beam's own worker chatter stays out: start-up INFO lines, harmless warnings, protobuf dumps.
+    for noise in ("Worker: ", "Discarding unparseable args", "semi_persistent_directory"):
+        assert noise not in done.stderr
+
+
+def test_worker_lines_keep_the_jobs_info_and_others_warnings():
+    from apache_beam.portability.api import beam_fn_api_pb2
+
+    from models import PROJECT_ROOT
+    from pipeline.logs import WorkerLines
+
+    def worker_record(level, message, location):
+        entry = beam_fn_api_pb2.LogEntry(message=message, log_location=location)
+        return logging.LogRecord("apache_beam.runners.portability.local_job_service", level, "", 0,
+                                 "Worker: %s", (str(entry).replace("\n", " "),), None)
+
+    keep = WorkerLines().filter
+    job = worker_record(logging.INFO, 'a "quoted"\nline',
+                        f"{PROJECT_ROOT}/models/pconv/inpainter.py:12")
+    assert keep(job) and job.getMessage() == 'a "quoted"\nline' and job.name == "models.pconv.inpainter"
+    assert not keep(worker_record(logging.INFO, "Creating state cache", "/beam/sdk_worker.py:1"))
+    beam_warning = worker_record(logging.WARNING, "disk slow", "/beam/sdk_worker.py:1")
+    assert keep(beam_warning) and beam_warning.name == "worker sdk_worker.py"
+    assert not keep(logging.LogRecord("x", logging.INFO, "", 0, "Grpc server started", (), None))
