@@ -41,7 +41,8 @@ class WorkerLines(logging.Filter):
         if not ours and (record.levelno < logging.WARNING
                          or entry.message.startswith(_HARMLESS_WORKER_WARNINGS)):
             return False
-        record.msg, record.args = entry.message, ()
+        record.msg = entry.message + (f"\n{entry.trace.rstrip()}" if entry.trace else "")
+        record.args = ()
         # `<root>/models/pconv/inpainter.py` -> `models.pconv.inpainter`, as the logger is named.
         record.name = (os.path.splitext(os.path.relpath(path, self._root))[0].replace(os.sep, ".")
                        if ours else f"worker {os.path.basename(path)}")

@@ -116,8 +116,8 @@ def test_worker_lines_keep_the_jobs_info_and_others_warnings():
     from models import PROJECT_ROOT
     from pipeline.logs import WorkerLines
 
-    def worker_record(level, message, location):
-        entry = beam_fn_api_pb2.LogEntry(message=message, log_location=location)
+    def worker_record(level, message, location, trace=""):
+        entry = beam_fn_api_pb2.LogEntry(message=message, log_location=location, trace=trace)
         return logging.LogRecord("apache_beam.runners.portability.local_job_service", level, "", 0,
                                  "Worker: %s", (str(entry).replace("\n", " "),), None)
 
@@ -126,6 +126,8 @@ def test_worker_lines_keep_the_jobs_info_and_others_warnings():
                         f"{PROJECT_ROOT}/models/pconv/inpainter.py:12")
     assert keep(job) and job.getMessage() == 'a "quoted"\nline' and job.name == "models.pconv.inpainter"
     assert not keep(worker_record(logging.INFO, "Creating state cache", "/beam/sdk_worker.py:1"))
-    beam_warning = worker_record(logging.WARNING, "disk slow", "/beam/sdk_worker.py:1")
+    beam_warning = worker_record(logging.WARNING, "disk slow", "/beam/sdk_worker.py:1",
+                                 trace="Traceback ...\nOSError: slow\n")
     assert keep(beam_warning) and beam_warning.name == "worker sdk_worker.py"
+    assert beam_warning.getMessage() == "disk slow\nTraceback ...\nOSError: slow"
     assert not keep(logging.LogRecord("x", logging.INFO, "", 0, "Grpc server started", (), None))
