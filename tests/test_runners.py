@@ -26,12 +26,13 @@ def test_graph_translates_for_dataflow_with_gpu_options(tiny_inpaint_weights, de
         "--seg_config", "mask-rcnn_r50_fpn_1x_coco",
         "--seg_checkpoint", _to_memory_fs(default_segmenter_checkpoint, "segmenter.pth"),
         "--inpaint_weights", _to_memory_fs(tiny_inpaint_weights, "pconv.keras"),
-        "--device", "cuda", "--model_copies", "1", "--report"])  # a dry run writes no report
+        "--device", "cuda", "--model_copies", "1", "--write_masks",
+        "--report"])  # a dry run writes no report
     proto = result.job.proto
     assert proto.type.name == "JOB_TYPE_BATCH"
     transforms = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     for stage in ("ListImages", "Decode", "Segment", "SelectAndDilate", "Inpaint", "WriteImages",
-                  "WriteMetadata"):
+                  "WriteMasks", "WriteMetadata"):
         assert any(name.startswith(stage) or f"/{stage}" in name for name in transforms), stage
     environment = next(iter(result.job.proto_pipeline.components.environments.values()))
     assert b"bg-obj-remover:0.1.0" in environment.payload
