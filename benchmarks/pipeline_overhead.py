@@ -104,11 +104,14 @@ def run_bare(paths, output, config, checkpoint, weights, args) -> dict:
     return {"total": finished - started, "loading": loaded - started, "model": loop.model_seconds}
 
 
-def _distribution(result, namespace: str, name: str):
+def _distribution(result, namespace: str, name: str) -> tuple[float, int]:
+    """(sum, count) of a distribution over every step that reports it: each model has several
+    RunInference steps (batches, images retried alone, the segmenter's retried branch), and the
+    model is loaded by whichever of them sets up first."""
     from apache_beam.metrics.metric import MetricsFilter
     found = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))
     values = [d.committed or d.attempted for d in found["distributions"]]
-    return values[0] if values else None
+    return sum(v.sum for v in values), sum(v.count for v in values)
 
 
 def run_pipeline(paths, output, config, checkpoint, weights, args) -> dict:
@@ -137,15 +140,19 @@ def run_pipeline(paths, output, config, checkpoint, weights, args) -> dict:
     finally:
         pipeline_run.resolve_config = validate
 
-    figures = {"total": total, "validation": validation["seconds"], "loading": 0.0, "model": 0.0}
+    return {"total": total, "validation": validation["seconds"], **model_figures(result)}
+
+
+def model_figures(result) -> dict:
+    """The workers' model loading and model-call seconds, and the batches, from the job's
+    RunInference metrics."""
+    figures = {"loading": 0.0, "model": 0.0}
     for stage in ("segmentation", "inpaint"):
         namespace = f"bg_obj_remover.{stage}"
-        load = _distribution(result, namespace, "load_model_latency_milli_secs")
-        latency = _distribution(result, namespace, "inference_batch_latency_micro_secs")
-        batch = _distribution(result, namespace, "inference_request_batch_size")
-        figures["loading"] += load.sum / 1e3 if load else 0.0
-        figures["model"] += latency.sum / 1e6 if latency else 0.0
-        figures[f"{stage} batches"] = f"{batch.count} of mean size {batch.mean:.1f}" if batch else "none"
+        figures["loading"] += _distribution(result, namespace, "load_model_latency_milli_secs")[0] / 1e3
+        figures["model"] += _distribution(result, namespace, "inference_batch_latency_micro_secs")[0] / 1e6
+        images, batches = _distribution(result, namespace, "inference_request_batch_size")
+        figures[f"{stage} batches"] = f"{batches} of mean size {images / batches:.1f}" if batches else "none"
     return figures
 
 
