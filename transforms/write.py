@@ -11,7 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from transforms.read import NAMESPACE, read_bytes
-from transforms.records import CLEANED, UNCHANGED, SourceEncoding
+from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
@@ -134,6 +134,7 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+@skip_type_inference
 class WriteImage(beam.DoFn):
     """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure).
 
