@@ -136,7 +136,8 @@ def write_atomically(path: str, data: bytes) -> None:
 
 @skip_type_inference
 class WriteImage(beam.DoFn):
-    """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure).
+    """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure);
+    an info with no status yet (straight from the inpainter) is a cleaned image.
 
     With `copy_unchanged` (file inputs) an image with nothing to remove is written as the input's
     own bytes; otherwise (TFRecord inputs, written as `<id>.png`) it is encoded like a cleaned one.
