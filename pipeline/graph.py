@@ -19,7 +19,7 @@ from transforms.inpaint import InpaintModelHandler
 from transforms.metadata import WriteMetadata, to_row
 from transforms.progress import ReportProgress
 from transforms.read import NAMESPACE, ListImageFiles, ReadImageBytes, ReadTFRecordImages
-from transforms.records import CLEANED, ERROR
+from transforms.records import ERROR, skip_type_inference
 from transforms.select import SelectAndDilate
 from transforms.skip_existing import KeepPreviousRows, SkipExisting
 from transforms.user_masks import ReadUserMasks
@@ -97,6 +97,7 @@ def _batch_elements(batch) -> list:
 def _retry_failed_batches(stage: str):
     """RunInference dead letters `(batch of (info, example), exception)`: the elements of a batch
     of several images, to run again one at a time; a lone image's failure -> its error info."""
+    @skip_type_inference
     def expand(failure):
         batch, exception = failure
         batch = _batch_elements(batch)
@@ -113,6 +114,7 @@ def _error_infos(stage: str):
     """Dead letters -> one error info per image; the traceback goes to the log."""
     errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
 
+    @skip_type_inference
     def expand(failure):
         batch, exception = failure
         for info, _ in _batch_elements(batch):
@@ -206,10 +208,9 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
         chosen_errors.append(selected[SelectAndDilate.ERROR])
         inpainted_branches, inpaint_errors = _run_model(f"Inpaint{suffix}", selected.holes, inpainter)
         chosen_errors += inpaint_errors
-        for inpaint_suffix, inpainted in zip(("", "OneByOne"), inpainted_branches):
-            name = f"Cleaned{suffix}{inpaint_suffix}"
-            to_write.append((name, inpainted | name >> beam.MapTuple(
-                lambda info, result: (info.replace(status=CLEANED), result.inference))))
+        # `(ImageInfo, cleaned rgb)`, the info's status not yet set: the writer makes it `cleaned`.
+        to_write += [(f"Cleaned{suffix}{inpaint_suffix}", inpainted)
+                     for inpaint_suffix, inpainted in zip(("", "OneByOne"), inpainted_branches)]
 
     # One writer per branch rather than a Flatten of the pixels: the DirectRunner materialises
     # every multi-input Flatten, which held every image of the run in memory until the last.

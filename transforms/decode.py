@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from transforms.read import NAMESPACE
-from transforms.records import SourceEncoding
+from transforms.records import SourceEncoding, skip_type_inference
 
 DEFAULT_MAX_PIXELS = 100_000_000
 ORIENTATION = 0x0112
@@ -151,6 +151,7 @@ def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> np.ndarray:
     return (values * 255 // peak).astype(np.uint8)
 
 
+@skip_type_inference
 class DecodeImage(beam.DoFn):
     """`(ImageInfo, bytes)` -> `(ImageInfo, rgb)` on the main output, failed infos on 'error'."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from transforms.records import ERROR, SKIPPED
+from transforms.records import ERROR, SKIPPED, skip_type_inference
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+@skip_type_inference
 class ReportProgress(beam.DoFn):
     """Passes `ImageInfo`s through, logging the run's progress in this process at its first image,
     then at most every `every_seconds`, and at its last. `total`: the images the whole run reads,

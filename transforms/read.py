@@ -11,7 +11,7 @@ from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from models.tfrecord import read_records
-from transforms.records import ImageInfo
+from transforms.records import ImageInfo, skip_type_inference
 
 logger = logging.getLogger(__name__)
 NAMESPACE = "bg_obj_remover"
@@ -135,6 +135,7 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
+@skip_type_inference
 class _ReadFileBytes(beam.DoFn):
     def __init__(self):
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
@@ -153,6 +154,7 @@ class _ReadFileBytes(beam.DoFn):
         yield info, data
 
 
+@skip_type_inference
 class _MatchFiles(beam.DoFn):
     """Pattern -> `FileMetadata` of the files it matches, bar what this or an earlier run wrote
     under `output_root` (its OUTPUT_FOLDERS), even when --output lies inside the input tree."""

@@ -7,7 +7,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from transforms.read import NAMESPACE
-from transforms.records import ERROR, UNCHANGED
+from transforms.records import ERROR, UNCHANGED, skip_type_inference
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -47,6 +47,7 @@ def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:
         for i in range(len(detections.labels)))
 
 
+@skip_type_inference
 class SelectAndDilate(beam.DoFn):
     """`(ImageInfo, PredictionResult(rgb, Detections))` -> `(ImageInfo, (rgb, hole))` to inpaint,
     `(ImageInfo, rgb)` on 'unchanged' when nothing was selected, or an error info on 'error' when

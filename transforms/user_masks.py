@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from models.segmentation.detections import Detections
 from transforms.read import NAMESPACE
+from transforms.records import skip_type_inference
 
 USER_MASK_LABEL = "mask"
 USER_MASK_LABEL_ID = 0
@@ -70,6 +71,7 @@ def user_mask_detections(mask: np.ndarray) -> Detections:
         labels=[USER_MASK_LABEL] * present)
 
 
+@skip_type_inference
 class ReadUserMasks(beam.DoFn):
     """`(ImageInfo, rgb)` -> `(ImageInfo, PredictionResult(rgb, Detections))`, as the segmenter gives."""
 

@@ -11,7 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from transforms.read import NAMESPACE, read_bytes
-from transforms.records import CLEANED, UNCHANGED, SourceEncoding
+from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
@@ -134,8 +134,10 @@ def write_atomically(path: str, data: bytes) -> None:
         raise
 
 
+@skip_type_inference
 class WriteImage(beam.DoFn):
-    """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure).
+    """`(ImageInfo, rgb)` -> `ImageInfo` with `output_uri` and final status (error on failure);
+    an info with no status yet (straight from the inpainter) is a cleaned image.
 
     With `copy_unchanged` (file inputs) an image with nothing to remove is written as the input's
     own bytes; otherwise (TFRecord inputs, written as `<id>.png`) it is encoded like a cleaned one.

@@ -13,7 +13,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from transforms.read import MASKS_FOLDER, NAMESPACE
-from transforms.records import CLEANED, UNCHANGED, ImageInfo
+from transforms.records import CLEANED, UNCHANGED, ImageInfo, skip_type_inference
 from transforms.user_masks import mask_path
 from transforms.write import write_atomically
 
@@ -42,6 +42,7 @@ def encode_mask(region: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@skip_type_inference
 class WriteRemovedMask(beam.DoFn):
     """`ImageInfo` -> the same, after writing its removed region: for every image the segmenter
     looked at whose row is cleaned or unchanged (an all-black mask), or an error after instances
