@@ -151,5 +151,6 @@ def build_cases() -> list[Case]:
         Case("names/100%.png", good_png, "cleaned", mask=mask_png(40, 32)),
         Case("mask-missing.png", good_png, "error", "no mask file"),
         Case("mask-wrong-size.png", good_png, "error", "image is 40x32", mask=mask_png(10, 10)),
-        Case("mask-not-image.png", good_png, "error", "not a readable image", mask=b"GIF89a not really"),
+        Case("mask-not-image.png", good_png, "error", "not a readable image (starts with b'GIF89a not reall')",
+             mask=b"GIF89a not really"),
     ]

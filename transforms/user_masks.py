@@ -36,6 +36,8 @@ def read_user_mask(path: str, width: int, height: int) -> np.ndarray:
     try:
         mask_image = Image.open(io.BytesIO(data))
         mask_image.load()
+    except Image.UnidentifiedImageError:  # its message names the buffer's memory address
+        raise ValueError(f"mask {path} is not a readable image (starts with {data[:16]!r})") from None
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"mask {path} is not a readable image: {e}") from None
     mask_image = ImageOps.exif_transpose(mask_image)
