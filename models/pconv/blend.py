@@ -159,7 +159,8 @@ def _reduced_correction(image: np.ndarray, hole: np.ndarray, grid: HoleGrid, fil
         composite *= solved_in_box
         fill_mean = cv2.resize(composite, small_size, interpolation=cv2.INTER_AREA)
         small[:, :, channel] = np.where(small_hole, fill_mean / np.maximum(hole_share, 1e-12), photo_mean)
-    del composite, solved_in_box  # box-sized: freed before the solve
+        del composite  # box-sized: freed before the next channel's and the solve
+    del solved_in_box
     correction = np.zeros_like(small)
     correction[small_hole] = _solve(small, small_hole) - small[small_hole]
     return _Correction(solved, (top, left, bottom, right), small_hole, correction)
