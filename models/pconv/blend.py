@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from models.pconv.hole_grid import HoleGrid, bilinear_at, bounds, labelled, row_bands
+from models.pconv.hole_grid import WHOLE_ENLARGEMENT_PIXELS, HoleGrid, bilinear_at, bounds, labelled, row_bands
 
 # A direct solve of this many unknowns takes about a second on one CPU core.
 DEFAULT_MAX_UNKNOWNS = 120_000
@@ -112,15 +112,20 @@ class _Correction:
 
     def apply(self, grid: HoleGrid, fill: np.ndarray) -> None:
         """Adds the correction, enlarged bilinearly and normalised (only reduced hole pixels
-        contribute to a hole pixel), to `fill` on the solved holes, a band of grid rows at a time."""
+        contribute to a hole pixel), to `fill` on the solved holes, a band of grid rows at a time
+        (enlarged whole first where the box is at most WHOLE_ENLARGEMENT_PIXELS)."""
         top, left, bottom, right = self.box
         span = grid.span(*self.box)
         rows, columns = grid.rows[span[0]] - top, grid.columns[span[1]] - left
-        region, solved, hole_share = fill[span], self.solved[span], self.small_hole.astype(np.float64)
+        region, solved = fill[span], self.solved[span]
+        hole_share, correction = self.small_hole.astype(np.float64), self.correction
+        if (bottom - top) * (right - left) <= WHOLE_ENLARGEMENT_PIXELS:
+            hole_share, correction = (cv2.resize(small, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+                                      for small in (hole_share, correction))
         for band in row_bands(len(rows), 3 * len(columns)):
             keep = solved[band]
             weight = np.maximum(bilinear_at(hole_share, bottom - top, right - left, rows[band], columns)[keep], 1e-6)
-            values = bilinear_at(self.correction, bottom - top, right - left, rows[band], columns)[keep]
+            values = bilinear_at(correction, bottom - top, right - left, rows[band], columns)[keep]
             values /= weight[:, None]
             values += region[band][keep]
             region[band][keep] = np.clip(values, 0.0, 1.0)

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from models.pconv.blend import poisson_blend_on_grid
-from models.pconv.hole_grid import HoleGrid, bilinear_at, bounds, labelled, row_bands
+from models.pconv.hole_grid import WHOLE_ENLARGEMENT_PIXELS, HoleGrid, bilinear_at, bounds, labelled, row_bands
 from models.runtime import usable_cpu_count
 from models.uri import FetchedFile, ModelFileError, fetch
 
@@ -418,8 +418,8 @@ class Inpainter:
     def _paste(self, grid: HoleGrid, fill: np.ndarray, window: Window, prediction: np.ndarray) -> None:
         """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes.
 
-        The prediction is enlarged to the window's size at the grid's pixels only, a band of rows
-        at a time: a removed person's window can be most of a big photo."""
+        A window of up to WHOLE_ENLARGEMENT_PIXELS is resized whole; a larger one (a removed
+        person's in a big photo) is enlarged at the grid's pixels only, a band of rows at a time."""
         height, width = self._run_shape(window)
         window_height, window_width = window.bottom - window.top, window.right - window.left
         span, (rows, columns) = grid.positions(*window.source(grid.height, grid.width))
@@ -429,7 +429,8 @@ class Inpainter:
         rows = window_height - 1 - rows if window.flip[0] else rows
         columns = window_width - 1 - columns if window.flip[1] else columns
         source = prediction[:height, :width].astype(np.float32, copy=False)
-        if window_height * window_width < height * width:  # `resize` of a small image: area averaging, on little
+        window_pixels = window_height * window_width
+        if window_pixels <= WHOLE_ENLARGEMENT_PIXELS or window_pixels < height * width:  # small, or shrunk
             source = _resize(source, window_height, window_width)
         region = fill[span]
         for band in row_bands(len(rows), 3 * len(columns)):
