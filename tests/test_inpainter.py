@@ -402,3 +402,24 @@ def test_windows_of_a_mirror_image_are_chosen_as_on_that_image(flip):
             [(w.top, w.left, w.bottom, w.right) for w in expected]
         for window, reference in zip(got, expected):
             np.testing.assert_array_equal(window.paste, reference.paste)
+
+
+def test_windows_and_blend_boxes_enlarged_at_the_holes_only_match_whole_enlargements(monkeypatch, tiny_model_file):
+    """Above WHOLE_ENLARGEMENT_PIXELS a window's fill and a reduced blend's correction are enlarged
+    at the holes' pixels only (`bilinear_at`, float64), not whole by OpenCV (float32 coefficients):
+    the bytes may move by one level where a value sits on a rounding edge, nowhere more."""
+    import keras
+
+    import models.pconv.blend as blend
+    import models.pconv.inpainter as inpainter_module
+
+    image = textured(500, 700)
+    hole = holes_at(500, 700, (40, 150, 460, 500), (10, 600, 60, 690))  # 147,000 pixels: a reduced blend
+    inpainter = inpainter_module.Inpainter(keras.saving.load_model(tiny_model_file, compile=False))
+    [whole] = inpainter.inpaint([image], [hole])
+    for module in (inpainter_module, blend):
+        monkeypatch.setattr(module, "WHOLE_ENLARGEMENT_PIXELS", 0)
+    [at_holes] = inpainter.inpaint([image], [hole])
+    difference = np.abs(at_holes.astype(int) - whole)
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    np.testing.assert_array_equal(at_holes[~hole], image[~hole])
