@@ -14,9 +14,9 @@ over the box spanning both holes).
 
 Removed people, with `crop`: one 2600x1000 hole (11 % of a 6000x4000 photo) and five
 person-sized holes (2000x1000 each, 42 %), scaled with `--size`. Their windows are most of the
-photo and the float fill of their pixels alone is 0.4x and 1.7x; target <= 4x. Before the
-windows and the blend's reduced solve were worked one channel or one band of rows at a time,
-6.2x and 19x.
+photo and the float fill of their pixels alone is 0.4x and 1.7x; target <= 4x: 2.6x and 4.2x
+with the shipped model. Before windows and the blend's reduced solves over 1 MP were worked one
+float channel or one band of rows at a time, 6.5x and 19x.
 
 Last lines: `peak / photo bytes, crop, one 2600x1000 hole: R`, `... five person-sized holes: R`,
 `peak / photo bytes, resize: R`, then `peak / photo bytes, crop: R` (two small holes).
