@@ -41,3 +41,19 @@ def test_two_small_holes_far_apart_make_a_small_grid():
     hole[3900:3990, 5900:5950] = True
     grid = HoleGrid.of(hole)
     assert grid.hole.shape == (125, 95)  # (30 + 90 hole rows, 4 neighbours, 1 kept for parity) x (40 + 50, 4, 1)
+
+
+def test_bilinear_values_at_chosen_pixels_are_those_of_the_enlarged_array():
+    """What the inpainter and the blend read of an enlargement instead of making it: OpenCV's
+    bilinear geometry (float32 coefficients there, so within 1e-5), unscaled axes copied exactly."""
+    from models.pconv.hole_grid import bilinear_at
+
+    rng = np.random.default_rng(5)
+    for shape, height, width in [((7, 9, 3), 61, 40), ((30, 4), 31, 400), ((12, 20, 3), 12, 77), ((5, 6, 3), 5, 6)]:
+        small = rng.random(shape).astype(np.float32)
+        enlarged = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        rows, columns = np.sort(rng.choice(height, 9)), np.sort(rng.choice(width, 11))
+        values = bilinear_at(small, height, width, rows, columns)
+        np.testing.assert_allclose(values, enlarged[np.ix_(rows, columns)], atol=1e-5)
+        if small.shape[:2] == (height, width):
+            np.testing.assert_array_equal(values, small[np.ix_(rows, columns)])

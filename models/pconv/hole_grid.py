@@ -3,13 +3,20 @@
 A photo with two small holes in opposite corners has its holes' pixels in a few hundred rows and
 columns. `HoleGrid` keeps just those rows and columns (with their neighbours), so per-pixel work
 on the holes (labelling them, keeping their fill, blending it) costs memory for those lines, not
-for the whole image.
+for the whole image. `bilinear_at` enlarges a window's fill (or a reduced-scale correction) at
+those pixels only, without the enlarged array.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+# Pixels (times channels) of one band of rows that `bilinear_at`'s callers compute at a time.
+BAND_PIXELS = 1 << 18
+# Enlargements up to this many pixels are made whole by OpenCV (50x faster, and tens of MiB at
+# most); larger ones, a removed person's window in a big photo, by `bilinear_at` at the holes' pixels.
+WHOLE_ENLARGEMENT_PIXELS = 1 << 20
 
 
 def _kept_lines(occupied: np.ndarray) -> np.ndarray:
@@ -30,6 +37,57 @@ def _kept_lines(occupied: np.ndarray) -> np.ndarray:
             kept.append(line - 1)  # in a gap: `line - 1` is empty and not kept
         kept.append(line)
     return np.array(kept, np.intp)
+
+
+def bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(first row, first column, last row, last column) of the True pixels of a non-empty `mask`."""
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(columns[0]), int(rows[-1]), int(columns[-1])
+
+
+def labelled(labels: np.ndarray, wanted, count: int) -> np.ndarray:
+    """Where `labels` (from OpenCV's labelling, below `count`) is one of `wanted`: `np.isin` through
+    a lookup table, as NumPy's own makes int64 copies of `labels`, most of a photo for people."""
+    table = np.zeros(count, bool)
+    table[wanted] = True
+    return table[labels]
+
+
+def row_bands(rows: int, row_pixels: int):
+    """Slices of `rows` rows of `row_pixels` values each, about BAND_PIXELS values a band."""
+    step = max(1, BAND_PIXELS // max(row_pixels, 1))
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def _linear_taps(source: int, target: int, at: np.ndarray):
+    """(first source pixel, second, weight of the second) of the `at` pixels of a line of `source`
+    pixels enlarged to `target`: OpenCV's INTER_LINEAR geometry, pixel centres aligned, edges
+    clamped."""
+    position = (at + 0.5) * (source / target) - 0.5
+    first = np.floor(position).astype(np.intp)
+    weight = position - first
+    clamped = (first < 0) | (first >= source - 1)
+    first = np.clip(first, 0, source - 1)
+    weight[clamped] = 0.0
+    return first, np.minimum(first + 1, source - 1), weight
+
+
+def bilinear_at(array: np.ndarray, height: int, width: int, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The pixels `rows` x `columns` of `array` (H, W[, C]) enlarged bilinearly to `height` x `width`,
+    without making the enlarged array: a big photo's holes need a window's fill (or a blend's
+    reduced-scale correction) at their own pixels only. Float64 where interpolated; an unscaled
+    axis is indexed, so an array already of that size gives its own pixels."""
+    return _enlarged_axis(_enlarged_axis(array, 0, height, rows), 1, width, columns)
+
+
+def _enlarged_axis(array: np.ndarray, axis: int, target: int, at: np.ndarray) -> np.ndarray:
+    if array.shape[axis] == target:
+        return np.take(array, at, axis=axis)
+    first, second, weight = _linear_taps(array.shape[axis], target, np.asarray(at, np.float64))
+    weight = np.expand_dims(weight, tuple(range(1, array.ndim - axis)))
+    enlarged = np.take(array, first, axis=axis) * (1.0 - weight)
+    enlarged += np.take(array, second, axis=axis) * weight
+    return enlarged
 
 
 def _unmirrored(rows: np.ndarray, columns: np.ndarray, height: int, width: int, flip: tuple[bool, bool]):

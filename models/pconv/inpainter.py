@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from models.pconv.blend import poisson_blend_on_grid
-from models.pconv.hole_grid import HoleGrid
+from models.pconv.hole_grid import WHOLE_ENLARGEMENT_PIXELS, HoleGrid, bilinear_at, bounds, labelled, row_bands
 from models.runtime import usable_cpu_count
 from models.uri import FetchedFile, ModelFileError, fetch
 
@@ -152,15 +152,15 @@ def crop_windows(image_index: int, hole: np.ndarray, margin: float, min_side: in
             break
         (labels_i, box_i), (labels_j, box_j) = groups[pair[0]], groups.pop(pair[1])
         groups[pair[0]] = (labels_i + labels_j, _union(box_i, box_j))
-    return [Window(image_index, *box, _group_mask(grid, labels, group_labels, box), flip=flip)
+    return [Window(image_index, *box, _group_mask(grid, labels, count, group_labels, box), flip=flip)
             for (group_labels, _), box in zip(groups, windows)]
 
 
-def _group_mask(grid: HoleGrid, labels: np.ndarray, group_labels: list[int], box) -> np.ndarray:
+def _group_mask(grid: HoleGrid, labels: np.ndarray, count: int, group_labels: list[int], box) -> np.ndarray:
     """The window's mask of the pixels of the holes labelled `group_labels` (on the grid)."""
     span, index = grid.positions(*box)
     paste = np.zeros((box[2] - box[0], box[3] - box[1]), bool)
-    paste[index] = np.isin(labels[span], group_labels)
+    paste[index] = labelled(labels[span], group_labels, count)
     return paste
 
 
@@ -288,11 +288,15 @@ class Inpainter:
         """The output image: the mean fill of the ensemble's passes, blended, in the holes only."""
         fill /= passes
         if self.blend == "poisson":
-            fill = poisson_blend_on_grid(image, hole, grid, fill)
+            poisson_blend_on_grid(image, hole, grid, fill)
+        # In place on the grid: a removed person's pixel indices or float copies are photo-sized.
+        np.multiply(fill, 255.0, out=fill)
+        np.clip(np.rint(fill, out=fill), 0, 255, out=fill)
+        lines = np.ix_(grid.rows, grid.columns)
         output = image.copy()
-        rows, columns = np.nonzero(grid.hole)
-        output[grid.rows[rows], grid.columns[columns]] = np.clip(np.rint(fill[rows, columns] * 255.0), 0, 255
-                                                                 ).astype(np.uint8)
+        patch = output[lines]
+        np.copyto(patch, fill, casting="unsafe", where=grid.hole[:, :, None])
+        output[lines] = patch
         return output
 
     def _fill(self, images: list[np.ndarray], holes: list[np.ndarray], flip: tuple[bool, bool],
@@ -371,7 +375,11 @@ class Inpainter:
         outside the array as never known, which is that).
         """
         longest = max(window.bottom - window.top, window.right - window.left)
-        distances = cv2.distanceTransform(window.paste.astype(np.uint8), cv2.DIST_L2, 3)
+        # On the holes' box and one line around it (known, where inside the window): every path to
+        # a known pixel farther out crosses that line, so the distances are the window's.
+        first_row, first_column, last_row, last_column = bounds(window.paste)
+        around = window.paste[max(first_row - 1, 0):last_row + 2, max(first_column - 1, 0):last_column + 2]
+        distances = cv2.distanceTransform(around.astype(np.uint8), cv2.DIST_L2, 3)
         depth = min(float(distances.max()), float(longest))  # no known pixel at all: the window's side
         return min(1.0, self.size / 8 / max(depth, 1.0), self.max_side / longest)
 
@@ -393,23 +401,39 @@ class Inpainter:
                      canvas: np.ndarray, mask: np.ndarray) -> None:
         """Writes the window into a zeroed (side, side, 3) `canvas` and `mask`; padding, and any
         pixel that mixes in hole content when resized, count as holes (the partial convolutions
-        ignore them)."""
+        ignore them). One float channel of the window at a time: a removed person's window can be
+        most of a big photo."""
         height, width = self._run_shape(window)
         top, left, bottom, right = window.source(*hole.shape)
-        crop = _flipped_view(image[top:bottom, left:right], window.flip).astype(np.float32)
-        crop = _resize(np.divide(crop, 255.0, out=crop), height, width)  # one float copy of the window at a time
         hole_crop = _flipped_view(hole[top:bottom, left:right], window.flip).astype(np.float32)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
-        known = (_resize(hole_crop, height, width) <= 0).astype(np.float32)[:, :, None]
-        mask[:height, :width] = known
-        canvas[:height, :width] = crop * known
+        known = (_resize(hole_crop, height, width) <= 0).astype(np.float32)
+        del hole_crop
+        mask[:height, :width] = known[:, :, None]
+        for channel in range(3):
+            crop = _flipped_view(image[top:bottom, left:right, channel], window.flip).astype(np.float32)
+            canvas[:height, :width, channel] = _resize(np.divide(crop, 255.0, out=crop), height, width) * known
+            del crop  # before the next channel's
 
     def _paste(self, grid: HoleGrid, fill: np.ndarray, window: Window, prediction: np.ndarray) -> None:
-        """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes."""
+        """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes.
+
+        A window of up to WHOLE_ENLARGEMENT_PIXELS is resized whole; a larger one (a removed
+        person's in a big photo) is enlarged at the grid's pixels only, a band of rows at a time."""
         height, width = self._run_shape(window)
-        filled = _resize(prediction[:height, :width].astype(np.float32),
-                         window.bottom - window.top, window.right - window.left)
-        span, index = grid.positions(*window.source(grid.height, grid.width))
-        paste = _flipped_view(window.paste, window.flip)[index]
+        window_height, window_width = window.bottom - window.top, window.right - window.left
+        span, (rows, columns) = grid.positions(*window.source(grid.height, grid.width))
+        paste = _flipped_view(window.paste, window.flip)[rows, columns]
+        # The grid's lines in the mirrored window, which the prediction is of.
+        rows, columns = rows[:, 0], columns[0]
+        rows = window_height - 1 - rows if window.flip[0] else rows
+        columns = window_width - 1 - columns if window.flip[1] else columns
+        source = prediction[:height, :width].astype(np.float32, copy=False)
+        window_pixels = window_height * window_width
+        if window_pixels <= WHOLE_ENLARGEMENT_PIXELS or window_pixels < height * width:  # small, or shrunk
+            source = _resize(source, window_height, window_width)
         region = fill[span]
-        region[paste] += np.clip(_flipped_view(filled, window.flip)[index][paste], 0.0, 1.0)
+        for band in row_bands(len(rows), 3 * len(columns)):
+            filled = bilinear_at(source, window_height, window_width, rows[band], columns)
+            keep = paste[band]
+            region[band][keep] += np.clip(filled[keep], 0.0, 1.0).astype(np.float32)
