@@ -41,7 +41,10 @@ class WorkerLines(logging.Filter):
         if not ours and (record.levelno < logging.WARNING
                          or entry.message.startswith(_HARMLESS_WORKER_WARNINGS)):
             return False
-        record.msg = entry.message + (f"\n{entry.trace.rstrip()}" if entry.trace else "")
+        # Beam's Python workers format the message with the default formatter, which already
+        # appends the traceback that `trace` repeats; other harnesses may send it in `trace` only.
+        trace = entry.trace.rstrip()
+        record.msg = entry.message + (f"\n{trace}" if trace and trace not in entry.message else "")
         record.args = ()
         # `<root>/models/pconv/inpainter.py` -> `models.pconv.inpainter`, as the logger is named.
         record.name = (os.path.splitext(os.path.relpath(path, self._root))[0].replace(os.sep, ".")

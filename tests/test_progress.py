@@ -1,5 +1,6 @@
 """The progress a run logs while it works: images done of how many, rate, time left."""
 import logging
+import sys
 
 import pytest
 
@@ -110,16 +111,18 @@ def test_the_command_line_shows_the_progress_and_the_summary(masks_corpus, tmp_p
         assert noise not in done.stderr
 
 
-def test_worker_lines_keep_the_jobs_info_and_others_warnings():
+def worker_record(level, message, location, trace=""):
+    """A worker's log entry as Beam's local job service re-logs it: a one-line text dump."""
     from apache_beam.portability.api import beam_fn_api_pb2
 
+    entry = beam_fn_api_pb2.LogEntry(message=message, log_location=location, trace=trace)
+    return logging.LogRecord("apache_beam.runners.portability.local_job_service", level, "", 0,
+                             "Worker: %s", (str(entry).replace("\n", " "),), None)
+
+
+def test_worker_lines_keep_the_jobs_info_and_others_warnings():
     from models import PROJECT_ROOT
     from pipeline.logs import WorkerLines
-
-    def worker_record(level, message, location, trace=""):
-        entry = beam_fn_api_pb2.LogEntry(message=message, log_location=location, trace=trace)
-        return logging.LogRecord("apache_beam.runners.portability.local_job_service", level, "", 0,
-                                 "Worker: %s", (str(entry).replace("\n", " "),), None)
 
     keep = WorkerLines().filter
     job = worker_record(logging.INFO, 'a "quoted"\nline',
@@ -131,3 +134,21 @@ def test_worker_lines_keep_the_jobs_info_and_others_warnings():
     assert keep(beam_warning) and beam_warning.name == "worker sdk_worker.py"
     assert beam_warning.getMessage() == "disk slow\nTraceback ...\nOSError: slow"
     assert not keep(logging.LogRecord("x", logging.INFO, "", 0, "Grpc server started", (), None))
+
+
+def test_a_worker_line_logged_with_its_exception_shows_the_traceback_once():
+    """Beam's worker handler formats the message with the default formatter, which already ends
+    with the traceback, and sends the traceback again as the entry's `trace`."""
+    import traceback
+
+    from pipeline.logs import WorkerLines
+
+    try:
+        raise OSError("disk full")
+    except OSError:
+        logged = logging.LogRecord("somelib", logging.WARNING, "/lib/somelib.py", 3, "could not cache %s",
+                                   ("x",), sys.exc_info())
+    trace = "".join(traceback.format_exception(*logged.exc_info))
+    record = worker_record(logging.WARNING, logging.Formatter().format(logged), "/lib/somelib.py:3", trace)
+    assert WorkerLines().filter(record)
+    assert record.getMessage() == f"could not cache x\n{trace.rstrip()}"
