@@ -61,3 +61,24 @@ def test_a_mask_that_cannot_be_written_is_a_note_not_a_lost_row(tmp_path):
     result = _write(tmp_path, info)
     assert result.status == UNCHANGED
     assert len(result.notes) == 1 and result.notes[0].startswith("mask not written: ")
+
+
+def test_skip_existing_redoes_an_image_whose_mask_is_missing(masks_corpus, tmp_path, tiny_inpaint_weights):
+    """A run killed between an image and its mask, or one whose mask could not be written, is
+    finished by --skip_existing: the image is done only once its mask is written too."""
+    from tests.pipeline_helpers import output_files, read_rows, run_pipeline
+
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    args = ["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks, "--output", output,
+            "--inpaint_weights", tiny_inpaint_weights, "--write_masks"]
+    run_pipeline(args)
+    first_images, first_mask = output_files(output), (output / "masks" / "sub" / "b.png").read_bytes()
+    (output / "masks" / "sub" / "b.png").unlink()
+    run_pipeline(args + ["--skip_existing"])
+    assert (output / "masks" / "sub" / "b.png").read_bytes() == first_mask
+    assert output_files(output) == first_images
+    statuses = {uri.split("/in/")[1]: row["status"] for uri, row in read_rows(output).items()}
+    assert statuses == {"a.png": "cleaned", "sub/b.jpg": "cleaned", "sub/c.png": "unchanged"}
+    notes = {uri.split("/in/")[1]: row["notes"] for uri, row in read_rows(output).items()}
+    assert notes["sub/b.jpg"] == [] and notes["a.png"] == ["kept from the previous run (--skip_existing)"]

@@ -3,26 +3,35 @@ keep the metadata row the previous run gave them."""
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from transforms.read import NAMESPACE
 from transforms.records import CLEANED, SKIPPED, UNCHANGED
+from transforms.user_masks import mask_path
 from transforms.write import existing_output
+from transforms.write_masks import masks_root
 
 
 class SkipExisting(beam.DoFn):
-    """`(ImageInfo, payload)` passes on when its output is missing, else a 'skipped' info."""
+    """`(ImageInfo, payload)` passes on when its output is missing, else a 'skipped' info.
+
+    With `masks_too` (`--write_masks`) an image is done only once its mask is written too: a run
+    killed between the two, or a mask that could not be written, is finished like a missing image.
+    """
 
     SKIPPED = "skipped"
 
-    def __init__(self, output_root: str):
+    def __init__(self, output_root: str, masks_too: bool = False):
         self._output_root = output_root
+        self._masks_root = masks_root(output_root) if masks_too else None
         self._skipped = beam.metrics.Metrics.counter(NAMESPACE, "images_skipped")
 
     def process(self, element):
         info, _ = element
         if info.status is None and info.relative_path:
             path = existing_output(self._output_root, info.relative_path)
-            if path:
+            if path and (self._masks_root is None
+                         or FileSystems.exists(mask_path(self._masks_root, info.relative_path))):
                 self._skipped.inc()
                 yield beam.pvalue.TaggedOutput(self.SKIPPED, info.replace(status=SKIPPED, output_uri=path))
                 return
