@@ -59,4 +59,6 @@ def configure_command_line_logging() -> None:
         logging.getLogger(package).setLevel(logging.INFO)
     workers = logging.getLogger(_WORKER_LOGGER)
     workers.setLevel(logging.INFO)
-    workers.addFilter(WorkerLines())
+    # Once: a second filter would take the first one's rewritten records for none of the workers'.
+    if not any(isinstance(f, WorkerLines) for f in workers.filters):
+        workers.addFilter(WorkerLines())

@@ -152,3 +152,23 @@ def test_a_worker_line_logged_with_its_exception_shows_the_traceback_once():
     record = worker_record(logging.WARNING, logging.Formatter().format(logged), "/lib/somelib.py:3", trace)
     assert WorkerLines().filter(record)
     assert record.getMessage() == f"could not cache x\n{trace.rstrip()}"
+
+
+def test_configuring_the_command_line_logging_twice_keeps_the_workers_lines(monkeypatch):
+    """`pipeline.run.main` called again in one process (a script running several archives): a
+    second filter saw the first one's rewritten record as none of the workers' and dropped the
+    job's INFO lines."""
+    from models import PROJECT_ROOT
+    from pipeline.logs import JOB_PACKAGES, _WORKER_LOGGER, configure_command_line_logging
+
+    workers = logging.getLogger(_WORKER_LOGGER)
+    monkeypatch.setattr(workers, "filters", [])
+    levels = {name: logging.getLogger(name).level for name in (_WORKER_LOGGER, *JOB_PACKAGES)}
+    try:
+        configure_command_line_logging()
+        configure_command_line_logging()
+        record = worker_record(logging.INFO, "3 images done", f"{PROJECT_ROOT}/transforms/progress.py:9")
+        assert workers.filter(record) and record.getMessage() == "3 images done"
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
