@@ -180,8 +180,8 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
         named = pipeline | "ReadTFRecords" >> ReadTFRecordImages(
             config.input_tfrecords, config.tfrecord_image_key, config.tfrecord_id_key, config.output)
     if config.skip_existing:
-        todo = named | "SkipExisting" >> beam.ParDo(SkipExisting(config.output, masks_too=config.write_masks)).with_outputs(
-            SkipExisting.SKIPPED, main="todo")
+        todo = named | "SkipExisting" >> beam.ParDo(SkipExisting(
+            config.output, masks_too=config.write_masks)).with_outputs(SkipExisting.SKIPPED, main="todo")
         named = todo.todo
         finished.append(todo[SkipExisting.SKIPPED])
     raw = named | "ReadBytes" >> ReadImageBytes() if config.input else named

@@ -7,9 +7,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.read import NAMESPACE
 from transforms.records import CLEANED, SKIPPED, UNCHANGED
-from transforms.user_masks import mask_path
 from transforms.write import existing_output
-from transforms.write_masks import masks_root
+from transforms.write_masks import written_mask_path
 
 
 class SkipExisting(beam.DoFn):
@@ -23,15 +22,15 @@ class SkipExisting(beam.DoFn):
 
     def __init__(self, output_root: str, masks_too: bool = False):
         self._output_root = output_root
-        self._masks_root = masks_root(output_root) if masks_too else None
+        self._masks_too = masks_too
         self._skipped = beam.metrics.Metrics.counter(NAMESPACE, "images_skipped")
 
     def process(self, element):
         info, _ = element
         if info.status is None and info.relative_path:
             path = existing_output(self._output_root, info.relative_path)
-            if path and (self._masks_root is None
-                         or FileSystems.exists(mask_path(self._masks_root, info.relative_path))):
+            if path and (not self._masks_too or FileSystems.exists(
+                    written_mask_path(self._output_root, info.relative_path))):
                 self._skipped.inc()
                 yield beam.pvalue.TaggedOutput(self.SKIPPED, info.replace(status=SKIPPED, output_uri=path))
                 return

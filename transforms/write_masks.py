@@ -20,8 +20,9 @@ from transforms.write import write_atomically
 logger = logging.getLogger(__name__)
 
 
-def masks_root(output_root: str) -> str:
-    return FileSystems.join(output_root.rstrip("/"), MASKS_FOLDER)
+def written_mask_path(output_root: str, relative_path: str) -> str:
+    """Where `--write_masks` puts an image's mask: the name masks mode reads it by."""
+    return mask_path(FileSystems.join(output_root.rstrip("/"), MASKS_FOLDER), relative_path)
 
 
 def removed_region(info: ImageInfo) -> np.ndarray:
@@ -50,7 +51,7 @@ class WriteRemovedMask(beam.DoFn):
     A mask that cannot be written is a note on the row and a warning, not a lost image."""
 
     def __init__(self, output_root: str):
-        self._root = masks_root(output_root)
+        self._output_root = output_root
         self._written = beam.metrics.Metrics.counter(NAMESPACE, "masks_written")
 
     def process(self, info: ImageInfo):
@@ -58,7 +59,7 @@ class WriteRemovedMask(beam.DoFn):
         if info.status not in (CLEANED, UNCHANGED) and not chosen:
             yield info
             return
-        path = mask_path(self._root, info.relative_path)
+        path = written_mask_path(self._output_root, info.relative_path)
         try:
             write_atomically(path, encode_mask(removed_region(info)))
         except Exception as e:  # noqa: BLE001 - the image itself is written; say what is missing
