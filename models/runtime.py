@@ -1,8 +1,12 @@
 """Process-wide accelerator settings that must happen before a framework first touches the GPU."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +18,50 @@ def usable_cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+# What TensorFlow's C++ runtime prints on import and at its first device query, whatever
+# TF_CPP_MIN_LOG_LEVEL says (absl writes it before reading any level): start-up facts, not problems.
+_STARTUP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|I\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\] "  # a C++ INFO line (oneDNN on, no CUDA driver, CPU features)
+    r"|To enable the following instructions: .* rebuild TensorFlow")
+# CUDA's "no GPU here" error, expected where the models run on the CPU.
+_NO_GPU = re.compile(r"E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit")
+
+
+@contextlib.contextmanager
+def native_stderr_without(*noise: re.Pattern):
+    """Holds back what anything in the process (C++ included) writes to stderr meanwhile, then
+    writes it out less the lines matching `noise`. Other threads' lines come out late, not lost."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(p.match(line) for p in noise))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def import_keras_quietly() -> None:
+    """Imports Keras, and with it its backend, without TensorFlow's start-up lines, which look like
+    errors to users ("Could not find cuda drivers") and cannot be turned off by its settings."""
+    if "keras" not in sys.modules:
+        with native_stderr_without(_STARTUP_NOISE):
+            import keras  # noqa: F401
+
+
 def configure_tensorflow(device: str = "cpu") -> None:
     """Hides the GPU from TensorFlow for `cpu`, else turns on memory growth.
 
@@ -22,9 +70,12 @@ def configure_tensorflow(device: str = "cpu") -> None:
     """
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
+    import_keras_quietly()
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+    # For `cpu`, CUDA's failed start-up (no driver) is expected; for `cuda` it is the diagnosis.
+    with native_stderr_without(_STARTUP_NOISE, *([_NO_GPU] if device == "cpu" else [])):
+        gpus = tf.config.list_physical_devices("GPU")
     try:
         if device == "cpu":
             tf.config.set_visible_devices([], "GPU")

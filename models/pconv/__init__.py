@@ -1,4 +1,8 @@
 """PConvUNet (Liu et al. 2018) in Keras 3: layer, U-Net, loss and full-resolution inference."""
+from models.runtime import import_keras_quietly
+
+import_keras_quietly()  # before any module of the package imports it
+
 from models.pconv.inpainter import Inpainter, load_inpainting_model
 from models.pconv.layers import PartialConv2D
 from models.pconv.loss import InpaintingLoss
