@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import time
 import re
 
 import apache_beam as beam
@@ -146,6 +147,7 @@ class _ReadFileBytes(beam.DoFn):
         if info.status is not None:
             yield info, b""
             return
+        info = info.replace(read_at=time.time())
         try:
             data = read_bytes(info.image_uri)
         except Exception as e:  # noqa: BLE001 - an unreadable file is an error row, not a failed job
@@ -287,6 +289,7 @@ class _ReadTFRecordShard(beam.DoFn):
         try:
             for offset, info, image, _ in self._parser.records(metadata.path):
                 self._read.inc()
+                info = info.replace(read_at=time.time())
                 if info.status is None and info.image_uri in name_taken:
                     yield info.failed("read", name_taken[info.image_uri]), b""
                 else:

@@ -48,6 +48,9 @@ class ImageInfo:
     # Decoded-but-dropped channels (alpha) that the writer puts back, so nothing is lost.
     alpha: np.ndarray | None = field(default=None, compare=False, repr=False)
     encoding: SourceEncoding | None = field(default=None, compare=False, repr=False)
+    # When its bytes were read (wall clock: the image may end in another process): progress rates
+    # count from it, so neither model loading nor one batch's images ending together skew them.
+    read_at: float = field(default=0.0, compare=False, repr=False)
 
     def replace(self, **changes) -> "ImageInfo":
         return dataclasses.replace(self, **changes)
