@@ -5,8 +5,8 @@ import contextlib
 import logging
 import os
 import re
+import subprocess
 import sys
-import tempfile
 
 logger = logging.getLogger(__name__)
 
@@ -28,30 +28,48 @@ _STARTUP_NOISE = re.compile(
 _NO_GPU = re.compile(r"E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit")
 
 
+# Passes its stdin to its stderr less the lines matching any pattern given as an argument.
+_FILTER = """import re, sys
+noise = [re.compile(pattern) for pattern in sys.argv[1:]]
+for line in sys.stdin.buffer:
+    if not any(p.match(line.decode(errors="replace")) for p in noise):
+        sys.stderr.buffer.write(line)
+        sys.stderr.buffer.flush()
+"""
+
+
 @contextlib.contextmanager
 def native_stderr_without(*noise: re.Pattern):
-    """Holds back what anything in the process (C++ included) writes to stderr meanwhile, then
-    writes it out less the lines matching `noise`. Other threads' lines come out late, not lost."""
+    """What anything in the process (C++ included) writes to stderr meanwhile, less the lines
+    matching `noise`. A separate filter process passes the rest on as it comes, so even the last
+    words of a native crash inside the block (an abort on import) still reach the terminal."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:  # no stderr at all: nothing to filter
         yield
         return
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER, *(p.pattern for p in noise)],
+                                 stdin=read_end, stdout=subprocess.DEVNULL, stderr=saved)
+    except (OSError, ValueError):  # no interpreter to start: unfiltered rather than lost
+        os.close(write_end)
+        child = None
+    else:
+        os.dup2(write_end, 2)
+        os.close(write_end)
+    finally:
+        os.close(read_end)
+    try:
+        yield
+    finally:
+        if child is not None:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines = held.read().decode(errors="replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not any(p.match(line) for p in noise))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
+            os.dup2(saved, 2)  # closes the pipe's last write end: the filter ends once it is drained
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a subprocess started meanwhile
+                child.wait(timeout=10)  # holds the pipe: the filter then ends with it
+        os.close(saved)
 
 
 def import_keras_quietly() -> None:
@@ -70,11 +88,10 @@ def configure_tensorflow(device: str = "cpu") -> None:
     """
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
-    import_keras_quietly()
-    import tensorflow as tf
-
     # For `cpu`, CUDA's failed start-up (no driver) is expected; for `cuda` it is the diagnosis.
     with native_stderr_without(_STARTUP_NOISE, *([_NO_GPU] if device == "cpu" else [])):
+        import tensorflow as tf
+
         gpus = tf.config.list_physical_devices("GPU")
     try:
         if device == "cpu":

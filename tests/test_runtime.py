@@ -32,3 +32,16 @@ def test_what_is_not_start_up_noise_still_reaches_stderr(capfd):
     # (pytest captures Python's stderr apart from the file descriptor's, so the order is its own)
     assert sorted(capfd.readouterr().err.splitlines()) == [
         "E0000 00:00:1795814052.880606     856 some_op.cc:52] a real failure", "a Python warning"]
+
+
+def test_a_native_crash_inside_the_filter_still_shows_its_last_words():
+    """An abort while TensorFlow loads (say, a CPU without the instructions it was built for)
+    prints why and dies at once: held back for filtering, that reason would die with it."""
+    crashed = subprocess.run(
+        [sys.executable, "-c", "import os\nfrom models.runtime import _STARTUP_NOISE, native_stderr_without\n"
+                               "with native_stderr_without(_STARTUP_NOISE):\n"
+                               "    os.write(2, b'F0000 00:00:17.5 1 cpu_feature_guard.cc:9] no AVX\\n')\n"
+                               "    os.abort()"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert crashed.returncode != 0
+    assert "cpu_feature_guard.cc:9] no AVX" in crashed.stderr
