@@ -8,15 +8,17 @@ its unknowns) during one `inpaint` call on 24 MP photos, with the default 2-way 
 Poisson blend, over the decoded photos' bytes. The output copy of each photo is 1x.
 
 Two small holes in opposite corners, with every strategy: `crop` should need little more (target
-<= 1.2), `resize` one float copy of a photo at a time (4x). Before the fills were kept on the
-holes' grid, `crop` took 28x (two float fills of each photo, mirrored copies of it, and a blend
-over the box spanning both holes).
+<= 1.2), and so does `resize` now that it reads the photo a band of rows at a time (1.01x; one
+float channel of it at a time, 1.5x). Before the fills were kept on the holes' grid, `crop` took
+28x (two float fills of each photo, mirrored copies of it, and a blend over the box spanning
+both holes).
 
 Removed people, with `crop`: one 2600x1000 hole (11 % of a 6000x4000 photo) and five
 person-sized holes (2000x1000 each, 42 %), scaled with `--size`. Their windows are most of the
-photo and the float fill of their pixels alone is 0.4x and 1.7x; target <= 4x: 2.6x and 4.2x
-with the shipped model. Before windows and the blend's reduced solves over 1 MP were worked one
-float channel or one band of rows at a time, 6.5x and 19x.
+photo and the float fill of their pixels alone is 0.4x and 1.7x; target <= 4x: 2.2x and 3.5x
+with the shipped model (2 vCPUs, 24 GiB, no GPU), since windows, the blend's reduced boxes and
+the output's grid pixels are read a band of rows at a time. With one float channel of a window
+or box at a time, 2.6x and 4.2x; before that, 6.5x and 19x.
 
 Last lines: `peak / photo bytes, crop, one 2600x1000 hole: R`, `... five person-sized holes: R`,
 `peak / photo bytes, resize: R`, then `peak / photo bytes, crop: R` (two small holes).

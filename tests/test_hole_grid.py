@@ -57,3 +57,30 @@ def test_bilinear_values_at_chosen_pixels_are_those_of_the_enlarged_array():
         np.testing.assert_allclose(values, enlarged[np.ix_(rows, columns)], atol=1e-5)
         if small.shape[:2] == (height, width):
             np.testing.assert_array_equal(values, small[np.ix_(rows, columns)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_area_shrink_a_band_of_rows_at_a_time_gives_opencvs_bytes(monkeypatch, dtype):
+    """What the inpainter reads a big window through (and the blend a big box) instead of its whole
+    float copy: the bytes of one `cv2.resize` INTER_AREA, for fractional scales, whole-number
+    scales on one axis (OpenCV's weights, by `_area_pass`) or both (OpenCV's block averaging)."""
+    import models.pconv.hole_grid as hole_grid
+
+    monkeypatch.setattr(hole_grid, "WHOLE_RESIZE_PIXELS", 0)
+    monkeypatch.setattr(hole_grid, "BAND_PIXELS", 700)
+    rng = np.random.default_rng(11)
+    for height, width, target_height, target_width in [(301, 407, 19, 26), (300, 450, 17, 9), (290, 400, 29, 71),
+                                                        (300, 420, 60, 70), (120, 333, 120, 45), (97, 310, 13, 310)]:
+        array = rng.random((height, width)).astype(dtype)
+        array[rng.random((height, width)) < 0.3] = 0.0
+        bands = []
+
+        def rows_of(band):
+            bands.append(len(array[band]))
+            return array[band]
+
+        shrunk = hole_grid.area_shrunk(rows_of, height, width, target_height, target_width)
+        expected = cv2.resize(array, (target_width, target_height), interpolation=cv2.INTER_AREA)
+        assert shrunk.dtype == expected.dtype
+        np.testing.assert_array_equal(shrunk, expected)
+        assert sum(bands) == height and max(bands) * width <= max(700, width * height // target_height)

@@ -22,6 +22,7 @@ float channel or one band of rows at a time: removed people can cover half of a 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,7 +31,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from models.pconv.hole_grid import WHOLE_ENLARGEMENT_PIXELS, HoleGrid, bilinear_at, bounds, labelled, row_bands
+from models.pconv.hole_grid import (WHOLE_RESIZE_PIXELS, HoleGrid, area_shrunk, bilinear_at, bounds, labelled,
+                                    row_bands)
 
 # A direct solve of this many unknowns takes about a second on one CPU core.
 DEFAULT_MAX_UNKNOWNS = 120_000
@@ -113,13 +115,13 @@ class _Correction:
     def apply(self, grid: HoleGrid, fill: np.ndarray) -> None:
         """Adds the correction, enlarged bilinearly and normalised (only reduced hole pixels
         contribute to a hole pixel), to `fill` on the solved holes, a band of grid rows at a time
-        (enlarged whole first where the box is at most WHOLE_ENLARGEMENT_PIXELS)."""
+        (enlarged whole first where the box is at most WHOLE_RESIZE_PIXELS)."""
         top, left, bottom, right = self.box
         span = grid.span(*self.box)
         rows, columns = grid.rows[span[0]] - top, grid.columns[span[1]] - left
         region, solved = fill[span], self.solved[span]
         hole_share, correction = self.small_hole.astype(np.float64), self.correction
-        if (bottom - top) * (right - left) <= WHOLE_ENLARGEMENT_PIXELS:
+        if (bottom - top) * (right - left) <= WHOLE_RESIZE_PIXELS:
             hole_share, correction = (cv2.resize(small, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
                                       for small in (hole_share, correction))
         for band in row_bands(len(rows), 3 * len(columns)):
@@ -136,39 +138,54 @@ def _reduced_correction(image: np.ndarray, hole: np.ndarray, grid: HoleGrid, fil
     """The correction of the `solved` holes (`area` > `max_unknowns` pixels) solved at a scale with
     at most `max_unknowns` unknowns, on their bounding box in the image grown by a margin that
     leaves at least two reduced pixels of pure photo around them (a reduced solve needs the
-    geometry). The box is shrunk one float channel at a time: it may be most of a big photo."""
+    geometry). The box is shrunk one float channel and one band of rows at a time (`area_shrunk`):
+    it may be most of a big photo."""
     scale = math.sqrt(max_unknowns / area) * 0.9
     margin = math.ceil(2 / scale) + 1
     first_row, first_column, last_row, last_column = bounds(solved)
     top, left = max(int(grid.rows[first_row]) - margin, 0), max(int(grid.columns[first_column]) - margin, 0)
     bottom = min(int(grid.rows[last_row]) + 1 + margin, hole.shape[0])
     right = min(int(grid.columns[last_column]) + 1 + margin, hole.shape[1])
-    span = grid.span(top, left, bottom, right)
-    solved_in_box = grid.scatter(solved, top, left, bottom, right)
+    box = (top, left, bottom, right)
+    solved_in_box = grid.scatter(solved, *box)
     while True:
-        small_size = (max(2, round((right - left) * scale)), max(2, round((bottom - top) * scale)))
+        small_shape = (max(2, round((bottom - top) * scale)), max(2, round((right - left) * scale)))
         # A reduced pixel is a hole if any of its footprint is: its value would mix the hole in.
-        hole_share = cv2.resize(solved_in_box.astype(np.float64), small_size, interpolation=cv2.INTER_AREA)
+        hole_share = area_shrunk(lambda band: solved_in_box[band].astype(np.float64), *solved_in_box.shape,
+                                 *small_shape)
         small_hole = hole_share > 0
         if small_hole.sum() <= max_unknowns:
             break
         scale *= 0.9
     small = np.empty(small_hole.shape + (3,))
     for channel in range(3):
-        # Photo outside the holes, fill inside.
-        composite = image[top:bottom, left:right, channel] / 255.0
-        composite[hole[top:bottom, left:right]] = fill[span][:, :, channel][grid.hole[span]]  # both in raster order
-        photo_mean = cv2.resize(composite, small_size, interpolation=cv2.INTER_AREA)
+        composite_rows = functools.partial(_composite_rows, image, hole, grid, fill, box, channel)
+        photo_mean = area_shrunk(composite_rows, *solved_in_box.shape, *small_shape)
         # Reduced hole pixels take the mean of their fill pixels only: a fill/photo mix at the edge
         # would be a step in the guidance, which the solve would keep.
-        composite *= solved_in_box
-        fill_mean = cv2.resize(composite, small_size, interpolation=cv2.INTER_AREA)
+        fill_mean = area_shrunk(functools.partial(composite_rows, solved=solved_in_box), *solved_in_box.shape,
+                                *small_shape)
         small[:, :, channel] = np.where(small_hole, fill_mean / np.maximum(hole_share, 1e-12), photo_mean)
-        del composite  # box-sized: freed before the next channel's and the solve
     del solved_in_box
     correction = np.zeros_like(small)
     correction[small_hole] = _solve(small, small_hole) - small[small_hole]
-    return _Correction(solved, (top, left, bottom, right), small_hole, correction)
+    return _Correction(solved, box, small_hole, correction)
+
+
+def _composite_rows(image: np.ndarray, hole: np.ndarray, grid: HoleGrid, fill: np.ndarray, box,
+                    channel: int, band: slice, solved: np.ndarray | None = None) -> np.ndarray:
+    """The rows `band` of the `box` (top, left, bottom, right) of the photo's `channel` in [0, 1],
+    float64, with the fill (on the grid) in the holes; with `solved` (bool, the box's shape), zero
+    outside those holes."""
+    top, left, bottom, right = box
+    start, stop, _ = band.indices(bottom - top)
+    rows = slice(top + start, top + stop)
+    composite = image[rows, left:right, channel] / 255.0
+    span = grid.span(rows.start, left, rows.stop, right)
+    composite[hole[rows, left:right]] = fill[span][:, :, channel][grid.hole[span]]  # both in raster order
+    if solved is not None:
+        composite *= solved[start:stop]
+    return composite
 
 
 def _solve(composite: np.ndarray, hole: np.ndarray) -> np.ndarray:

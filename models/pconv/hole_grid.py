@@ -4,19 +4,24 @@ A photo with two small holes in opposite corners has its holes' pixels in a few 
 columns. `HoleGrid` keeps just those rows and columns (with their neighbours), so per-pixel work
 on the holes (labelling them, keeping their fill, blending it) costs memory for those lines, not
 for the whole image. `bilinear_at` enlarges a window's fill (or a reduced-scale correction) at
-those pixels only, without the enlarged array.
+those pixels only, without the enlarged array, and `area_shrunk` shrinks a window (or a blend's
+box) a band of rows at a time, without its whole float copy.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 # Pixels (times channels) of one band of rows that `bilinear_at`'s callers compute at a time.
 BAND_PIXELS = 1 << 18
-# Enlargements up to this many pixels are made whole by OpenCV (50x faster, and tens of MiB at
-# most); larger ones, a removed person's window in a big photo, by `bilinear_at` at the holes' pixels.
-WHOLE_ENLARGEMENT_PIXELS = 1 << 20
+# Resizes to or from up to this many pixels are made whole by OpenCV (enlarging 50x faster, and tens
+# of MiB at most); larger ones, a removed person's window in a big photo, a band at a time: shrunk
+# by `area_shrunk`, enlarged by `bilinear_at` at the holes' pixels.
+WHOLE_RESIZE_PIXELS = 1 << 20
 
 
 def _kept_lines(occupied: np.ndarray) -> np.ndarray:
@@ -57,6 +62,74 @@ def row_bands(rows: int, row_pixels: int):
     """Slices of `rows` rows of `row_pixels` values each, about BAND_PIXELS values a band."""
     step = max(1, BAND_PIXELS // max(row_pixels, 1))
     return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def _whole_number(scale: float) -> bool:
+    return abs(scale - round(scale)) < np.finfo(float).eps
+
+
+def area_shrunk(rows_of: Callable[[slice], np.ndarray], height: int, width: int,
+                target_height: int, target_width: int) -> np.ndarray:
+    """OpenCV's INTER_AREA shrink to `target_height` x `target_width` (each at most the source's) of
+    the float `height` x `width` array whose rows `rows_of(slice)` makes, about BAND_PIXELS at a
+    time: a removed person's window can be most of a big photo, and its float copy 1.3x the photo's
+    bytes per channel. Made whole by OpenCV up to WHOLE_RESIZE_PIXELS.
+
+    The same bytes as one `cv2.resize`: OpenCV shrinks each row to the target width, then adds up
+    rows in a fixed order, so shrinking bands of rows to the target width (each row kept: weights
+    of 1) and then their stack to the target height repeats its operations. Where both scales are
+    whole numbers OpenCV averages blocks instead: bands of whole blocks of rows. Where one is, that
+    pass alone would be block averaging, so it is made by `_area_pass`, OpenCV's weights in NumPy.
+    """
+    if height * width <= WHOLE_RESIZE_PIXELS:
+        return cv2.resize(rows_of(slice(0, height)), (target_width, target_height), interpolation=cv2.INTER_AREA)
+    # OpenCV's scales, rounded as there.
+    whole_rows, whole_columns = (_whole_number(1.0 / (target / source))
+                                 for source, target in ((height, target_height), (width, target_width)))
+    if whole_rows and whole_columns:
+        block = height // target_height
+        return np.concatenate([cv2.resize(rows_of(slice(start, start + block * blocks)), (target_width, blocks),
+                                          interpolation=cv2.INTER_AREA)
+                               for start, blocks in _block_bands(target_height, block, width)])
+    rows_shrunk = np.concatenate([
+        _area_pass(band_rows, 1, target_width) if whole_columns
+        else cv2.resize(band_rows, (target_width, len(band_rows)), interpolation=cv2.INTER_AREA)
+        for band_rows in map(rows_of, row_bands(height, width))])
+    if whole_rows:
+        return _area_pass(rows_shrunk, 0, target_height)
+    return cv2.resize(rows_shrunk, (target_width, target_height), interpolation=cv2.INTER_AREA)
+
+
+def _block_bands(blocks: int, block: int, width: int):
+    """(first row, blocks) of bands of whole `block`-row blocks of `width` pixels, about BAND_PIXELS a band."""
+    step = max(1, BAND_PIXELS // (width * block))
+    return [(start * block, min(step, blocks - start)) for start in range(0, blocks, step)]
+
+
+def _area_pass(array: np.ndarray, axis: int, target: int) -> np.ndarray:
+    """`array` shrunk along `axis` to `target` lines as OpenCV's INTER_AREA does it when the other
+    axis is shrunk by a fraction: its weights (`computeResizeAreaTab`), summed in its order."""
+    source = array.shape[axis]
+    scale = 1.0 / (target / source)
+    taps: list[list[tuple[int, np.float32]]] = []
+    for line in range(target):
+        start = line * scale
+        end = start + scale
+        cell = min(scale, source - start)
+        last = min(math.floor(end), source - 1)
+        first = min(math.ceil(start), last)
+        line_taps = [(first - 1, np.float32((first - start) / cell))] if first - start > 1e-3 else []
+        line_taps += [(pixel, np.float32(1.0 / cell)) for pixel in range(first, last)]
+        if end - last > 1e-3:
+            line_taps.append((last, np.float32(min(end - last, 1.0, cell) / cell)))
+        taps.append(line_taps)
+    shrunk = np.zeros(array.shape[:axis] + (target,) + array.shape[axis + 1:], array.dtype)
+    weight_shape = (target,) + (1,) * (array.ndim - axis - 1)
+    for tap in range(max(map(len, taps))):  # missing taps add 0 * pixel 0
+        index = np.array([line_taps[tap][0] if tap < len(line_taps) else 0 for line_taps in taps])
+        weight = np.array([line_taps[tap][1] if tap < len(line_taps) else 0 for line_taps in taps], np.float32)
+        shrunk += np.take(array, index, axis=axis) * weight.reshape(weight_shape)
+    return shrunk
 
 
 def _linear_taps(source: int, target: int, at: np.ndarray):

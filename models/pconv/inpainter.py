@@ -23,7 +23,8 @@ import keras
 import numpy as np
 
 from models.pconv.blend import poisson_blend_on_grid
-from models.pconv.hole_grid import WHOLE_ENLARGEMENT_PIXELS, HoleGrid, bilinear_at, bounds, labelled, row_bands
+from models.pconv.hole_grid import (WHOLE_RESIZE_PIXELS, HoleGrid, area_shrunk, bilinear_at, bounds, labelled,
+                                    row_bands)
 from models.runtime import usable_cpu_count
 from models.uri import FetchedFile, ModelFileError, fetch
 
@@ -203,6 +204,20 @@ def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+def _resized_rows(rows_of, shape: tuple[int, int], height: int, width: int) -> np.ndarray:
+    """`_resize` of the float array of `shape` whose rows `rows_of(slice)` makes, a shrink a band of
+    rows at a time (`area_shrunk`): a removed person's window can be most of a big photo."""
+    if height <= shape[0] and width <= shape[1] and (height, width) != shape:
+        return area_shrunk(rows_of, *shape, height, width)
+    return _resize(rows_of(slice(0, shape[0])), height, width)
+
+
+def _unit_float(pixels: np.ndarray, band: slice) -> np.ndarray:
+    """The rows `band` of uint8 `pixels` as float32 in [0, 1]."""
+    values = pixels[band].astype(np.float32)
+    return np.divide(values, 255.0, out=values)
+
+
 class Inpainter:
     """Fills the holes of uint8 RGB images of any size with a PConv U-Net.
 
@@ -292,11 +307,12 @@ class Inpainter:
         # In place on the grid: a removed person's pixel indices or float copies are photo-sized.
         np.multiply(fill, 255.0, out=fill)
         np.clip(np.rint(fill, out=fill), 0, 255, out=fill)
-        lines = np.ix_(grid.rows, grid.columns)
         output = image.copy()
-        patch = output[lines]
-        np.copyto(patch, fill, casting="unsafe", where=grid.hole[:, :, None])
-        output[lines] = patch
+        for band in row_bands(len(grid.rows), 3 * len(grid.columns)):  # `output[lines]` is a copy: by bands
+            lines = np.ix_(grid.rows[band], grid.columns)
+            patch = output[lines]
+            np.copyto(patch, fill[band], casting="unsafe", where=grid.hole[band][:, :, None])
+            output[lines] = patch
         return output
 
     def _fill(self, images: list[np.ndarray], holes: list[np.ndarray], flip: tuple[bool, bool],
@@ -401,24 +417,25 @@ class Inpainter:
                      canvas: np.ndarray, mask: np.ndarray) -> None:
         """Writes the window into a zeroed (side, side, 3) `canvas` and `mask`; padding, and any
         pixel that mixes in hole content when resized, count as holes (the partial convolutions
-        ignore them). One float channel of the window at a time: a removed person's window can be
-        most of a big photo."""
+        ignore them). The window is read in float one channel and, where it is shrunk, one band of
+        rows at a time: a removed person's window can be most of a big photo."""
         height, width = self._run_shape(window)
         top, left, bottom, right = window.source(*hole.shape)
-        hole_crop = _flipped_view(hole[top:bottom, left:right], window.flip).astype(np.float32)
+        window_shape = (bottom - top, right - left)
+        hole_window = _flipped_view(hole[top:bottom, left:right], window.flip)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
-        known = (_resize(hole_crop, height, width) <= 0).astype(np.float32)
-        del hole_crop
+        known = _resized_rows(lambda band: hole_window[band].astype(np.float32), window_shape, height, width) <= 0
+        known = known.astype(np.float32)
         mask[:height, :width] = known[:, :, None]
         for channel in range(3):
-            crop = _flipped_view(image[top:bottom, left:right, channel], window.flip).astype(np.float32)
-            canvas[:height, :width, channel] = _resize(np.divide(crop, 255.0, out=crop), height, width) * known
-            del crop  # before the next channel's
+            photo_window = _flipped_view(image[top:bottom, left:right, channel], window.flip)
+            resized = _resized_rows(functools.partial(_unit_float, photo_window), window_shape, height, width)
+            canvas[:height, :width, channel] = resized * known
 
     def _paste(self, grid: HoleGrid, fill: np.ndarray, window: Window, prediction: np.ndarray) -> None:
         """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes.
 
-        A window of up to WHOLE_ENLARGEMENT_PIXELS is resized whole; a larger one (a removed
+        A window of up to WHOLE_RESIZE_PIXELS is resized whole; a larger one (a removed
         person's in a big photo) is enlarged at the grid's pixels only, a band of rows at a time."""
         height, width = self._run_shape(window)
         window_height, window_width = window.bottom - window.top, window.right - window.left
@@ -430,7 +447,7 @@ class Inpainter:
         columns = window_width - 1 - columns if window.flip[1] else columns
         source = prediction[:height, :width].astype(np.float32, copy=False)
         window_pixels = window_height * window_width
-        if window_pixels <= WHOLE_ENLARGEMENT_PIXELS or window_pixels < height * width:  # small, or shrunk
+        if window_pixels <= WHOLE_RESIZE_PIXELS or window_pixels < height * width:  # small, or shrunk
             source = _resize(source, window_height, window_width)
         region = fill[span]
         for band in row_bands(len(rows), 3 * len(columns)):
