@@ -421,10 +421,16 @@ def initialise_from(unet, uri: str) -> None:
     theirs = [tuple(w.shape) for w in source.weights]
     ours = [tuple(w.shape) for w in unet.weights]
     if theirs != ours:
-        raise SystemExit(f"--init_weights {uri}: its U-Net ({len(theirs)} tensors, input "
-                         f"{tuple(source.inputs[0].shape[1:])}) differs from this run's ({len(ours)} "
-                         f"tensors, input {tuple(unet.inputs[0].shape[1:])}): pass the --image_size, "
-                         "--width_multiplier and --depth it was trained with")
+        if len(theirs) != len(ours):
+            difference = f"{len(theirs)} weight tensors, this run's {len(ours)}"
+        else:
+            index = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+            difference = f"{source.weights[index].path} is {theirs[index]}, this run's {ours[index]}"
+        config = (read_training_metadata(fetched.path) or {}).get("config")
+        flags = ("it was trained with " + " ".join(f"--{name} {config[name]}" for name in
+                                                   ("image_size", "width_multiplier", "depth") if config.get(name))
+                 if config else "pass the --image_size, --width_multiplier and --depth it was trained with")
+        raise SystemExit(f"--init_weights {uri}: its U-Net differs from this run's ({difference}): {flags}")
     unet.set_weights(source.get_weights())
     logger.info("initialised from %s (sha256 %s)", uri, fetched.short_id)
 
