@@ -289,6 +289,15 @@ def test_flag_values_are_checked_before_any_work(photos, tmp_path, capsys, flags
     assert not run_dir.exists(), "nothing was started"
 
 
+def test_a_remote_run_dir_is_refused_before_any_work(photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--train_data", photos, "--run_dir", "gs://bucket/runs/x", *TINY])
+    assert exited.value.code == 2
+    assert "--run_dir must be a local directory, got gs://bucket/runs/x" in capsys.readouterr().err
+    assert not os.listdir(tmp_path), "no local folder named after the URI"
+
+
 def test_missing_files_are_reported_before_any_work(photos, tmp_path):
     run = ["--run_dir", str(tmp_path / "run"), *TINY]
     with pytest.raises(SystemExit, match="--train_data: no images or tfrecords found for .*nothing"):

@@ -127,7 +127,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
     run = parser.add_argument_group("run")
     run.add_argument("--run_dir", required=True,
-                     help="directory for the model, state, logs and samples of this run")
+                     help="local directory for the model, state, logs and samples of this run (copy "
+                          "model.keras to gs:// or elsewhere afterwards)")
     run.add_argument("--resume", action="store_true", default=False,
                      help="continue the run in --run_dir from its last checkpoint: same step count, "
                           "stage, optimizer state and config; schedule, logging and data paths may "
@@ -937,9 +938,14 @@ class StopRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.uri import is_remote
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_arg_parser()
     args = parser.parse_args(argv)
+    if is_remote(args.run_dir):  # it would be written to a local folder named after the URI
+        parser.error(f"--run_dir must be a local directory, got {args.run_dir}: train into a local one "
+                     "and copy its model.keras to where the pipeline reads it")
     if args.resume and hasattr(args, "init_weights"):
         parser.error("--init_weights starts a new run; --resume continues from the run's own state")
     if args.run_steps is not None and args.run_steps < 1:
