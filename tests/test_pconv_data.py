@@ -136,6 +136,16 @@ def test_mask_folder_hole_colour_and_resize(tmp_path, hole_color):
     np.testing.assert_allclose(1.0 - masks.mean(axis=(1, 2, 3)), expected_hole)
 
 
+def test_an_undecodable_mask_file_is_named_and_skipped(tmp_path, caplog):
+    picture = np.zeros((64, 64), np.uint8)
+    picture[:16] = 255
+    Image.fromarray(picture).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    masks = np.stack(list(data.folder_masks(str(tmp_path), 32, "white", seed=0).take(4).as_numpy_iterator()))
+    np.testing.assert_allclose(1.0 - masks.mean(axis=(1, 2, 3)), 0.25)  # the good one, turned and flipped
+    assert _skip_warnings(caplog) == [f"skipping {tmp_path / 'broken.png'}: undecodable mask image"]
+
+
 def test_training_batches_hide_the_holes_from_the_model(tmp_path):
     for i, image in enumerate(_random_images(3, height=40, width=50, seed=2)):
         Image.fromarray(image).save(tmp_path / f"{i}.jpg")

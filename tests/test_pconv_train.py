@@ -306,6 +306,11 @@ def test_missing_files_are_reported_before_any_work(photos, tmp_path):
     for mask_dir in (tmp_path / "absent", tmp_path / "no-masks"):
         with pytest.raises(SystemExit, match="--mask_dir: no images found"):
             train.main(["--train_data", photos, "--mask_source", "folder", "--mask_dir", str(mask_dir), *run])
+    (tmp_path / "broken-masks").mkdir()
+    (tmp_path / "broken-masks" / "m.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(SystemExit, match="--mask_dir: no decodable mask images in .*broken-masks"):
+        train.main(["--train_data", photos, "--mask_source", "folder", "--mask_dir", str(tmp_path / "broken-masks"),
+                    *run])
     with pytest.raises(SystemExit, match="--init_weights: model file not found"):
         train.main(["--train_data", photos, "--init_weights", str(tmp_path / "absent.keras"), *run])
 

@@ -447,12 +447,25 @@ def _load_mask(encoded, size: int, hole_is_white: bool):
 
 def folder_masks(folder: str, size: int, hole_color: str, seed: int) -> tf.data.Dataset:
     """Endless masks from the images in `folder` (recursive), cached decoded at `size`, with
-    random flips and quarter turns so each file yields eight distinct masks."""
+    random flips and quarter turns so each file yields eight distinct masks. A file that does not
+    decode is skipped with a warning naming it (it used to stop training with a traceback)."""
     files = expand_sources([folder], kinds="images")
     masks = tf.data.Dataset.from_tensor_slices(files)
     masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks)
-    masks = masks.map(lambda data, _: _load_mask(data, size, hole_color == "white"), num_parallel_calls=AUTOTUNE)
-    masks = masks.cache().shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    skipped = SkipReport()
+
+    def attempt(data, path):
+        """One element (mask, decoded, path), so that an undecodable file is named and skipped
+        (a Dataset per file costs little: each is decoded once, then cached)."""
+        loaded = tf.data.Dataset.from_tensors(data).map(
+            lambda encoded: (_load_mask(encoded, size, hole_color == "white"), True)).ignore_errors()
+        failed = tf.data.Dataset.from_tensors((tf.ones([size, size, 1]), False))
+        return loaded.concatenate(failed).take(1).map(lambda mask, decoded: (mask, decoded, path))
+
+    masks = masks.interleave(attempt, num_parallel_calls=AUTOTUNE, deterministic=True).filter(
+        lambda mask, decoded, path: decoded or skipped.in_graph(path, "undecodable mask image"))
+    masks = masks.map(lambda mask, decoded, path: mask).cache()
+    masks = masks.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
 
     def augment(mask, pair):
         seeds = tf.unstack(tf.random.experimental.stateless_split(pair, 3))
@@ -510,8 +523,9 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
         numbers, inputs, target = batch
         missing = tf.sparse.to_dense(tf.sets.difference(
             tf.range(expected, numbers[-1] + 1)[None], numbers[None]))[0]
-        reported = tf.cond(tf.size(missing) > 0, lambda: _report_undecodable(skipped, sources.lookup(missing)),
-                           lambda: False)
+        names = sources.lookup(missing)  # "" for a photo that failed before it was numbered
+        reported = tf.cond(tf.reduce_any(tf.strings.length(names) > 0),
+                           lambda: _report_undecodable(skipped, names), lambda: False)
         with tf.control_dependencies([reported]):
             forgotten = sources.remove(tf.range(expected, numbers[-1] + 1))
         with tf.control_dependencies([forgotten]):
@@ -533,7 +547,7 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
 
 def _report_undecodable(skipped: SkipReport, sources):
     """Reports skipped photos by source; a photo that failed before it was numbered (a file that
-    could not be read) has none, and TensorFlow's own warning names it."""
+    could not be read) has none (""), and TensorFlow's own warning names it."""
     def report(names):
         for source in (name.decode(errors="replace") for name in names if name):
             skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source))

@@ -269,12 +269,15 @@ def check_inputs(config: TrainConfig) -> None:
     from models.uri import ModelFileError, fetch
 
     if config.mask_dir:
-        from models.pconv.data import expand_sources
+        from models.pconv.data import expand_sources, first_decodable_photo
 
         try:
-            expand_sources([config.mask_dir], kinds="images")
+            masks = expand_sources([config.mask_dir], kinds="images")
         except FileNotFoundError as error:
             raise SystemExit(f"--mask_dir: {error}") from None
+        if first_decodable_photo(masks) is None:  # training would wait forever for a first mask
+            raise SystemExit(f"--mask_dir: no decodable mask images in {config.mask_dir} "
+                             f"({len(masks)} files; see the warnings above)")
     if config.init_weights:
         try:
             fetch(config.init_weights)
@@ -736,6 +739,7 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
 
     policy = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[config.mixed_precision]
     keras.config.set_dtype_policy(policy)
+    batches = None
     try:
         train_files, val_files = split_train_val(config)
         if saved:
@@ -836,6 +840,9 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                     config.total_steps, "done" if finished else "resume with --resume")
         return metadata
     finally:
+        # The input pipeline stops here, also after an error: left to the interpreter's exit, its
+        # threads could wait forever for the lock Python holds there (a Python step in tf.data).
+        batches = None  # noqa: F841
         keras.config.set_dtype_policy("float32")
 
 
