@@ -17,10 +17,12 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _example(array: np.ndarray) -> bytes:
-    """A tf.train.Example in the seed's ImageNet-1k Kaggle layout."""
+def _example(array: np.ndarray, encoded: bytes | None = None, image_key: str = "image/encoded") -> bytes:
+    """A tf.train.Example in the seed's ImageNet-1k Kaggle layout (`encoded` instead of the PNG of
+    `array`, under `image_key`, to make bad records)."""
+    encoded = _png_bytes(array) if encoded is None else encoded
     features = {
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png_bytes(array)])),
+        image_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
         "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[array.shape[0]])),
         "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[array.shape[1]])),
         "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
@@ -34,7 +36,11 @@ def _random_images(count, height=20, width=30, seed=0):
 
 
 def _decoded(dataset):
-    return [tf.io.decode_png(encoded).numpy() for encoded in dataset]
+    return [tf.io.decode_png(encoded).numpy() for encoded, _ in dataset]
+
+
+def _skip_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "skipping" in r.getMessage()]
 
 
 @pytest.mark.parametrize("ratio_range", [(0.0, 0.1), (0.2, 0.3), (0.5, 0.6), (0.05, 0.06)])
@@ -69,6 +75,8 @@ def test_tfrecord_shard_written_here_is_read_back(tmp_path):
     assert files == [shard]
     for got, expected in zip(_decoded(data.encoded_images(files, shuffle=False)), images, strict=True):
         np.testing.assert_array_equal(got, expected)
+    sources = [source.decode() for _, source in data.encoded_images(files, shuffle=False).as_numpy_iterator()]
+    assert sources == [f"{shard}#0", f"{shard}#1", f"{shard}#2"]
 
 
 def test_remote_tfrecord_and_image_files_are_read_through_fsspec(tmp_path):
@@ -128,6 +136,16 @@ def test_mask_folder_hole_colour_and_resize(tmp_path, hole_color):
     np.testing.assert_allclose(1.0 - masks.mean(axis=(1, 2, 3)), expected_hole)
 
 
+def test_an_undecodable_mask_file_is_named_and_skipped(tmp_path, caplog):
+    picture = np.zeros((64, 64), np.uint8)
+    picture[:16] = 255
+    Image.fromarray(picture).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    masks = np.stack(list(data.folder_masks(str(tmp_path), 32, "white", seed=0).take(4).as_numpy_iterator()))
+    np.testing.assert_allclose(1.0 - masks.mean(axis=(1, 2, 3)), 0.25)  # the good one, turned and flipped
+    assert _skip_warnings(caplog) == [f"skipping {tmp_path / 'broken.png'}: undecodable mask image"]
+
+
 def test_training_batches_hide_the_holes_from_the_model(tmp_path):
     for i, image in enumerate(_random_images(3, height=40, width=50, seed=2)):
         Image.fromarray(image).save(tmp_path / f"{i}.jpg")
@@ -167,3 +185,51 @@ def test_undecodable_photos_are_named_and_skipped(tmp_path, caplog):
     assert any("broken.jpg" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     with pytest.raises(ValueError, match="no decodable validation photos"):
         data.validation_set([str(tmp_path / "broken.jpg")], image_size=32, image_count=2)
+
+
+def test_training_names_each_photo_it_cannot_decode_once(tmp_path, caplog):
+    good = _random_images(3, height=40, width=50, seed=5)
+    for i, image in enumerate(good[:2]):
+        Image.fromarray(image).save(tmp_path / f"good{i}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    shard = str(tmp_path / "train-00000-of-00001")
+    with tf.io.TFRecordWriter(shard) as writer:
+        writer.write(_example(good[2]))
+        writer.write(_example(good[2], encoded=b"garbage"))
+        writer.write(_example(good[2], image_key="image/raw"))
+    batches = data.training_dataset(data.expand_sources([str(tmp_path)]), image_size=16, batch_size=2,
+                                    masks=data.MaskConfig(), seed=1)
+    for (masked, _), truth in batches.take(8):  # about five passes over the three good photos
+        assert truth.shape == (2, 16, 16, 3)
+    warnings = _skip_warnings(caplog)
+    assert len(warnings) == 3, warnings  # each bad photo once, however often it is read
+    [broken] = [w for w in warnings if "broken.jpg" in w]
+    assert broken.startswith(f"skipping {tmp_path / 'broken.jpg'}: undecodable photo: ")
+    assert "Invalid JPEG data" in broken and "function_node" not in broken
+    assert any(w.startswith(f"skipping {shard}#1: undecodable photo: Unknown image file format") for w in warnings)
+    assert any(w.startswith(f"skipping {shard}#2: undecodable photo: no image bytes") for w in warnings)
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_truncated_shard_is_read_up_to_the_cut_and_named(tmp_path, caplog, where):
+    shard = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for image in _random_images(3, seed=6):
+            writer.write(_example(image))
+    cut = shard.read_bytes()[:-10]  # the third record loses its end
+    if where == "local":
+        shard.write_bytes(cut)
+        path = str(shard)
+    else:
+        fsspec.filesystem("memory").pipe("/pconv-cut/train-00000-of-00001", cut)
+        path = "memory://pconv-cut/train-00000-of-00001"
+    try:
+        sources = [s.decode() for _, s in data.encoded_images([path], shuffle=False).as_numpy_iterator()]
+        assert sources == [f"{path}#0", f"{path}#1"]
+        batches = data.training_dataset([path], image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
+        assert len(list(batches.take(4))) == 4, "training goes on with the records before the cut"
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm("/pconv-cut", recursive=True)
+    [warning] = set(_skip_warnings(caplog))
+    assert warning.startswith(f"skipping {path}#2: ") and "truncated" in warning

@@ -107,7 +107,10 @@ def test_a_new_run_can_start_from_another_models_weights(resumed_run, photos, tm
     assert metadata["init_weights"]["steps"] == 4
     assert metadata["loss"]["terms"] == {"valid": 1.0, "hole": 6.0, "tv": 0.1, "ssim": 1.5}
 
-    with pytest.raises(SystemExit, match="--init_weights .* differs from this run's"):
+    # Same tensor count and input size: the message names a differing tensor and, from the
+    # metadata inside the file, the flags that do fit it.
+    with pytest.raises(SystemExit, match="--init_weights .* differs from this run's .*is .*, this run's .*: "
+                                         "it was trained with --image_size 32 --width_multiplier 0.125$"):
         train.main(["--train_data", photos, "--run_dir", str(tmp_path / "wider"), "--init_weights",
                     source_path, "--stage1_steps", "1", "--stage2_steps", "0",
                     *TINY, "--width_multiplier", "0.25"])
@@ -286,6 +289,15 @@ def test_flag_values_are_checked_before_any_work(photos, tmp_path, capsys, flags
     assert not run_dir.exists(), "nothing was started"
 
 
+def test_a_remote_run_dir_is_refused_before_any_work(photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--train_data", photos, "--run_dir", "gs://bucket/runs/x", *TINY])
+    assert exited.value.code == 2
+    assert "--run_dir must be a local directory, got gs://bucket/runs/x" in capsys.readouterr().err
+    assert not os.listdir(tmp_path), "no local folder named after the URI"
+
+
 def test_missing_files_are_reported_before_any_work(photos, tmp_path):
     run = ["--run_dir", str(tmp_path / "run"), *TINY]
     with pytest.raises(SystemExit, match="--train_data: no images or tfrecords found for .*nothing"):
@@ -294,6 +306,11 @@ def test_missing_files_are_reported_before_any_work(photos, tmp_path):
     for mask_dir in (tmp_path / "absent", tmp_path / "no-masks"):
         with pytest.raises(SystemExit, match="--mask_dir: no images found"):
             train.main(["--train_data", photos, "--mask_source", "folder", "--mask_dir", str(mask_dir), *run])
+    (tmp_path / "broken-masks").mkdir()
+    (tmp_path / "broken-masks" / "m.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(SystemExit, match="--mask_dir: no decodable mask images in .*broken-masks"):
+        train.main(["--train_data", photos, "--mask_source", "folder", "--mask_dir", str(tmp_path / "broken-masks"),
+                    *run])
     with pytest.raises(SystemExit, match="--init_weights: model file not found"):
         train.main(["--train_data", photos, "--init_weights", str(tmp_path / "absent.keras"), *run])
 

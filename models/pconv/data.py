@@ -15,7 +15,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -30,7 +30,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Shards of the seed's ImageNet set are named `train-00012-of-01024`, without an extension.
 _TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
-_TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
+_TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string, default_value="")}
 
 # Irregular-mask generator: shape counts; their sizes are fractions of the image side. Together
 # the shapes cover about 15-30% of the image; larger ratios scale them all up (see below).
@@ -125,59 +125,132 @@ def total_size_bytes(files: Sequence[str], stop_above: int | None = None) -> int
 
 
 def _read_remote_file(path) -> bytes:
+    """The bytes of a file through fsspec (any URI, or a local path)."""
     import fsspec
 
     with fsspec.open(path.decode() if isinstance(path, bytes) else path, "rb") as f:
         return f.read()
 
 
-def _remote_records(path):
-    import fsspec
+class SkipReport:
+    """Logs each photo or shard that training skips, once per source (a small set is read again
+    every epoch): the file of an image, `<shard>#<record index>` of a TFRecord record."""
 
-    with fsspec.open(path.decode() if isinstance(path, bytes) else path, "rb") as f:
-        yield from read_records(f)
+    def __init__(self):
+        self._reported: set[str] = set()
+
+    def __call__(self, source: str, reason: str | Callable[[], str]) -> None:
+        """`reason`: the text, or a function that works it out (only the first time)."""
+        if source not in self._reported:
+            self._reported.add(source)
+            logger.warning("skipping %s: %s", source, reason if isinstance(reason, str) else reason())
+
+    def in_graph(self, source, reason):
+        """Reports from inside tf.data; returns False, so it can stand in a filter predicate."""
+        def report(source_bytes, reason_bytes):
+            self(source_bytes.decode(errors="replace"), reason_bytes.decode(errors="replace"))
+            return False
+
+        return tf.numpy_function(report, [source, reason], tf.bool, stateful=True)
 
 
 def _local_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
-    return files.map(tf.io.read_file, num_parallel_calls=AUTOTUNE)
+    return files.map(lambda path: (tf.io.read_file(path), path), num_parallel_calls=AUTOTUNE)
 
 
 def _remote_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
     def read(path):
         data = tf.numpy_function(_read_remote_file, [path], tf.string, stateful=False)
         data.set_shape([])
-        return data
+        return data, path
 
     return files.map(read, num_parallel_calls=AUTOTUNE)
 
 
-def _local_tfrecord_bytes(files: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
-    return files.interleave(tf.data.TFRecordDataset, cycle_length=8, num_parallel_calls=AUTOTUNE,
-                            deterministic=deterministic).map(_parse_record, num_parallel_calls=AUTOTUNE)
+def _record_source(path, index):
+    return tf.strings.join([path, "#", tf.strings.as_string(index)])
 
 
-def _remote_tfrecord_bytes(files: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
+def _local_tfrecord_bytes(files: tf.data.Dataset, sizes: tf.lookup.StaticHashTable, deterministic: bool,
+                          skipped: SkipReport) -> tf.data.Dataset:
+    """Records read by TensorFlow's C++ reader, which ends a shard at a truncated or corrupt record
+    with an error naming neither the shard nor the record; so the records read are counted against
+    the shard's size (`sizes`: path -> bytes), and a shard that ends short is reported."""
+    def records(path):
+        # ignore_errors ends the shard at its first unreadable record; an index -1 marks the end.
+        read = tf.data.TFRecordDataset(path).ignore_errors().enumerate().concatenate(
+            tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(b""))))
+
+        def count(state, element):
+            count, offset = state
+            index, record = element
+            framed = tf.cast(tf.strings.length(record), tf.int64) + 16  # length, 2 CRCs: 8 + 4 + 4 bytes
+            return (count + 1, offset + framed), (path, count, record, index >= 0, offset)
+
+        def keep(path, count, record, is_record, offset):
+            def report():
+                return skipped.in_graph(_record_source(path, count), tf.strings.format(
+                    "the shard is truncated or corrupt at byte {} of {}; its later records are skipped too",
+                    (offset, sizes.lookup(path))))
+
+            return is_record or tf.cond(offset < sizes.lookup(path), report, lambda: False)
+
+        return read.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).filter(keep)
+
+    # The source is named in the parallel parse, not in the shard's sequential read.
+    return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=deterministic).map(
+        lambda path, index, record, *_: _parse_record(record, _record_source(path, index)),
+        num_parallel_calls=AUTOTUNE)
+
+
+def _file_sizes(paths: list[str]) -> tf.lookup.StaticHashTable:
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        paths, [os.path.getsize(p) for p in paths], tf.string, tf.int64), default_value=-1)
+
+
+def _remote_records(path, skipped: SkipReport):
+    """(record, `<shard>#<index>`) of a shard read through fsspec, up to its first bad record."""
+    import fsspec
+
+    path = path.decode() if isinstance(path, bytes) else path
+    index = 0
+    try:
+        with fsspec.open(path, "rb") as f:
+            for record in read_records(f):
+                yield record, f"{path}#{index}"
+                index += 1
+    except (ValueError, OSError) as error:
+        skipped(f"{path}#{index}", f"{error}; the shard's later records are skipped too")
+
+
+def _remote_tfrecord_bytes(files: tf.data.Dataset, deterministic: bool, skipped: SkipReport) -> tf.data.Dataset:
     def records(path):
         return tf.data.Dataset.from_generator(
-            _remote_records, args=(path,), output_signature=tf.TensorSpec([], tf.string))
+            lambda name: _remote_records(name, skipped), args=(path,),
+            output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
 
     return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE,
                             deterministic=deterministic).map(_parse_record, num_parallel_calls=AUTOTUNE)
 
 
-def _parse_record(record):
-    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"]
+def _parse_record(record, source):
+    """(image bytes, source); a record without image/encoded gets empty bytes, so it is reported
+    as undecodable with its name instead of failing the step."""
+    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"], source
 
 
 def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache: bool = False,
-                   shuffle_buffer: int = 512) -> tf.data.Dataset:
-    """Encoded image bytes from a mix of image files and TFRecord shards.
+                   shuffle_buffer: int = 512, skipped: SkipReport | None = None) -> tf.data.Dataset:
+    """(encoded image bytes, source) from a mix of image files and TFRecord shards, where source
+    names the photo: its file, or `<shard>#<record index>`.
 
     shuffle=True: endless, files reshuffled each pass plus a shuffle buffer of records (training).
     shuffle=False: one pass in file order (validation). cache=True keeps the encoded bytes in
     memory after the first pass, so later epochs only decode. Image files and TFRecord shards
-    given together are mixed in proportion to their file counts.
+    given together are mixed in proportion to their file counts. A truncated or corrupt shard is
+    read up to its first bad record and reported to `skipped`.
     """
+    skipped = skipped or SkipReport()
     groups: dict[tuple[bool, bool], list[str]] = {}
     for path in files:
         groups.setdefault((_is_image_file(path), is_remote(path)), []).append(path)
@@ -188,8 +261,10 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
             names = names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=not cache)
         if is_image:
             data = (_remote_image_bytes if remote else _local_image_bytes)(names)
+        elif remote:
+            data = _remote_tfrecord_bytes(names, not shuffle, skipped)
         else:
-            data = (_remote_tfrecord_bytes if remote else _local_tfrecord_bytes)(names, not shuffle)
+            data = _local_tfrecord_bytes(names, _file_sizes(paths), not shuffle, skipped)
         if cache:
             data = data.cache()
         if shuffle:
@@ -207,15 +282,26 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     return combined
 
 
+def decode_error(encoded: bytes) -> str | None:
+    """Why `encoded` does not decode as a photo, or None when it does."""
+    if not encoded:
+        return "no image bytes (an empty file, or a TFRecord record without image/encoded)"
+    try:
+        tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    except tf.errors.InvalidArgumentError as error:
+        return _first_line(error)
+    return None
+
+
 def _decodable_photos(path: str):
     """The encoded photos of one file (an image, or each record of a shard) that decode, with a
-    warning naming the file for each one that does not."""
+    warning naming the photo for each one that does not."""
+    skipped = SkipReport()
     try:
-        for encoded in encoded_images([path], shuffle=False):
-            try:
-                tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            except tf.errors.InvalidArgumentError as error:
-                logger.warning("skipping undecodable photo in %s: %s", path, _first_line(error))
+        for encoded, source in encoded_images([path], shuffle=False, skipped=skipped).as_numpy_iterator():
+            problem = decode_error(encoded)
+            if problem:
+                skipped(source.decode(), f"undecodable photo: {problem}")
                 continue
             yield encoded
     except (tf.errors.OpError, OSError, ValueError) as error:
@@ -223,8 +309,10 @@ def _decodable_photos(path: str):
 
 
 def _first_line(error: Exception) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    """The first line of an error's message, without TensorFlow's `{{function_node ...}}` and
+    `[Op:...]` decorations."""
+    text = re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", getattr(error, "message", None) or str(error)).strip()
+    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 def first_decodable_photo(files: Sequence[str]) -> str | None:
@@ -359,12 +447,25 @@ def _load_mask(encoded, size: int, hole_is_white: bool):
 
 def folder_masks(folder: str, size: int, hole_color: str, seed: int) -> tf.data.Dataset:
     """Endless masks from the images in `folder` (recursive), cached decoded at `size`, with
-    random flips and quarter turns so each file yields eight distinct masks."""
+    random flips and quarter turns so each file yields eight distinct masks. A file that does not
+    decode is skipped with a warning naming it (it used to stop training with a traceback)."""
     files = expand_sources([folder], kinds="images")
     masks = tf.data.Dataset.from_tensor_slices(files)
     masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks)
-    masks = masks.map(lambda data: _load_mask(data, size, hole_color == "white"), num_parallel_calls=AUTOTUNE)
-    masks = masks.cache().shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    skipped = SkipReport()
+
+    def attempt(data, path):
+        """One element (mask, decoded, path), so that an undecodable file is named and skipped
+        (a Dataset per file costs little: each is decoded once, then cached)."""
+        loaded = tf.data.Dataset.from_tensors(data).map(
+            lambda encoded: (_load_mask(encoded, size, hole_color == "white"), True)).ignore_errors()
+        failed = tf.data.Dataset.from_tensors((tf.ones([size, size, 1]), False))
+        return loaded.concatenate(failed).take(1).map(lambda mask, decoded: (mask, decoded, path))
+
+    masks = masks.interleave(attempt, num_parallel_calls=AUTOTUNE, deterministic=True).filter(
+        lambda mask, decoded, path: decoded or skipped.in_graph(path, "undecodable mask image"))
+    masks = masks.map(lambda mask, decoded, path: mask).cache()
+    masks = masks.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
 
     def augment(mask, pair):
         seeds = tf.unstack(tf.random.experimental.stateless_split(pair, 3))
@@ -399,16 +500,75 @@ def model_io(image, known):
 
 def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, masks: MaskConfig,
                      seed: int = 0, cache: bool = False, shuffle_buffer: int = 512) -> tf.data.Dataset:
-    """Endless batches of ((masked image, mask), image), decoded and masked in parallel, prefetched."""
-    photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer)
-    # A corrupt photo in a large archive is skipped (with a warning), not fatal to a long run.
-    crops = tf.data.Dataset.zip(photos, tf.data.Dataset.random(seed=seed).batch(2)).map(
-        lambda data, pair: random_crop(data, pair, image_size), num_parallel_calls=AUTOTUNE
-    ).ignore_errors(log_warning=True)
+    """Endless batches of ((masked image, mask), image), decoded and masked in parallel, prefetched.
+
+    A corrupt photo in a large archive is skipped, not fatal to a long run, with a warning naming
+    it. tf.data skips a failed element without saying which it was, so the photos are numbered
+    and each one's source noted in a table before it is decoded: a number missing after the skip
+    names the photo. The crops of the other photos stay those the seed gave before.
+    """
+    skipped = SkipReport()
+    photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer,
+                            skipped=skipped)
+    sources = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
+
+    def crop(number, photo_and_seeds):
+        (encoded, source), pair = photo_and_seeds
+        with tf.control_dependencies([sources.insert(number, source)]):
+            return number, random_crop(encoded, pair, image_size)
+
+    def check_numbers(expected, batch):
+        """Reports the photos whose numbers are missing before or in `batch` (checked per batch, not
+        per photo: cheaper); returns the batch without its numbers."""
+        numbers, inputs, target = batch
+        missing = tf.sparse.to_dense(tf.sets.difference(
+            tf.range(expected, numbers[-1] + 1)[None], numbers[None]))[0]
+        names = sources.lookup(missing)  # "" for a photo that failed before it was numbered
+        reported = tf.cond(tf.reduce_any(tf.strings.length(names) > 0),
+                           lambda: _report_undecodable(skipped, names), lambda: False)
+        with tf.control_dependencies([reported]):
+            forgotten = sources.remove(tf.range(expected, numbers[-1] + 1))
+        with tf.control_dependencies([forgotten]):
+            return numbers[-1] + 1, tf.nest.map_structure(tf.identity, (inputs, target))
+
+    def numbered_model_io(numbered_crop, known):
+        number, image = numbered_crop
+        return number, *model_io(image, known)
+
+    numbered = tf.data.Dataset.zip(photos, tf.data.Dataset.random(seed=seed).batch(2)).enumerate()
+    crops = (numbered.map(crop, num_parallel_calls=AUTOTUNE)
+             .ignore_errors(log_warning=True))  # its own warning names a file that could not be read
     pairs = tf.data.Dataset.zip(crops, training_masks(masks, image_size, seed))
-    return (pairs.map(model_io, num_parallel_calls=AUTOTUNE)
+    return (pairs.map(numbered_model_io, num_parallel_calls=AUTOTUNE)
             .batch(batch_size, drop_remainder=True)
+            .scan(tf.constant(0, tf.int64), check_numbers)
             .prefetch(AUTOTUNE))
+
+
+def _report_undecodable(skipped: SkipReport, sources):
+    """Reports skipped photos by source; a photo that failed before it was numbered (a file that
+    could not be read) has none (""), and TensorFlow's own warning names it."""
+    def report(names):
+        for source in (name.decode(errors="replace") for name in names if name):
+            skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source))
+                                                              or "it decodes, but no crop could be made"))
+        return False
+
+    return tf.numpy_function(report, [sources], tf.bool, stateful=True)
+
+
+def _photo_bytes(source: str) -> bytes:
+    """The encoded photo `source` names, read again (only to say why it failed)."""
+    import fsspec
+
+    shard, _, index = source.rpartition("#")
+    if _is_image_file(source) or not index.isdigit():
+        return _read_remote_file(source)
+    with fsspec.open(shard, "rb") as f:
+        for position, record in enumerate(read_records(f)):
+            if position == int(index):
+                return _parse_record(record, source)[0].numpy()
+    return b""
 
 
 @dataclass(frozen=True)

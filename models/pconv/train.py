@@ -127,7 +127,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
     run = parser.add_argument_group("run")
     run.add_argument("--run_dir", required=True,
-                     help="directory for the model, state, logs and samples of this run")
+                     help="local directory for the model, state, logs and samples of this run (copy "
+                          "model.keras to gs:// or elsewhere afterwards)")
     run.add_argument("--resume", action="store_true", default=False,
                      help="continue the run in --run_dir from its last checkpoint: same step count, "
                           "stage, optimizer state and config; schedule, logging and data paths may "
@@ -268,12 +269,15 @@ def check_inputs(config: TrainConfig) -> None:
     from models.uri import ModelFileError, fetch
 
     if config.mask_dir:
-        from models.pconv.data import expand_sources
+        from models.pconv.data import expand_sources, first_decodable_photo
 
         try:
-            expand_sources([config.mask_dir], kinds="images")
+            masks = expand_sources([config.mask_dir], kinds="images")
         except FileNotFoundError as error:
             raise SystemExit(f"--mask_dir: {error}") from None
+        if first_decodable_photo(masks) is None:  # training would wait forever for a first mask
+            raise SystemExit(f"--mask_dir: no decodable mask images in {config.mask_dir} "
+                             f"({len(masks)} files; see the warnings above)")
     if config.init_weights:
         try:
             fetch(config.init_weights)
@@ -421,10 +425,16 @@ def initialise_from(unet, uri: str) -> None:
     theirs = [tuple(w.shape) for w in source.weights]
     ours = [tuple(w.shape) for w in unet.weights]
     if theirs != ours:
-        raise SystemExit(f"--init_weights {uri}: its U-Net ({len(theirs)} tensors, input "
-                         f"{tuple(source.inputs[0].shape[1:])}) differs from this run's ({len(ours)} "
-                         f"tensors, input {tuple(unet.inputs[0].shape[1:])}): pass the --image_size, "
-                         "--width_multiplier and --depth it was trained with")
+        if len(theirs) != len(ours):
+            difference = f"{len(theirs)} weight tensors, this run's {len(ours)}"
+        else:
+            index = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+            difference = f"{source.weights[index].path} is {theirs[index]}, this run's {ours[index]}"
+        config = (read_training_metadata(fetched.path) or {}).get("config")
+        flags = ("it was trained with " + " ".join(f"--{name} {config[name]}" for name in
+                                                   ("image_size", "width_multiplier", "depth") if config.get(name))
+                 if config else "pass the --image_size, --width_multiplier and --depth it was trained with")
+        raise SystemExit(f"--init_weights {uri}: its U-Net differs from this run's ({difference}): {flags}")
     unet.set_weights(source.get_weights())
     logger.info("initialised from %s (sha256 %s)", uri, fetched.short_id)
 
@@ -729,6 +739,7 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
 
     policy = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[config.mixed_precision]
     keras.config.set_dtype_policy(policy)
+    batches = None
     try:
         train_files, val_files = split_train_val(config)
         if saved:
@@ -829,6 +840,9 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                     config.total_steps, "done" if finished else "resume with --resume")
         return metadata
     finally:
+        # The input pipeline stops here, also after an error: left to the interpreter's exit, its
+        # threads could wait forever for the lock Python holds there (a Python step in tf.data).
+        batches = None  # noqa: F841
         keras.config.set_dtype_policy("float32")
 
 
@@ -931,9 +945,14 @@ class StopRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.uri import is_remote
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_arg_parser()
     args = parser.parse_args(argv)
+    if is_remote(args.run_dir):  # it would be written to a local folder named after the URI
+        parser.error(f"--run_dir must be a local directory, got {args.run_dir}: train into a local one "
+                     "and copy its model.keras to where the pipeline reads it")
     if args.resume and hasattr(args, "init_weights"):
         parser.error("--init_weights starts a new run; --resume continues from the run's own state")
     if args.run_steps is not None and args.run_steps < 1:
