@@ -233,3 +233,21 @@ def test_a_truncated_shard_is_read_up_to_the_cut_and_named(tmp_path, caplog, whe
             fsspec.filesystem("memory").rm("/pconv-cut", recursive=True)
     [warning] = set(_skip_warnings(caplog))
     assert warning.startswith(f"skipping {path}#2: ") and "truncated" in warning
+
+
+def test_a_seed_gives_the_same_batches_from_tfrecord_shards_on_every_run(tmp_path):
+    """Shards were read several at once and their records taken as they came, so two runs with
+    one seed trained on different batches (image files were already reproducible)."""
+    images = _random_images(48, height=96, width=128, seed=3)
+    shards = [str(tmp_path / f"train-{index:05d}-of-00004") for index in range(4)]
+    for index, shard in enumerate(shards):
+        with tf.io.TFRecordWriter(shard) as writer:
+            for image in images[index::4]:
+                writer.write(_example(image))
+
+    def first_batches():
+        batches = data.training_dataset(shards, image_size=32, batch_size=4, masks=data.MaskConfig(), seed=5)
+        return [target for _, (_, target) in zip(range(6), batches.as_numpy_iterator())]
+
+    for first, again in zip(first_batches(), first_batches(), strict=True):
+        np.testing.assert_array_equal(first, again)
