@@ -197,7 +197,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     flag(training, "jit_compile", "XLA / torch.compile for the train step: auto = Keras' choice "
          "(XLA on TensorFlow GPUs, off on CPU and on torch)", choices=["auto", "on", "off"])
     flag(training, "seed", "seed of the photos' order, crops, masks and the validation masks: one seed "
-         "gives the same batches on every run, from image files and TFRecord shards alike", type=int)
+         "gives the same batches on every run, from image files and TFRecord shards alike (a resumed run "
+         "draws its own from the step it resumes at)", type=int)
 
     logs = parser.add_argument_group("checkpoints and logs")
     flag(logs, "checkpoint_every", "save state and model.keras every N steps (and at the end)", type=int)
