@@ -210,6 +210,44 @@ def test_training_names_each_photo_it_cannot_decode_once(tmp_path, caplog):
     assert any(w.startswith(f"skipping {shard}#2: undecodable photo: no image bytes") for w in warnings)
 
 
+def _training_stderr(folder, bad: str) -> str:
+    """What three batches of training on `folder`'s photos print, TensorFlow's warnings shown (the
+    tests hide them), with the file `bad` made undecodable ("broken.jpg") or gone after listing."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os
+from models.pconv import data
+files = data.expand_sources([{str(folder)!r}])
+if {bad!r} == "gone.png":
+    os.unlink(os.path.join({str(folder)!r}, "gone.png"))
+batches = data.training_dataset(files, image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
+assert len(list(batches.take(3))) == 3
+"""
+    for index, image in enumerate(_random_images(2, height=40, width=50, seed=7)):
+        Image.fromarray(image).save(folder / f"good{index}.png")
+    (folder / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def test_a_photo_training_skips_is_named_without_tensorflows_anonymous_warning(tmp_path):
+    """TensorFlow's `Error raised with error message ...` named no photo and came again on
+    every pass over the set, beside the warning that names it."""
+    stderr = _training_stderr(tmp_path, "broken.jpg")
+    assert f"skipping {tmp_path / 'broken.jpg'}: undecodable photo" in stderr
+    assert "Error raised with error message" not in stderr
+
+
+def test_a_file_gone_after_listing_is_skipped_and_tensorflow_names_it(tmp_path):
+    stderr = _training_stderr(tmp_path, "gone.png")
+    assert f"{tmp_path / 'gone.png'}; No such file or directory" in stderr
+
+
 @pytest.mark.parametrize("where", ["local", "memory"])
 def test_a_truncated_shard_is_read_up_to_the_cut_and_named(tmp_path, caplog, where):
     shard = tmp_path / "train-00000-of-00001"

@@ -511,7 +511,8 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
     """
     skipped = SkipReport()
     photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer,
-                            skipped=skipped)
+                            skipped=skipped).ignore_errors(log_warning=True)  # TensorFlow's warning names
+    # a file that cannot be read at all: it fails here, before it is numbered
     sources = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
 
     def crop(number, photo_and_seeds):
@@ -525,8 +526,8 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
         numbers, inputs, target = batch
         missing = tf.sparse.to_dense(tf.sets.difference(
             tf.range(expected, numbers[-1] + 1)[None], numbers[None]))[0]
-        names = sources.lookup(missing)  # "" for a photo that failed before it was numbered
-        reported = tf.cond(tf.reduce_any(tf.strings.length(names) > 0),
+        names = sources.lookup(missing)
+        reported = tf.cond(tf.size(names) > 0,
                            lambda: _report_undecodable(skipped, names), lambda: False)
         with tf.control_dependencies([reported]):
             forgotten = sources.remove(tf.range(expected, numbers[-1] + 1))
@@ -538,8 +539,8 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
         return number, *model_io(image, known)
 
     numbered = tf.data.Dataset.zip(photos, tf.data.Dataset.random(seed=seed).batch(2)).enumerate()
-    crops = (numbered.map(crop, num_parallel_calls=AUTOTUNE)
-             .ignore_errors(log_warning=True))  # its own warning names a file that could not be read
+    # Skipped without TensorFlow's warning, which names no photo (and came again every epoch).
+    crops = numbered.map(crop, num_parallel_calls=AUTOTUNE).ignore_errors()
     pairs = tf.data.Dataset.zip(crops, training_masks(masks, image_size, seed))
     return (pairs.map(numbered_model_io, num_parallel_calls=AUTOTUNE)
             .batch(batch_size, drop_remainder=True)
@@ -548,10 +549,10 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
 
 
 def _report_undecodable(skipped: SkipReport, sources):
-    """Reports skipped photos by source; a photo that failed before it was numbered (a file that
-    could not be read) has none (""), and TensorFlow's own warning names it."""
+    """Reports the skipped photos whose `sources` are given (a file that could not be read at all
+    fails before it is numbered: TensorFlow's own warning names it)."""
     def report(names):
-        for source in (name.decode(errors="replace") for name in names if name):
+        for source in (name.decode(errors="replace") for name in names):
             skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source))
                                                               or "it decodes, but no crop could be made"))
         return False
