@@ -9,6 +9,7 @@ box) a band of rows at a time, without its whole float copy.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,7 +110,17 @@ def _block_bands(blocks: int, block: int, width: int):
 def _area_pass(array: np.ndarray, axis: int, target: int) -> np.ndarray:
     """`array` shrunk along `axis` to `target` lines as OpenCV's INTER_AREA does it when the other
     axis is shrunk by a fraction: its weights (`computeResizeAreaTab`), summed in its order."""
-    source = array.shape[axis]
+    shrunk = np.zeros(array.shape[:axis] + (target,) + array.shape[axis + 1:], array.dtype)
+    weight_shape = (target,) + (1,) * (array.ndim - axis - 1)
+    for index, weight in _area_taps(array.shape[axis], target):
+        shrunk += np.take(array, index, axis=axis) * weight.reshape(weight_shape)
+    return shrunk
+
+
+@functools.lru_cache(maxsize=16)
+def _area_taps(source: int, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(source line, float32 weight) of each target line, tap by tap (a line with fewer taps adds
+    0 * line 0): the same for every band of one window, so worked out once."""
     scale = 1.0 / (target / source)
     taps: list[list[tuple[int, np.float32]]] = []
     for line in range(target):
@@ -123,13 +134,9 @@ def _area_pass(array: np.ndarray, axis: int, target: int) -> np.ndarray:
         if end - last > 1e-3:
             line_taps.append((last, np.float32(min(end - last, 1.0, cell) / cell)))
         taps.append(line_taps)
-    shrunk = np.zeros(array.shape[:axis] + (target,) + array.shape[axis + 1:], array.dtype)
-    weight_shape = (target,) + (1,) * (array.ndim - axis - 1)
-    for tap in range(max(map(len, taps))):  # missing taps add 0 * pixel 0
-        index = np.array([line_taps[tap][0] if tap < len(line_taps) else 0 for line_taps in taps])
-        weight = np.array([line_taps[tap][1] if tap < len(line_taps) else 0 for line_taps in taps], np.float32)
-        shrunk += np.take(array, index, axis=axis) * weight.reshape(weight_shape)
-    return shrunk
+    return [(np.array([line_taps[tap][0] if tap < len(line_taps) else 0 for line_taps in taps]),
+             np.array([line_taps[tap][1] if tap < len(line_taps) else 0 for line_taps in taps], np.float32))
+            for tap in range(max(map(len, taps)))]
 
 
 def _linear_taps(source: int, target: int, at: np.ndarray):
