@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import time
 import re
+import time
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileSystem

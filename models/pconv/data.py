@@ -553,24 +553,21 @@ def _report_undecodable(skipped: SkipReport, sources):
     fails before it is numbered: TensorFlow's own warning names it)."""
     def report(names):
         for source in (name.decode(errors="replace") for name in names):
-            skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source))
+            skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source, skipped))
                                                               or "it decodes, but no crop could be made"))
         return False
 
     return tf.numpy_function(report, [sources], tf.bool, stateful=True)
 
 
-def _photo_bytes(source: str) -> bytes:
+def _photo_bytes(source: str, skipped: SkipReport) -> bytes:
     """The encoded photo `source` names, read again (only to say why it failed)."""
-    import fsspec
-
     shard, _, index = source.rpartition("#")
     if _is_image_file(source) or not index.isdigit():
         return _read_remote_file(source)
-    with fsspec.open(shard, "rb") as f:
-        for position, record in enumerate(read_records(f)):
-            if position == int(index):
-                return _parse_record(record, source)[0].numpy()
+    for record, name in _remote_records(shard, skipped):
+        if name == source:
+            return _parse_record(record, source)[0].numpy()
     return b""
 
 
