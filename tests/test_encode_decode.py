@@ -168,14 +168,14 @@ def test_tiff_layout_tags_do_not_follow_the_pixels_into_the_output():
     data = _encoded(Image.fromarray(values, "F"), "TIFF")
     _, written = _round_trip(data)
     output = Image.open(io.BytesIO(written))
-    assert output.mode == "RGB"
-    assert np.asarray(output)[-1, -1, 0] == 255
+    assert output.mode == "L"
+    assert np.asarray(output)[-1, -1] == 255
 
 
 @pytest.mark.parametrize("values,expected,note", [
     (np.array([[0.0, 0.5, 1.0]], np.float32), [0, 128, 255], "32-bit float values 0-1 scaled to 8 bits"),
     (np.array([[-5.0, 100.0, 300.0]], np.float32), [0, 100, 255], "32-bit float values clipped to 0-255"),
-    (np.array([[0, 32768, 65535]], np.int32), [0, 127, 255], "16-bit values scaled to 8 bits"),
+    (np.array([[0, 32768, 65535]], np.int32), [0, 127, 255], None),
     (np.array([[0, 2**30, 2**31 - 1]], np.int32), [0, 127, 255], "32-bit integer values scaled to 8 bits"),
     (np.array([[0, 100, 255]], np.int32), [0, 100, 255], None),
 ])
@@ -189,7 +189,68 @@ def test_float_and_wide_integer_tiffs_are_scaled_to_8_bits_with_a_note(values, e
         assert not [n for n in decoded.notes if "bits" in n or "clipped" in n]
 
 
-def test_16_bit_png_is_scaled_with_a_note():
-    decoded = decode_image(_encoded(Image.fromarray(np.array([[0, 65535]], np.uint16)), "PNG"))
-    np.testing.assert_array_equal(decoded.rgb[0, :, 0], [0, 255])
-    assert "16-bit values scaled to 8 bits" in decoded.notes
+FILL_LUMA = round(200 * 0.299 + 60 * 0.587 + 90 * 0.114)
+
+
+def _grey_with_colour_fill(rgb):
+    """A hole painted in colour, as the colour model fills a grey photo."""
+    rgb[4:12, 5:15] = (200, 60, 90)
+
+
+def _written_pixels(written: bytes):
+    output = Image.open(io.BytesIO(written))
+    return output, np.asarray(output)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "BMP"])
+def test_grey_stays_grey_without_a_tinted_fill(fmt):
+    grey = textured_image(20, 30, 3)[:, :, 0]
+    decoded, written = _round_trip(_encoded(Image.fromarray(grey, "L"), fmt), _grey_with_colour_fill)
+    output, pixels = _written_pixels(written)
+    assert output.mode == "L" and output.format == fmt
+    tolerance = 4 if fmt == "JPEG" else 0
+    assert np.abs(pixels[4:12, 5:15].astype(int) - FILL_LUMA).max() <= tolerance
+    if not tolerance:
+        np.testing.assert_array_equal(_outside_hole(pixels), _outside_hole(grey))
+
+
+def test_grey_with_alpha_keeps_both():
+    grey, alpha = textured_image(20, 30, 3)[:, :, 0], textured_image(20, 30, 4)[:, :, 1]
+    _, written = _round_trip(_encoded(Image.fromarray(np.dstack([grey, alpha]), "LA"), "PNG"),
+                             _grey_with_colour_fill)
+    output, pixels = _written_pixels(written)
+    assert output.mode == "LA"
+    np.testing.assert_array_equal(_outside_hole(pixels[..., 0]), _outside_hole(grey))
+    np.testing.assert_array_equal(pixels[..., 1], alpha)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF"])
+def test_bilevel_stays_bilevel_with_a_dithered_fill(fmt):
+    bits = textured_image(20, 30, 3)[:, :, 0] > 128
+    _, written = _round_trip(_encoded(Image.fromarray(bits), fmt), _grey_with_colour_fill)
+    output, pixels = _written_pixels(written)
+    assert output.mode == "1"
+    np.testing.assert_array_equal(_outside_hole(pixels), _outside_hole(bits))
+    assert 0 < pixels[4:12, 5:15].mean() < 1  # mid grey, dithered: neither all black nor all white
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16_bit_grey_keeps_its_16_bits_outside_the_hole(fmt):
+    values = np.random.default_rng(0).integers(0, 65536, (20, 30)).astype(np.uint16)
+    decoded, written = _round_trip(_encoded(Image.fromarray(values), fmt), _grey_with_colour_fill)
+    np.testing.assert_array_equal(decoded.rgb[..., 0], values // 257)  # the models see 8 bits
+    assert not [note for note in decoded.notes if "bits" in note]
+    output, pixels = _written_pixels(written)
+    assert output.mode == "I;16"
+    np.testing.assert_array_equal(_outside_hole(pixels), _outside_hole(values))
+    assert (pixels[4:12, 5:15] == FILL_LUMA * 257).all()
+
+
+def test_a_grey_profile_is_kept_for_grey_output():
+    grey_profile = bytearray(_srgb_profile())
+    grey_profile[16:20] = b"GRAY"  # only the header's colour space is read
+    data = _encoded(Image.fromarray(textured_image(20, 30, 5)[:, :, 0], "L"), "PNG",
+                    icc_profile=bytes(grey_profile))
+    decoded, written = _round_trip(data)
+    assert Image.open(io.BytesIO(written)).info.get("icc_profile") == bytes(grey_profile)
+    assert not [note for note in decoded.notes if "ICC" in note]

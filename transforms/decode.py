@@ -14,7 +14,7 @@ from transforms.records import SourceEncoding, skip_type_inference
 DEFAULT_MAX_PIXELS = 100_000_000
 ORIENTATION = 0x0112
 # TIFF tags that describe how the input's pixels were stored: the writer sets its own, and copied
-# ones (a float SampleFormat, a ColorMap, tiles, ...) would misdescribe the 8-bit RGB it writes.
+# ones (a float SampleFormat, a ColorMap, tiles, ...) would misdescribe the pixels it writes.
 _TIFF_LAYOUT_TAGS = frozenset({
     254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320,
     322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532, 34675})
@@ -31,7 +31,8 @@ class DecodedImage(NamedTuple):
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """The declared size is checked against `max_pixels` from the header alone, so a decompression
     bomb is refused without allocating it. EXIF orientation is applied, so what is segmented and
-    written is upright. 16-bit, 32-bit and float images are scaled to 8 bits rather than clipped.
+    written is upright. 16-bit, 32-bit and float images are scaled to 8 bits for the models rather
+    than clipped (16-bit grey keeps its 16 bits in the written image).
     """
     if not data:
         raise ValueError("empty file (0 bytes)")
@@ -61,17 +62,26 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     orientation_applied = orientation not in (None, 1)
     if orientation_applied:
         notes.append(f"EXIF orientation {orientation} applied")
-    encoding = _source_encoding(image, data, orientation_applied, notes)
-    rgb, alpha = _to_rgb(transposed, notes)
-    return DecodedImage(rgb, alpha, image_format, notes, encoding)
+    pixels = _to_rgb(transposed, notes)
+    encoding = _source_encoding(image, data, orientation_applied, pixels, notes)
+    return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding)
 
 
-def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
+class _Pixels(NamedTuple):
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    mode: str  # the mode to write back: see SourceEncoding.mode
+    grey16: np.ndarray | None
+
+
+def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
     icc_profile = image.info.get("icc_profile") or None
-    if icc_profile and icc_profile[16:20] != b"RGB ":
+    written_space = b"RGB " if pixels.mode == "RGB" else b"GRAY"
+    if icc_profile and icc_profile[16:20] != written_space:
         space = icc_profile[16:20].decode("ascii", "replace").strip()
-        notes.append(f"{space} ICC profile not kept: the pixels were converted to RGB")
+        notes.append(f"{space} ICC profile not kept: the image is written as "
+                     f"{'RGB' if pixels.mode == 'RGB' else 'grey'}")
         icc_profile = None
     exif = image.getexif()
     for tag in _TIFF_LAYOUT_TAGS.intersection(exif):
@@ -88,7 +98,7 @@ def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
         palette = bytes(image.getpalette("RGB"))
         transparency = image.info.get("transparency")
         transparency = transparency if isinstance(transparency, int) else None
-    return SourceEncoding(icc_profile=icc_profile, exif=exif_bytes,
+    return SourceEncoding(mode=pixels.mode, grey16=pixels.grey16, icc_profile=icc_profile, exif=exif_bytes,
                           palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data))
 
@@ -108,12 +118,14 @@ def is_lossless_webp(data: bytes) -> bool:
     return False
 
 
-def _to_rgb(image: Image.Image, notes: list[str]):
-    """PIL's own conversions clip wide integers at 255 and floats at 0-255, so those are scaled
-    here (and `notes` says how)."""
+def _to_rgb(image: Image.Image, notes: list[str]) -> _Pixels:
+    """The models' RGB, and what the writer needs to give the output the input's own mode. PIL's
+    own conversions clip wide integers at 255 and floats at 0-255, so those are scaled here (and
+    `notes` says how); 16-bit grey keeps its values for the writer."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        grey = _grey_to_8_bits(image, notes)
-        return np.repeat(grey[:, :, None], 3, axis=2), None
+        grey, grey16 = _grey_to_8_bits(image, notes)
+        return _Pixels(np.repeat(grey[:, :, None], 3, axis=2), None,
+                       "L" if grey16 is None else "I;16", grey16)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -121,13 +133,16 @@ def _to_rgb(image: Image.Image, notes: list[str]):
         alpha = np.asarray(rgba)[:, :, 3].copy()
         if alpha.min() == 255:
             alpha = None
-        return np.ascontiguousarray(np.asarray(rgba)[:, :, :3]), alpha
+        return _Pixels(np.ascontiguousarray(np.asarray(rgba)[:, :, :3]), alpha,
+                       "L" if image.mode in ("LA", "La") else "RGB", None)
+    mode = image.mode if image.mode in ("1", "L") else "RGB"
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image)), None
+    return _Pixels(np.ascontiguousarray(np.asarray(image)), None, mode, None)
 
 
-def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> np.ndarray:
+def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit grey, and the 16-bit values when they fit 16 bits, so the writer can keep them."""
     if image.mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
         if values.max() <= 1:
@@ -135,20 +150,23 @@ def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> np.ndarray:
             values = values * 255
         else:
             notes.append("32-bit float values clipped to 0-255")
-        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8), None
     values = np.asarray(image, dtype=np.int64)
     if values.min() < 0:
         notes.append("negative values clipped to 0")
         values = np.clip(values, 0, None)
     if image.mode.startswith("I;16") or 255 < values.max() <= 65535:
-        notes.append("16-bit values scaled to 8 bits")
-        peak = 65535
-    elif values.max() > 65535:
+        grey16 = values.astype(np.uint16)
+        return grey16_to_8_bits(grey16), grey16
+    if values.max() > 65535:
         notes.append("32-bit integer values scaled to 8 bits")
-        peak = 2**31 - 1
-    else:
-        peak = 255
-    return (values * 255 // peak).astype(np.uint8)
+        return (values * 255 // (2**31 - 1)).astype(np.uint8), None
+    return values.astype(np.uint8), None
+
+
+def grey16_to_8_bits(grey16: np.ndarray) -> np.ndarray:
+    """What the models see of 16-bit grey; v8 * 257 maps each 8-bit value back into its range."""
+    return (grey16.astype(np.uint32) * 255 // 65535).astype(np.uint8)
 
 
 @skip_type_inference

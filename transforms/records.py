@@ -23,7 +23,11 @@ skip_type_inference = beam.typehints.with_output_types(Any)
 @dataclass(frozen=True)
 class SourceEncoding:
     """What the writer needs, beyond the pixels, to encode an image the way its input was."""
-    icc_profile: bytes | None = None  # only an RGB profile: the pixels travel as RGB
+    # An input in shades of grey is written back in its own grey mode: "L" (with "LA" when it has
+    # alpha), "1" (bilevel) or "I;16" (16 bits, whose values travel in `grey16`); else "RGB".
+    mode: str = "RGB"
+    grey16: np.ndarray | None = field(default=None, compare=False, repr=False)
+    icc_profile: bytes | None = None  # only a profile for the written mode's colour space
     # Orientation 1 when it was applied; TIFF layout tags and the thumbnail (it would still show
     # what was removed) left out.
     exif: bytes | None = None

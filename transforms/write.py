@@ -10,6 +10,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from transforms.decode import grey16_to_8_bits
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
 
@@ -65,6 +66,8 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
         if encoding.transparency is not None:
             options["transparency"] = encoding.transparency
+    elif encoding.mode != "RGB":
+        image = grey_image(rgb, alpha if image_format in _ALPHA_FORMATS else None, encoding)
     elif alpha is not None and image_format in _ALPHA_FORMATS:
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
@@ -81,6 +84,23 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def grey_image(rgb: np.ndarray, alpha: np.ndarray | None, encoding: SourceEncoding) -> Image.Image:
+    """A grey input's own mode back. Luma of the RGB: each pixel not removed is (g, g, g), whose
+    luma is exactly g, and the fill loses the tint the colour model gives it. Bilevel: the fill
+    dithered, every pure black or white pixel as it was. 16-bit: each pixel the model did not
+    change keeps its 16-bit value, the fill's v becomes v * 257."""
+    grey = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    if encoding.mode == "1":
+        dithered = np.asarray(Image.fromarray(grey, "L").convert("1"))
+        return Image.fromarray(np.where((grey == 0) | (grey == 255), grey == 255, dithered))
+    if encoding.mode == "I;16":
+        kept = grey == grey16_to_8_bits(encoding.grey16)
+        return Image.fromarray(np.where(kept, encoding.grey16, grey.astype(np.uint16) * 257))
+    if alpha is not None:
+        return Image.fromarray(np.dstack([grey, alpha]), "LA")
+    return Image.fromarray(grey, "L")
 
 
 def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
