@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, JpegImagePlugin
 
 from tests.conftest import textured_image
 from transforms.decode import decode_image, is_lossless_webp
@@ -45,15 +45,42 @@ def _srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def test_mpo_is_written_as_a_jpeg_at_quality_95():
+def test_mpo_is_written_as_a_jpeg_of_its_first_picture():
     pictures = [Image.fromarray(textured_image(30, 40, seed)) for seed in (1, 2)]
-    mpo = _encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:])
+    mpo = _encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=90)
     assert Image.open(io.BytesIO(mpo)).format == "MPO"
     _, written = _round_trip(mpo)
     output = Image.open(io.BytesIO(written))
-    reference = Image.open(io.BytesIO(_encoded(pictures[0], "JPEG", quality=95)))
-    assert output.format == "JPEG"
-    assert output.quantization == reference.quantization
+    assert output.format == "JPEG" and getattr(output, "n_frames", 1) == 1
+    assert output.quantization == Image.open(io.BytesIO(mpo)).quantization
+
+
+@pytest.mark.parametrize("quality,subsampling,progressive", [(50, 2, False), (95, 0, True), (80, 1, False)])
+def test_jpeg_is_re_encoded_with_its_own_tables_so_outside_the_hole_barely_changes(
+        quality, subsampling, progressive):
+    data = _encoded(Image.fromarray(textured_image(64, 96, 2)), "JPEG", quality=quality,
+                    subsampling=subsampling, progressive=progressive)
+    decoded, written = _round_trip(data, _paint_hole)
+    source, output = Image.open(io.BytesIO(data)), Image.open(io.BytesIO(written))
+    assert output.quantization == source.quantization
+    assert JpegImagePlugin.get_sampling(output) == subsampling
+    assert bool(output.info.get("progressive")) == progressive
+    # Away from the hole's blocks (and the chroma blocks around them) next to no generation loss
+    # (re-encoding at quality 95 instead: mean 0.3 to 7.9, up to 50 on one channel).
+    far = np.ones((64, 96), bool)
+    far[:28, :32] = False
+    difference = np.abs(decode_image(written).rgb.astype(int) - decoded.rgb)[far]
+    assert difference.max() <= 6 and difference.mean() < 0.2
+    assert len(written) < 1.05 * len(data)
+
+
+def test_cmyk_jpeg_written_as_rgb_at_quality_95():
+    data = _encoded(Image.fromarray(textured_image(20, 30, 5)).convert("CMYK"), "JPEG", quality=50)
+    decoded, written = _round_trip(data)
+    assert decoded.encoding.jpeg_tables is None
+    reference = Image.open(io.BytesIO(_encoded(Image.fromarray(decoded.rgb), "JPEG", quality=95)))
+    output = Image.open(io.BytesIO(written))
+    assert output.mode == "RGB" and output.quantization == reference.quantization
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
@@ -208,9 +235,10 @@ def test_grey_stays_grey_without_a_tinted_fill(fmt):
     decoded, written = _round_trip(_encoded(Image.fromarray(grey, "L"), fmt), _grey_with_colour_fill)
     output, pixels = _written_pixels(written)
     assert output.mode == "L" and output.format == fmt
-    tolerance = 4 if fmt == "JPEG" else 0
-    assert np.abs(pixels[4:12, 5:15].astype(int) - FILL_LUMA).max() <= tolerance
-    if not tolerance:
+    if fmt == "JPEG":  # at the input's quality, 75, with the texture around the hole's blocks
+        assert abs(pixels[4:12, 5:15].mean() - FILL_LUMA) < 3
+    else:
+        assert (pixels[4:12, 5:15] == FILL_LUMA).all()
         np.testing.assert_array_equal(_outside_hole(pixels), _outside_hole(grey))
 
 

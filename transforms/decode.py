@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, skip_type_inference
@@ -100,7 +100,18 @@ def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
         transparency = transparency if isinstance(transparency, int) else None
     return SourceEncoding(mode=pixels.mode, grey16=pixels.grey16, icc_profile=icc_profile, exif=exif_bytes,
                           palette=palette, transparency=transparency,
-                          lossless=image.format == "WEBP" and is_lossless_webp(data))
+                          lossless=image.format == "WEBP" and is_lossless_webp(data),
+                          **_jpeg_quantization(image, pixels.mode))
+
+
+def _jpeg_quantization(image: Image.Image, written_mode: str) -> dict:
+    """A JPEG's tables, where they fit the written components: not a CMYK input's, as its
+    output is RGB."""
+    if image.format not in ("JPEG", "MPO") or image.layers != (3 if written_mode == "RGB" else 1):
+        return {}
+    return {"jpeg_tables": tuple(tuple(table) for _, table in sorted(image.quantization.items())),
+            "jpeg_subsampling": JpegImagePlugin.get_sampling(image),
+            "progressive": bool(image.info.get("progressive"))}
 
 
 def is_lossless_webp(data: bytes) -> bool:

@@ -34,6 +34,11 @@ class SourceEncoding:
     palette: bytes | None = None  # RGB triplets of a palette input, so GIF output keeps its colours
     transparency: int | None = None  # the palette index that is transparent
     lossless: bool = False  # a lossless WebP input
+    # A JPEG input's quantization tables and chroma subsampling (PIL's numbering), so its
+    # re-encoding quantizes as the input was: close to lossless outside the hole, about its size.
+    jpeg_tables: tuple[tuple[int, ...], ...] | None = None
+    jpeg_subsampling: int = -1
+    progressive: bool = False
 
 
 @dataclass(frozen=True)

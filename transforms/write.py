@@ -16,7 +16,7 @@ from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inf
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
-_JPEG_QUALITY = 95
+_JPEG_QUALITY = 95  # lossy WebP, and a JPEG whose own tables do not fit its RGB output (CMYK)
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 # An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
 _WRITTEN_AS = {"MPO": "JPEG"}
@@ -72,7 +72,12 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
         image = Image.fromarray(rgb, "RGB")
-    if image_format == "JPEG" or (image_format == "WEBP" and not encoding.lossless):
+    if image_format == "JPEG" and encoding.jpeg_tables:
+        options.update(qtables=[list(table) for table in encoding.jpeg_tables],
+                       progressive=encoding.progressive)
+        if encoding.jpeg_subsampling >= 0:
+            options["subsampling"] = encoding.jpeg_subsampling
+    elif image_format == "JPEG" or (image_format == "WEBP" and not encoding.lossless):
         options["quality"] = _JPEG_QUALITY
     elif image_format == "WEBP":
         options.update(lossless=True, exact=True)  # exact: keep the colour under transparent pixels
