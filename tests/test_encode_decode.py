@@ -108,7 +108,7 @@ def test_lossy_webp_stays_lossy_at_quality_95():
     assert not is_lossless_webp(written)
 
 
-def _palette_gif(transparent: bool) -> bytes:
+def _palette_image(fmt: str, transparency=None) -> bytes:
     """All 256 entries in use, two of them 1 apart (which catches a nearest-colour search that is
     only approximate); entry 2 is black (the transparent one, if any)."""
     rng = np.random.default_rng(0)
@@ -117,23 +117,40 @@ def _palette_gif(transparent: bool) -> bytes:
     indices = np.concatenate([np.arange(256), rng.integers(0, 256, 16 * 20 - 256)])
     image = Image.fromarray(rng.permutation(indices).reshape(16, 20).astype(np.uint8), "P")
     image.putpalette(colours.astype(np.uint8).tobytes())
-    return _encoded(image, "GIF", **({"transparency": 2} if transparent else {}))
+    return _encoded(image, fmt, **({} if transparency is None else {"transparency": transparency}))
 
 
-@pytest.mark.parametrize("transparent", [False, True])
-def test_gif_keeps_its_palette_colours_and_transparency(transparent):
+@pytest.mark.parametrize("fmt,transparent", [("GIF", False), ("GIF", True), ("PNG", False), ("PNG", True),
+                                             ("BMP", False), ("TIFF", False)])
+def test_palette_image_keeps_its_palette_colours_and_transparency(fmt, transparent):
     def paint_new_colours(rgb):
         _paint_hole(rgb)  # 80 colours more than the palette holds: re-quantising would shift others
         rgb[4, 5] = (1, 1, 1)  # nearest to the transparent black entry: must stay visible
 
-    decoded, written = _round_trip(_palette_gif(transparent), paint_new_colours)
+    data = _palette_image(fmt, 2 if transparent else None)
+    decoded, written = _round_trip(data, paint_new_colours)
     assert (decoded.alpha is not None) == transparent
-    assert Image.open(io.BytesIO(written)).format == "GIF"
+    output = Image.open(io.BytesIO(written))
+    assert output.format == fmt and output.mode == "P"
+    def colours(image):  # PIL's GIF writer may reorder the entries, and drops unused ones
+        return set(zip(*[iter(image.getpalette())] * 3))
+
+    assert colours(output) <= colours(Image.open(io.BytesIO(data)))
     again = decode_image(written)
     np.testing.assert_array_equal(_outside_hole(again.rgb), _outside_hole(decoded.rgb))
     if transparent:
         np.testing.assert_array_equal(again.alpha, decoded.alpha)
         assert again.alpha[4, 5] == 255
+
+
+def test_palette_with_partly_transparent_entries_is_written_as_rgba():
+    opacity = bytes([255, 128, 0] + [255] * 253)  # a tRNS chunk: entry 1 half, entry 2 fully transparent
+    decoded, written = _round_trip(_palette_image("PNG", opacity), _paint_hole)
+    output = Image.open(io.BytesIO(written))
+    assert output.mode == "RGBA"
+    again = decode_image(written)
+    np.testing.assert_array_equal(again.alpha, decoded.alpha)
+    assert set(np.unique(decoded.alpha)) == {0, 128, 255}
 
 
 def test_format_pil_cannot_write_is_encoded_as_png_with_the_reason():

@@ -94,10 +94,10 @@ def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
         notes.append(f"EXIF not kept: it could not be rewritten ({type(e).__name__}: {e})")
         exif_bytes = None
     palette = transparency = None
-    if image.mode == "P":
+    # One transparent entry at most: a palette with partly transparent entries is written as RGBA.
+    if image.mode == "P" and isinstance(image.info.get("transparency", 0), int):
         palette = bytes(image.getpalette("RGB"))
         transparency = image.info.get("transparency")
-        transparency = transparency if isinstance(transparency, int) else None
     return SourceEncoding(mode=pixels.mode, grey16=pixels.grey16, icc_profile=icc_profile, exif=exif_bytes,
                           palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data),

@@ -31,7 +31,7 @@ class SourceEncoding:
     # Orientation 1 when it was applied; TIFF layout tags and the thumbnail (it would still show
     # what was removed) left out.
     exif: bytes | None = None
-    palette: bytes | None = None  # RGB triplets of a palette input, so GIF output keeps its colours
+    palette: bytes | None = None  # RGB triplets of a palette input, written back on its palette
     transparency: int | None = None  # the palette index that is transparent
     lossless: bool = False  # a lossless WebP input
     # A JPEG input's quantization tables and chroma subsampling (PIL's numbering), so its

@@ -18,6 +18,7 @@ from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inf
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
 _JPEG_QUALITY = 95  # lossy WebP, and a JPEG whose own tables do not fit its RGB output (CMYK)
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_PALETTE_FORMATS = {"GIF", "PNG", "BMP", "TIFF"}
 # An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
 _WRITTEN_AS = {"MPO": "JPEG"}
 FALLBACK_FORMAT = "PNG"
@@ -62,7 +63,7 @@ def encode_image(rgb: np.ndarray, image_format: str | None, alpha: np.ndarray | 
 
 def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encoding: SourceEncoding) -> bytes:
     options = {}
-    if image_format == "GIF" and encoding.palette:
+    if image_format in _PALETTE_FORMATS and encoding.palette:
         image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
         if encoding.transparency is not None:
             options["transparency"] = encoding.transparency
