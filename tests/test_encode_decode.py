@@ -299,3 +299,18 @@ def test_a_grey_profile_is_kept_for_grey_output():
     decoded, written = _round_trip(data)
     assert Image.open(io.BytesIO(written)).info.get("icc_profile") == bytes(grey_profile)
     assert not [note for note in decoded.notes if "ICC" in note]
+
+
+@pytest.mark.parametrize("compression,mode", [
+    ("tiff_lzw", "RGB"), ("tiff_adobe_deflate", "L"), ("packbits", "RGBA"), ("zstd", "P"),
+    ("group4", "1"), ("tiff_ccitt", "1"), ("jpeg", "RGB"), ("jpeg", "L")])
+def test_tiff_keeps_its_compression(compression, mode):
+    image = Image.fromarray(textured_image(32, 48, 1)).convert(mode)
+    if mode == "RGBA":  # not all opaque, so it stays RGBA
+        image.putalpha(Image.fromarray(textured_image(32, 48, 2)[:, :, 0]))
+    data = _encoded(image, "TIFF", compression=compression)
+    decoded, written = _round_trip(data, _paint_hole)
+    output = Image.open(io.BytesIO(written))
+    assert output.info["compression"] == compression and output.mode == mode
+    if compression != "jpeg":
+        np.testing.assert_array_equal(_outside_hole(decode_image(written).rgb), _outside_hole(decoded.rgb))

@@ -101,6 +101,7 @@ def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
     return SourceEncoding(mode=pixels.mode, grey16=pixels.grey16, icc_profile=icc_profile, exif=exif_bytes,
                           palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data),
+                          tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           **_jpeg_quantization(image, pixels.mode))
 
 

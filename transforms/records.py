@@ -39,6 +39,7 @@ class SourceEncoding:
     jpeg_tables: tuple[tuple[int, ...], ...] | None = None
     jpeg_subsampling: int = -1
     progressive: bool = False
+    tiff_compression: str | None = None  # PIL's name of a TIFF input's compression
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inf
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
-_JPEG_QUALITY = 95  # lossy WebP, and a JPEG whose own tables do not fit its RGB output (CMYK)
+_JPEG_QUALITY = 95  # lossy WebP, JPEG in TIFF, and a JPEG whose own tables do not fit its RGB output (CMYK)
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _PALETTE_FORMATS = {"GIF", "PNG", "BMP", "TIFF"}
+_TIFF_LOSSLESS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
+_TIFF_FAX = {"group3", "group4", "tiff_ccitt"}
 # An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
 _WRITTEN_AS = {"MPO": "JPEG"}
 FALLBACK_FORMAT = "PNG"
@@ -82,6 +84,10 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         options["quality"] = _JPEG_QUALITY
     elif image_format == "WEBP":
         options.update(lossless=True, exact=True)  # exact: keep the colour under transparent pixels
+    elif image_format == "TIFF" and _tiff_compression_fits(encoding.tiff_compression, image.mode):
+        options["compression"] = encoding.tiff_compression
+        if encoding.tiff_compression == "jpeg":
+            options["quality"] = _JPEG_QUALITY
     # Writers that cannot store a profile or EXIF ignore them.
     if encoding.icc_profile:
         options["icc_profile"] = encoding.icc_profile
@@ -90,6 +96,14 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def _tiff_compression_fits(compression: str | None, mode: str) -> bool:
+    """Whether libtiff writes `mode` with the input's compression (it aborts the whole process on
+    some pairs, e.g. JPEG for bilevel): lossless ones for any mode, fax ones for bilevel, JPEG for
+    8-bit RGB or grey. Others are written uncompressed."""
+    return (compression in _TIFF_LOSSLESS or (compression in _TIFF_FAX and mode == "1")
+            or (compression == "jpeg" and mode in ("RGB", "L")))
 
 
 def grey_image(rgb: np.ndarray, alpha: np.ndarray | None, encoding: SourceEncoding) -> Image.Image:
