@@ -314,3 +314,15 @@ def test_tiff_keeps_its_compression(compression, mode):
     assert output.info["compression"] == compression and output.mode == mode
     if compression != "jpeg":
         np.testing.assert_array_equal(_outside_hole(decode_image(written).rgb), _outside_hole(decoded.rgb))
+
+
+@pytest.mark.parametrize("fmt,orientation", [("JPEG", 6), ("PNG", 6), ("TIFF", 6), ("BMP", None), ("PNG", None)])
+def test_resolution_is_kept_and_turns_with_the_image(fmt, orientation):
+    exif = Image.Exif()
+    if orientation:  # turned a quarter: the written x is the input's y
+        exif[ORIENTATION] = orientation
+    data = _encoded(Image.fromarray(textured_image(20, 30, 4)), fmt, dpi=(600, 300), exif=exif.tobytes())
+    _, written = _round_trip(data)
+    output = Image.open(io.BytesIO(written))
+    assert output.size == ((20, 30) if orientation else (30, 20))
+    assert np.allclose(output.info["dpi"], (300, 600) if orientation else (600, 300), rtol=1e-4)

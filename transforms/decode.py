@@ -63,7 +63,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     if orientation_applied:
         notes.append(f"EXIF orientation {orientation} applied")
     pixels = _to_rgb(transposed, notes)
-    encoding = _source_encoding(image, data, orientation_applied, pixels, notes)
+    encoding = _source_encoding(image, data, orientation, pixels, notes)
     return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding)
 
 
@@ -74,8 +74,9 @@ class _Pixels(NamedTuple):
     grey16: np.ndarray | None
 
 
-def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool, pixels: _Pixels,
+def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
+    orientation_applied = orientation not in (None, 1)
     icc_profile = image.info.get("icc_profile") or None
     written_space = b"RGB " if pixels.mode == "RGB" else b"GRAY"
     if icc_profile and icc_profile[16:20] != written_space:
@@ -102,7 +103,15 @@ def _source_encoding(image: Image.Image, data: bytes, orientation_applied: bool,
                           palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
+                          dpi=_upright_dpi(image.info.get("dpi"), orientation),
                           **_jpeg_quantization(image, pixels.mode))
+
+
+def _upright_dpi(dpi, orientation) -> tuple[float, float] | None:
+    """The resolution along the written image's x and y: swapped where the orientation turned it."""
+    if not dpi or len(dpi) != 2:
+        return None
+    return (dpi[1], dpi[0]) if orientation in (5, 6, 7, 8) else tuple(dpi)
 
 
 def _jpeg_quantization(image: Image.Image, written_mode: str) -> dict:

@@ -40,6 +40,7 @@ class SourceEncoding:
     jpeg_subsampling: int = -1
     progressive: bool = False
     tiff_compression: str | None = None  # PIL's name of a TIFF input's compression
+    dpi: tuple[float, float] | None = None  # a scan's resolution: its print size
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,9 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         options["compression"] = encoding.tiff_compression
         if encoding.tiff_compression == "jpeg":
             options["quality"] = _JPEG_QUALITY
-    # Writers that cannot store a profile or EXIF ignore them.
+    # Writers that cannot store a resolution, a profile or EXIF ignore them.
+    if encoding.dpi:
+        options["dpi"] = encoding.dpi
     if encoding.icc_profile:
         options["icc_profile"] = encoding.icc_profile
     if encoding.exif:
