@@ -8,11 +8,13 @@ import apache_beam as beam
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin
 
+from transforms.image_metadata import photoshop_resources, png_text, upright_xmp, without_thumbnails
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, skip_type_inference
 
 DEFAULT_MAX_PIXELS = 100_000_000
 ORIENTATION = 0x0112
+XMP_TAG, PHOTOSHOP_TAG = 700, 34377  # a TIFF's XMP and Photoshop resources
 # TIFF tags that describe how the input's pixels were stored: the writer sets its own, and copied
 # ones (a float SampleFormat, a ColorMap, tiles, ...) would misdescribe the pixels it writes.
 _TIFF_LAYOUT_TAGS = frozenset({
@@ -89,6 +91,14 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
         del exif[tag]
     if orientation_applied:
         exif[ORIENTATION] = 1  # the written pixels are upright
+    if XMP_TAG in exif:
+        exif[XMP_TAG] = upright_xmp(exif[XMP_TAG], orientation_applied)
+    if PHOTOSHOP_TAG in exif:
+        resources = without_thumbnails(exif[PHOTOSHOP_TAG], notes)
+        if resources:
+            exif[PHOTOSHOP_TAG] = resources
+        else:
+            del exif[PHOTOSHOP_TAG]
     try:
         exif_bytes = exif.tobytes() if len(exif) else None
     except Exception as e:  # noqa: BLE001 - a malformed EXIF costs the EXIF, not the image
@@ -104,6 +114,9 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
                           lossless=image.format == "WEBP" and is_lossless_webp(data),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           dpi=_upright_dpi(image.info.get("dpi"), orientation),
+                          xmp=upright_xmp(xmp, orientation_applied) if (xmp := image.info.get("xmp")) else None,
+                          photoshop=photoshop_resources(image, notes),
+                          comment=image.info.get("comment") or None, text=png_text(image),
                           **_jpeg_quantization(image, pixels.mode))
 
 

@@ -8,9 +8,10 @@ import uuid
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from transforms.decode import grey16_to_8_bits
+from transforms.image_metadata import XMP_PNG_KEY, with_photoshop_resources
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
 
@@ -95,9 +96,29 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         options["icc_profile"] = encoding.icc_profile
     if encoding.exif:
         options["exif"] = encoding.exif
+    options.update(_descriptive_metadata(image_format, encoding))
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **options)
+    if image_format == "JPEG" and encoding.photoshop:
+        return with_photoshop_resources(buffer.getvalue(), encoding.photoshop)
     return buffer.getvalue()
+
+
+def _descriptive_metadata(image_format: str, encoding: SourceEncoding) -> dict:
+    """PIL's save options that put back the input's XMP, comment and PNG text."""
+    options = {}
+    if encoding.xmp and image_format in ("JPEG", "WEBP"):
+        options["xmp"] = encoding.xmp
+    if encoding.comment and image_format in ("JPEG", "GIF"):
+        options["comment"] = encoding.comment
+    if image_format == "PNG" and (encoding.text or encoding.xmp):
+        info = PngImagePlugin.PngInfo()
+        for key, value in encoding.text:
+            info.add_text(key, value)  # iTXt where the value is not Latin-1
+        if encoding.xmp:
+            info.add_itxt(XMP_PNG_KEY, encoding.xmp.decode("utf-8", "replace"))
+        options["pnginfo"] = info
+    return options
 
 
 def _tiff_compression_fits(compression: str | None, mode: str) -> bool:

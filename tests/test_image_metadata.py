@@ -1,0 +1,119 @@
+"""Captions, credits and rights survive cleaning; thumbnails (which would show what was removed) and
+a stale XMP orientation do not."""
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from PIL import Image, IptcImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTags
+
+from tests.conftest import textured_image
+from transforms.decode import decode_image
+from transforms.image_metadata import photoshop_resources, with_photoshop_resources
+from transforms.write import encode_image
+
+ORIENTATION = 0x0112
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+       b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" tiff:Orientation="6"><dc:rights>(c) City Archive</dc:rights>'
+       b'<xmp:Thumbnails><rdf:Alt><rdf:li>/9j/4AAQSkZJRg</rdf:li></rdf:Alt></xmp:Thumbnails>'
+       b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+COPYRIGHT = (2, 116)  # IPTC record 2, dataset 116
+
+
+def _resource(resource_id: int, data: bytes) -> bytes:
+    return b"8BIM" + struct.pack(">H", resource_id) + b"\x00\x00" + struct.pack(">I", len(data)) + data + (
+        b"\x00" if len(data) % 2 else b"")
+
+
+def _iptc_resources(thumbnail: bytes = b"") -> bytes:
+    iptc = b"\x1c\x02\x74" + struct.pack(">H", 16) + b"(c) City Archive"
+    return _resource(0x0404, iptc) + (_resource(0x040C, thumbnail) if thumbnail else b"")
+
+
+def _with_app13(jpeg: bytes, payload: bytes) -> bytes:
+    segment = b"Photoshop 3.0\x00" + payload
+    return jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(segment) + 2) + segment + jpeg[2:]
+
+
+def _cleaned(data: bytes):
+    decoded = decode_image(data)
+    rgb = decoded.rgb.copy()
+    rgb[2:6, 2:6] = 0
+    written, _ = encode_image(rgb, decoded.image_format, decoded.alpha, decoded.encoding)
+    return decoded, Image.open(io.BytesIO(written))
+
+
+def _jpeg(**options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(textured_image(20, 30, 1)).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def test_jpeg_keeps_xmp_iptc_and_comment_without_thumbnails_and_turned_upright():
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    data = _with_app13(_jpeg(xmp=XMP, comment=b"scan 1987, box 12", exif=exif.tobytes()),
+                       _iptc_resources(thumbnail=b"\xff\xd8 a small picture of what was removed"))
+    _, output = _cleaned(data)
+    assert output.size == (20, 30)  # turned upright
+    assert b"(c) City Archive" in output.info["xmp"] and b'tiff:Orientation="1"' in output.info["xmp"]
+    assert b"Thumbnails" not in output.info["xmp"]
+    assert output.info["comment"] == b"scan 1987, box 12"
+    assert IptcImagePlugin.getiptcinfo(output)[COPYRIGHT] == b"(c) City Archive"
+    assert photoshop_resources(output, []) == _iptc_resources()  # the thumbnail resource left out
+
+
+def test_unreadable_photoshop_block_costs_only_itself_with_a_note():
+    decoded, output = _cleaned(_with_app13(_jpeg(comment=b"kept"), b"8BIM\x04\x04 cut"))
+    assert any(note.startswith("IPTC not kept: its Photoshop block is unreadable") for note in decoded.notes)
+    assert output.info["comment"] == b"kept" and IptcImagePlugin.getiptcinfo(output) is None
+
+
+def test_photoshop_resources_over_one_segment_are_split_and_read_back_whole():
+    resources = _resource(0x0404, b"\x1c\x02\x78" + struct.pack(">H", 30000) + b"c" * 30000) * 5
+    jpeg = Image.open(io.BytesIO(with_photoshop_resources(_jpeg(), resources)))
+    assert sum(marker == "APP13" for marker, _ in jpeg.applist) == 3
+    assert photoshop_resources(jpeg, []) == resources
+
+
+def test_png_keeps_its_text_and_xmp():
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Copyright", "(c) City Archive")
+    info.add_itxt("Title", "Bøåt at Nazaré ☀")
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    buffer = io.BytesIO()
+    Image.fromarray(textured_image(20, 30, 1)).save(buffer, "PNG", pnginfo=info)
+    _, output = _cleaned(buffer.getvalue())
+    assert output.text["Copyright"] == "(c) City Archive"
+    assert output.text["Title"] == "Bøåt at Nazaré ☀"
+    assert "(c) City Archive</dc:rights>" in output.text["XML:com.adobe.xmp"]
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF"])
+def test_webp_and_tiff_keep_their_xmp_turned_upright(fmt):
+    image = Image.fromarray(textured_image(20, 30, 1))
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    if fmt == "TIFF":
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[700], tags[ORIENTATION] = XMP, 6
+        image.save(buffer, fmt, tiffinfo=tags)
+    else:
+        image.save(buffer, fmt, xmp=XMP, exif=exif.tobytes())
+    _, output = _cleaned(buffer.getvalue())
+    assert output.size == (20, 30)
+    xmp = output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]
+    assert b"(c) City Archive" in xmp and b'tiff:Orientation="1"' in xmp and b"Thumbnails" not in xmp
+
+
+def test_tiff_photoshop_resources_lose_their_thumbnail():
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[34377] = _iptc_resources(thumbnail=b"a small picture of what was removed")
+    tags.tagtype[34377] = TiffTags.UNDEFINED
+    buffer = io.BytesIO()
+    Image.fromarray(textured_image(20, 30, 1)).save(buffer, "TIFF", tiffinfo=tags)
+    _, output = _cleaned(buffer.getvalue())
+    assert bytes(output.tag_v2[34377]) == _iptc_resources()

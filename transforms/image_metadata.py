@@ -1,0 +1,84 @@
+"""What an archive records about a photo beside its pixels (XMP, IPTC, comments, PNG text: captions,
+credits, copyright), read from the input so the writer can put it back: a cleaned photo must not
+lose its rights statement. Thumbnails are left out (they would still show what was removed), and
+an XMP orientation is set upright where the pixels were turned.
+"""
+from __future__ import annotations
+
+import re
+import struct
+
+from PIL import Image
+
+_PHOTOSHOP = b"Photoshop 3.0\x00"
+_THUMBNAIL_RESOURCES = {0x0409, 0x040C}
+_MAX_SEGMENT = 65533  # a JPEG segment's payload, its 2 length bytes aside
+XMP_PNG_KEY = "XML:com.adobe.xmp"
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation(?:="|>))[1-8]')
+_XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
+
+
+def upright_xmp(xmp: bytes | str, orientation_applied: bool) -> bytes:
+    """The XMP without thumbnails, with orientation 1 where the pixels were turned upright (else
+    viewers that read XMP would turn them again)."""
+    xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
+    xmp = _XMP_THUMBNAILS.sub(b"", xmp)
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if orientation_applied else xmp
+
+
+def photoshop_resources(image: Image.Image, notes: list[str]) -> bytes | None:
+    """A JPEG's Photoshop resource block (APP13: IPTC captions, credits, ...) without thumbnails."""
+    segments = [data[len(_PHOTOSHOP):] for marker, data in getattr(image, "applist", ())
+                if marker == "APP13" and data.startswith(_PHOTOSHOP)]
+    return without_thumbnails(b"".join(segments), notes) if segments else None
+
+
+def without_thumbnails(resources: bytes, notes: list[str]) -> bytes | None:
+    """Photoshop resources (a JPEG's APP13, a TIFF's tag 34377) less their thumbnails; None, with a
+    note, where they cannot be read."""
+    try:
+        return _without_thumbnails(bytes(resources)) or None
+    except ValueError as e:
+        notes.append(f"IPTC not kept: its Photoshop block is unreadable ({e})")
+        return None
+
+
+def _without_thumbnails(resources: bytes) -> bytes:
+    kept, position = [], 0
+    while position < len(resources):
+        if resources[position:position + 4] != b"8BIM":
+            raise ValueError(f"no 8BIM signature at byte {position}")
+        (resource_id,) = struct.unpack_from(">H", resources, position + 4)
+        name_length = resources[position + 6]
+        size_at = position + 6 + ((name_length + 2) & ~1)  # the Pascal name, padded to even
+        if size_at + 4 > len(resources):
+            raise ValueError("cut short")
+        (size,) = struct.unpack_from(">I", resources, size_at)
+        end = size_at + 4 + size + (size & 1)
+        if end > len(resources) + (size & 1):
+            raise ValueError("cut short")
+        if resource_id not in _THUMBNAIL_RESOURCES:
+            kept.append(resources[position:end])
+        position = end
+    return b"".join(kept)
+
+
+def with_photoshop_resources(jpeg: bytes, resources: bytes) -> bytes:
+    """`jpeg` with APP13 segments holding `resources`, after its other APPn segments (PIL cannot
+    write them)."""
+    position = 2  # after SOI
+    while jpeg[position] == 0xFF and 0xE0 <= jpeg[position + 1] <= 0xEF:
+        (length,) = struct.unpack_from(">H", jpeg, position + 2)
+        position += 2 + length
+    room = _MAX_SEGMENT - len(_PHOTOSHOP)
+    segments = b"".join(
+        b"\xff\xed" + struct.pack(">H", 2 + len(_PHOTOSHOP) + len(chunk)) + _PHOTOSHOP + chunk
+        for chunk in (resources[i:i + room] for i in range(0, len(resources), room)))
+    return jpeg[:position] + segments + jpeg[position:]
+
+
+def png_text(image: Image.Image) -> tuple[tuple[str, str], ...]:
+    """A PNG's text chunks (title, author, copyright, ...), XMP apart."""
+    text = getattr(image, "text", None) or {}
+    return tuple((key, value) for key, value in text.items()
+                 if key != XMP_PNG_KEY and isinstance(value, str))
