@@ -7,10 +7,12 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from tests.conftest import textured_image
+from transforms.write import png_chunk
 
 
 @dataclass
@@ -34,15 +36,11 @@ def _rgb(h, w, seed=0) -> Image.Image:
     return Image.fromarray(textured_image(h, w, seed))
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def decompression_bomb_png(width=100_000, height=100_000) -> bytes:
     """A few hundred bytes declaring 10 gigapixels: must be refused from the header alone."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
 
 
 def ycck_jpeg(h, w) -> bytes:
@@ -112,6 +110,7 @@ def build_cases() -> list[Case]:
     rgba.putalpha(Image.fromarray(np.tile(np.linspace(0, 255, 30, dtype=np.uint8), (30, 1))))
     la = _rgb(30, 30, 6).convert("LA")
     grey16 = Image.fromarray((np.arange(30 * 30).reshape(30, 30) * 70).astype(np.uint16))
+    colour16 = (np.arange(30 * 30 * 4).reshape(30, 30, 4) * 18).astype(np.uint16)  # BGRA
     return [
         Case("zero.jpg", b"", "error", "empty file"),
         Case("truncated.jpg", good_jpeg[: len(good_jpeg) // 2], "error", "truncated", mask=mask_png(40, 32)),
@@ -123,6 +122,9 @@ def build_cases() -> list[Case]:
              "not an image file"),
         Case("bomb.png", decompression_bomb_png(), "error", "over the limit"),
         Case("grey16.png", _encode(grey16, "PNG"), "cleaned", mask=mask_png(30, 30)),
+        Case("rgb16.png", cv2.imencode(".png", colour16[..., :3])[1].tobytes(), "cleaned",
+             mask=mask_png(30, 30)),
+        Case("rgba16.tif", cv2.imencode(".tiff", colour16)[1].tobytes(), "cleaned", mask=mask_png(30, 30)),
         Case("cmyk.jpg", _encode(_rgb(30, 30, 8).convert("CMYK"), "JPEG", quality=95), "cleaned",
              mask=mask_png(30, 30)),
         Case("ycck.jpg", ycck_jpeg(30, 30), "cleaned", mask=mask_png(30, 30)),

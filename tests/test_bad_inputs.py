@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -69,16 +70,24 @@ def test_every_bad_input_becomes_a_row_with_the_right_status(tmp_path, tiny_inpa
     assert not [f for f in new_files if f.endswith(".partial") or "beam-temp" in f]
 
 
-def test_written_images_are_upright_and_keep_alpha(tmp_path, tiny_inpaint_weights):
+def test_written_images_are_upright_and_keep_alpha_and_16_bits(tmp_path, tiny_inpaint_weights):
     images, masks, _ = _write_corpus(tmp_path)
     output = tmp_path / "out"
     run_pipeline(["--input", f"{images}/r*", "--segmenter", "masks", "--masks", masks,
-                  "--output", output, "--inpaint_weights", tiny_inpaint_weights])
+                  "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--dilate", "1"])
     rotated = Image.open(output / "images" / "rotated.jpg")
     assert rotated.size == (20, 40)  # stored 40x20 with orientation 6: written upright
     written, original = Image.open(output / "images" / "rgba.png"), Image.open(images / "rgba.png")
     assert written.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(written)[:, :, 3], np.asarray(original)[:, :, 3])
+    for name, channels in [("rgb16.png", 3), ("rgba16.tif", 4)]:
+        written, original = (cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
+                             for folder in (output / "images", images))
+        assert written.dtype == np.uint16 and written.shape == (30, 30, channels)
+        np.testing.assert_array_equal(written[:, :6], original[:, :6])  # the hole, dilated, starts at x = 6
+        assert (written[10:20, 10:20, :3] != original[10:20, 10:20, :3]).any()  # and was filled
+        if channels == 4:
+            np.testing.assert_array_equal(written[..., 3], original[..., 3])
 
 
 @pytest.mark.parametrize("path,root,expected", [

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms, JpegImagePlugin
+from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 
 from tests.conftest import textured_image
-from transforms.decode import decode_image, is_lossless_webp
-from transforms.write import encode_image
+from transforms.decode import bgr_order, decode_image, is_lossless_webp
+from transforms.records import SourceEncoding
+from transforms.write import PNG_HEADER_BYTES, encode_image, png_chunk
 
-ORIENTATION, MAKE = 0x0112, 0x010F
+ORIENTATION, MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x0112, 0x010F, 0x8769, 0x9003
 
 
 def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -326,3 +328,96 @@ def test_resolution_is_kept_and_turns_with_the_image(fmt, orientation):
     output = Image.open(io.BytesIO(written))
     assert output.size == ((20, 30) if orientation else (30, 20))
     assert np.allclose(output.info["dpi"], (300, 600) if orientation else (600, 300), rtol=1e-4)
+
+
+def _colour16(channels: int, height=20, width=30) -> np.ndarray:
+    return np.random.default_rng(channels).integers(0, 65536, (height, width, channels)).astype(np.uint16)
+
+
+def _opencv_encoded(rgb16: np.ndarray, fmt: str) -> bytes:
+    """A 16-bit colour file as a scanner's software writes it (PIL writes none)."""
+    return cv2.imencode(f".{fmt.lower()}", bgr_order(rgb16))[1].tobytes()
+
+
+def _opencv_decoded(data: bytes) -> np.ndarray:
+    return bgr_order(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+
+
+def _colour16_file(rgb16: np.ndarray, fmt: str, **metadata) -> bytes:
+    """A 16-bit colour file with metadata (OpenCV writes none): the writer's own, read back by PIL."""
+    mode = "RGB;16" if rgb16.shape[2] == 3 else "RGBA;16"
+    return encode_image(rgb16[..., :3] // 257, fmt, None, SourceEncoding(mode, rgb16, **metadata))[0]
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16_bit_colour_keeps_its_16_bits_outside_the_hole(fmt, channels):
+    values = _colour16(channels)
+    decoded, written = _round_trip(_opencv_encoded(values, fmt), _paint_hole)
+    np.testing.assert_array_equal(decoded.rgb, values[..., :3] // 257)  # the models see 8 bits
+    assert not [note for note in decoded.notes if "bits" in note]
+    assert Image.open(io.BytesIO(written)).format == fmt
+    pixels = _opencv_decoded(written)
+    assert pixels.dtype == np.uint16 and pixels.shape == values.shape
+    np.testing.assert_array_equal(_outside_hole(pixels), _outside_hole(values))
+    fill = np.zeros((20, 30, 3), np.uint8)
+    _paint_hole(fill)
+    np.testing.assert_array_equal(pixels[4:12, 5:15, :3], fill[4:12, 5:15].astype(np.uint16) * 257)
+    if channels == 4:
+        np.testing.assert_array_equal(pixels[..., 3], values[..., 3])  # the alpha, all 16 bits
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16_bit_colour_is_turned_upright_with_the_models_pixels(fmt, orientation):
+    values = _colour16(4)
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    decoded = decode_image(_colour16_file(values, fmt, exif=exif.tobytes()))
+
+    def upright(channel):
+        image = Image.fromarray(channel)
+        image.getexif()[ORIENTATION] = orientation
+        return np.asarray(ImageOps.exif_transpose(image))
+
+    expected = np.dstack([upright(values[..., c]) for c in range(4)])
+    np.testing.assert_array_equal(decoded.encoding.values16, expected)
+    np.testing.assert_array_equal(decoded.rgb, expected[..., :3] // 257)
+    np.testing.assert_array_equal(decoded.alpha, expected[..., 3] // 257)
+    assert not [note for note in decoded.notes if "bits" in note]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_16_bit_colour_keeps_its_metadata(fmt):
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    exif[MAKE] = "TestScanner"
+    exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] = "2024:01:02 03:04:05"
+    profile, xmp = _srgb_profile(), b'<x:xmpmeta xmlns:x="adobe:ns:meta/">rights</x:xmpmeta>'
+    data = _colour16_file(_colour16(3), fmt, icc_profile=profile, exif=exif.tobytes(), dpi=(600, 300),
+                          text=(("Copyright", "the archive"),), xmp=xmp, tiff_compression="tiff_lzw")
+    decoded, written = _round_trip(data, _paint_hole)
+    assert decoded.encoding.mode == "RGB;16" and not [n for n in decoded.notes if "not kept" in n]
+    output = Image.open(io.BytesIO(written))
+    assert output.format == fmt and output.size == (20, 30)  # written upright
+    assert output.info.get("icc_profile") == profile
+    assert np.allclose(output.info["dpi"], (300, 600), rtol=1e-4)  # turned with the image
+    written_exif = output.getexif()
+    assert written_exif.get(MAKE) == "TestScanner" and written_exif.get(ORIENTATION) == 1
+    assert written_exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) == "2024:01:02 03:04:05"
+    if fmt == "PNG":
+        assert output.text["Copyright"] == "the archive" and b"rights" in output.info["xmp"]
+    else:
+        assert output.info["compression"] == "tiff_lzw"
+
+
+def test_16_bit_colour_that_opencv_reads_otherwise_is_8_bits_with_a_note():
+    """A colour key (tRNS) makes OpenCV add an alpha channel PIL does not: PIL's 8 bits are kept."""
+    values = _colour16(3)
+    png = _opencv_encoded(values, "PNG")
+    colour_key = png_chunk(b"tRNS", values[0, 0].astype(">u2").tobytes())
+    png = png[:PNG_HEADER_BYTES] + colour_key + png[PNG_HEADER_BYTES:]
+    decoded = decode_image(png)
+    np.testing.assert_array_equal(decoded.rgb, values >> 8)  # PIL's reading
+    assert decoded.encoding.values16 is None
+    assert any(note.startswith("16-bit colour written as 8 bits") for note in decoded.notes)

@@ -5,6 +5,7 @@ import io
 from typing import NamedTuple
 
 import apache_beam as beam
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin
 
@@ -34,7 +35,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     """The declared size is checked against `max_pixels` from the header alone, so a decompression
     bomb is refused without allocating it. EXIF orientation is applied, so what is segmented and
     written is upright. 16-bit, 32-bit and float images are scaled to 8 bits for the models rather
-    than clipped (16-bit grey keeps its 16 bits in the written image).
+    than clipped (16-bit grey and colour keep their 16 bits in the written image).
     """
     if not data:
         raise ValueError("empty file (0 bytes)")
@@ -52,6 +53,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         raise ValueError(f"image declares {width}x{height} = {width * height:,} pixels, over the "
                          f"limit of {max_pixels:,} (--max_image_pixels)")
     image_format = image.format
+    colour16 = _pil_reads_only_8_of_16_bits(image)  # before getexif(), which loads a PNG
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         notes.append(f"first frame of {frames} processed")
@@ -65,6 +67,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     if orientation_applied:
         notes.append(f"EXIF orientation {orientation} applied")
     pixels = _to_rgb(transposed, notes)
+    if colour16:
+        # OpenCV's TIFF reader turns the pixels upright itself, whatever it is asked.
+        opencv_orientation = orientation if image_format == "PNG" else None
+        pixels = _with_16_bit_colour(data, opencv_orientation, len(transposed.getbands()), pixels, notes)
     encoding = _source_encoding(image, data, orientation, pixels, notes)
     return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding)
 
@@ -73,18 +79,18 @@ class _Pixels(NamedTuple):
     rgb: np.ndarray
     alpha: np.ndarray | None
     mode: str  # the mode to write back: see SourceEncoding.mode
-    grey16: np.ndarray | None
+    values16: np.ndarray | None  # see SourceEncoding.values16
 
 
 def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
     orientation_applied = orientation not in (None, 1)
     icc_profile = image.info.get("icc_profile") or None
-    written_space = b"RGB " if pixels.mode == "RGB" else b"GRAY"
-    if icc_profile and icc_profile[16:20] != written_space:
+    colour = pixels.mode.startswith("RGB")
+    if icc_profile and icc_profile[16:20] != (b"RGB " if colour else b"GRAY"):
         space = icc_profile[16:20].decode("ascii", "replace").strip()
         notes.append(f"{space} ICC profile not kept: the image is written as "
-                     f"{'RGB' if pixels.mode == 'RGB' else 'grey'}")
+                     f"{'RGB' if colour else 'grey'}")
         icc_profile = None
     exif = image.getexif()
     for tag in _TIFF_LAYOUT_TAGS.intersection(exif):
@@ -109,8 +115,8 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
     if image.mode == "P" and isinstance(image.info.get("transparency", 0), int):
         palette = bytes(image.getpalette("RGB"))
         transparency = image.info.get("transparency")
-    return SourceEncoding(mode=pixels.mode, grey16=pixels.grey16, icc_profile=icc_profile, exif=exif_bytes,
-                          palette=palette, transparency=transparency,
+    return SourceEncoding(mode=pixels.mode, values16=pixels.values16, icc_profile=icc_profile,
+                          exif=exif_bytes, palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           dpi=_upright_dpi(image.info.get("dpi"), orientation),
@@ -157,9 +163,9 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> _Pixels:
     own conversions clip wide integers at 255 and floats at 0-255, so those are scaled here (and
     `notes` says how); 16-bit grey keeps its values for the writer."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        grey, grey16 = _grey_to_8_bits(image, notes)
+        grey, values16 = _grey_to_8_bits(image, notes)
         return _Pixels(np.repeat(grey[:, :, None], 3, axis=2), None,
-                       "L" if grey16 is None else "I;16", grey16)
+                       "L" if values16 is None else "I;16", values16)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -190,17 +196,71 @@ def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> tuple[np.ndarray, n
         notes.append("negative values clipped to 0")
         values = np.clip(values, 0, None)
     if image.mode.startswith("I;16") or 255 < values.max() <= 65535:
-        grey16 = values.astype(np.uint16)
-        return grey16_to_8_bits(grey16), grey16
+        values16 = values.astype(np.uint16)
+        return scaled_to_8_bits(values16), values16
     if values.max() > 65535:
         notes.append("32-bit integer values scaled to 8 bits")
         return (values * 255 // (2**31 - 1)).astype(np.uint8), None
     return values.astype(np.uint8), None
 
 
-def grey16_to_8_bits(grey16: np.ndarray) -> np.ndarray:
-    """What the models see of 16-bit grey; v8 * 257 maps each 8-bit value back into its range."""
-    return (grey16.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+def scaled_to_8_bits(values16: np.ndarray) -> np.ndarray:
+    """What the models see of 16-bit grey or colour: v * 255 // 65535, which is v // 257 (65535 is
+    255 * 257), so v8 * 257 maps each 8-bit value back into its range."""
+    return (values16 // 257).astype(np.uint8)
+
+
+def _pil_reads_only_8_of_16_bits(image: Image.Image) -> bool:
+    """PIL opens a 16-bit RGB(A) PNG or TIFF as 8-bit RGB(A), keeping each sample's high byte; only
+    its tile's raw mode (`RGB;16B`, `RGBA;16N`, ...) tells, before the pixels are loaded."""
+    if image.format not in ("PNG", "TIFF") or image.mode not in ("RGB", "RGBA") or not image.tile:
+        return False
+    args = image.tile[0].args
+    rawmode = args[0] if isinstance(args, tuple) else args
+    return isinstance(rawmode, str) and ";16" in rawmode
+
+
+def bgr_order(pixels: np.ndarray) -> np.ndarray:
+    """RGB(A) as OpenCV orders it, BGR(A), and back."""
+    return pixels[..., [2, 1, 0, 3][:pixels.shape[2]]]
+
+
+# What ImageOps.exif_transpose does to the image for each EXIF orientation, on an (H, W, ...) array.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: a.swapaxes(0, 1)[::-1],
+}
+
+
+def _with_16_bit_colour(data: bytes, orientation: int | None, channels: int, pixels: _Pixels,
+                        notes: list[str]) -> _Pixels:
+    """The full 16 bits of the colour (and alpha) PIL read only the high bytes of, from OpenCV,
+    turned upright by `orientation` as PIL turned its pixels. They are used only where their high
+    bytes are PIL's pixels, so the two decoders agree on all but the low bytes; else PIL's 8 bits
+    stay, with a note."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:
+        values = _UPRIGHT.get(orientation, lambda a: a)(bgr_order(bgr))
+        high_bytes = pixels.rgb
+        if channels == 4:
+            opaque = np.full(pixels.rgb.shape[:2], 255, np.uint8)
+            high_bytes = np.dstack([pixels.rgb, opaque if pixels.alpha is None else pixels.alpha])
+        if values.shape == high_bytes.shape and np.array_equal(values >> 8, high_bytes):
+            values = np.ascontiguousarray(values)
+            eight_bits = scaled_to_8_bits(values)
+            alpha = None
+            if channels == 4 and eight_bits[..., 3].min() < 255:
+                alpha = eight_bits[..., 3].copy()  # not a view holding all four channels
+            return _Pixels(np.ascontiguousarray(eight_bits[..., :3]), alpha,
+                           "RGB;16" if channels == 3 else "RGBA;16", values)
+    notes.append("16-bit colour written as 8 bits: OpenCV did not read its 16 bits as PIL read "
+                 "their high bytes")
+    return pixels
 
 
 @skip_type_inference

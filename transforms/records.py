@@ -24,9 +24,11 @@ skip_type_inference = beam.typehints.with_output_types(Any)
 class SourceEncoding:
     """What the writer needs, beyond the pixels, to encode an image the way its input was."""
     # An input in shades of grey is written back in its own grey mode: "L" (with "LA" when it has
-    # alpha), "1" (bilevel) or "I;16" (16 bits, whose values travel in `grey16`); else "RGB".
+    # alpha), "1" (bilevel) or "I;16" (16 bits); 16-bit colour as "RGB;16" or "RGBA;16"; else "RGB".
     mode: str = "RGB"
-    grey16: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # A 16-bit input's own values, upright, which the writer keeps outside the hole: (H, W) grey, or
+    # (H, W, 3 or 4) RGB(A). Twice the bytes of the 8-bit pixels the models see, beside them.
+    values16: np.ndarray | None = field(default=None, compare=False, repr=False)
     icc_profile: bytes | None = None  # only a profile for the written mode's colour space
     # Orientation 1 when it was applied; TIFF layout tags and the thumbnail (it would still show
     # what was removed) left out.

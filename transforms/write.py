@@ -4,13 +4,15 @@ from __future__ import annotations
 import io
 import posixpath
 import uuid
+import zlib
 
 import apache_beam as beam
+import cv2
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
-from transforms.decode import grey16_to_8_bits
+from transforms.decode import bgr_order, scaled_to_8_bits
 from transforms.image_metadata import XMP_PNG_KEY, with_photoshop_resources
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
@@ -25,6 +27,7 @@ _TIFF_FAX = {"group3", "group4", "tiff_ccitt"}
 # An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
 _WRITTEN_AS = {"MPO": "JPEG"}
 FALLBACK_FORMAT = "PNG"
+PNG_HEADER_BYTES = 8 + 12 + 13  # the signature, then the IHDR chunk, which must come first
 
 
 def output_path(output_root: str, relative_path: str) -> str:
@@ -65,6 +68,8 @@ def encode_image(rgb: np.ndarray, image_format: str | None, alpha: np.ndarray | 
 
 
 def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encoding: SourceEncoding) -> bytes:
+    if encoding.mode in ("RGB;16", "RGBA;16"):
+        return _colour16(rgb, image_format, encoding)
     options = {}
     if image_format in _PALETTE_FORMATS and encoding.palette:
         image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
@@ -139,11 +144,104 @@ def grey_image(rgb: np.ndarray, alpha: np.ndarray | None, encoding: SourceEncodi
         dithered = np.asarray(Image.fromarray(grey, "L").convert("1"))
         return Image.fromarray(np.where((grey == 0) | (grey == 255), grey == 255, dithered))
     if encoding.mode == "I;16":
-        kept = grey == grey16_to_8_bits(encoding.grey16)
-        return Image.fromarray(np.where(kept, encoding.grey16, grey.astype(np.uint16) * 257))
+        return Image.fromarray(with_16_bits_kept(grey, encoding.values16))
     if alpha is not None:
         return Image.fromarray(np.dstack([grey, alpha]), "LA")
     return Image.fromarray(grey, "L")
+
+
+def with_16_bits_kept(eight_bits: np.ndarray, values16: np.ndarray) -> np.ndarray:
+    """Each pixel the model did not change (its 8-bit value still the input's) keeps its 16-bit
+    value; the fill's v becomes v * 257."""
+    kept = eight_bits == scaled_to_8_bits(values16)
+    if kept.ndim == 3:
+        kept = kept.all(axis=2, keepdims=True)
+    return np.where(kept, values16, eight_bits.astype(np.uint16) * 257)
+
+
+def _colour16(rgb: np.ndarray, image_format: str, encoding: SourceEncoding) -> bytes:
+    """16-bit RGB(A), its alpha as it was. PIL writes neither a 16-bit colour PNG nor TIFF: OpenCV
+    encodes the samples, and the metadata the 8-bit path keeps is added to what it wrote."""
+    values = encoding.values16
+    colour = with_16_bits_kept(rgb, values[..., :3])
+    values = colour if values.shape[2] == 3 else np.dstack([colour, values[..., 3]])
+    if image_format == "PNG":
+        return _png16(values, encoding)
+    if image_format == "TIFF":
+        return _tiff16(values, encoding)
+    raise ValueError("16-bit colour is written as PNG or TIFF only")
+
+
+def _png16(values: np.ndarray, encoding: SourceEncoding) -> bytes:
+    """With the chunks PIL writes for the 8-bit path: resolution, profile, EXIF, text and XMP."""
+    png = _opencv_encoded(".png", values, [cv2.IMWRITE_PNG_COMPRESSION, 6])  # PIL's level
+    chunks = []
+    if encoding.dpi:
+        chunks.append((b"pHYs", b"".join(round(dpi / 0.0254).to_bytes(4, "big") for dpi in encoding.dpi)
+                       + b"\x01"))  # pixels per metre
+    if encoding.icc_profile:
+        chunks.append((b"iCCP", b"ICC Profile\0\0" + zlib.compress(encoding.icc_profile)))
+    if encoding.exif:
+        chunks.append((b"eXIf", encoding.exif.removeprefix(b"Exif\0\0")))
+    if text := _descriptive_metadata("PNG", encoding).get("pnginfo"):
+        chunks += [(kind, data) for kind, data, *_ in text.chunks]
+    metadata = b"".join(png_chunk(kind, data) for kind, data in chunks)
+    return png[:PNG_HEADER_BYTES] + metadata + png[PNG_HEADER_BYTES:]
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+# What OpenCV's libtiff compresses; a 16-bit TIFF with another compression is written uncompressed.
+_OPENCV_TIFF_COMPRESSIONS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+# The tags of OpenCV's TIFF that describe its strips, kept beside the input's metadata.
+_TIFF_STRIP_LAYOUT = (TiffImagePlugin.IMAGEWIDTH, TiffImagePlugin.IMAGELENGTH, TiffImagePlugin.BITSPERSAMPLE,
+                      TiffImagePlugin.COMPRESSION, TiffImagePlugin.PHOTOMETRIC_INTERPRETATION,
+                      TiffImagePlugin.SAMPLESPERPIXEL, TiffImagePlugin.ROWSPERSTRIP,
+                      TiffImagePlugin.PLANAR_CONFIGURATION, TiffImagePlugin.PREDICTOR)
+
+
+def _tiff16(values: np.ndarray, encoding: SourceEncoding) -> bytes:
+    """OpenCV's strips, compressed as the input was, under the tags PIL writes for the 8-bit path:
+    EXIF (sub-IFDs included), profile, resolution."""
+    compression = encoding.tiff_compression if encoding.tiff_compression in _OPENCV_TIFF_COMPRESSIONS else "raw"
+    tiff = _opencv_encoded(".tiff", values, [cv2.IMWRITE_TIFF_COMPRESSION,
+                                             TiffImagePlugin.COMPRESSION_INFO_REV[compression]])
+    layout = Image.open(io.BytesIO(tiff)).tag_v2
+    offsets, counts = layout[TiffImagePlugin.STRIPOFFSETS], layout[TiffImagePlugin.STRIPBYTECOUNTS]
+    tags = TiffImagePlugin.ImageFileDirectory_v2(prefix=tiff[:2])  # the strips' byte order
+    if encoding.exif:
+        exif = Image.Exif()
+        exif.load(encoding.exif)
+        for tag in exif:
+            tags[tag] = exif.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else exif[tag]
+    if encoding.icc_profile:
+        tags[TiffImagePlugin.ICCPROFILE] = encoding.icc_profile
+    if encoding.dpi:
+        tags[TiffImagePlugin.RESOLUTION_UNIT] = 2  # inches
+        tags[TiffImagePlugin.X_RESOLUTION], tags[TiffImagePlugin.Y_RESOLUTION] = encoding.dpi
+    for tag in _TIFF_STRIP_LAYOUT:
+        if tag in layout:
+            tags[tag] = layout[tag]
+    if values.shape[2] == 4:
+        tags[TiffImagePlugin.EXTRASAMPLES] = 2  # unassociated alpha, as PIL writes RGBA
+    for long_tag in (TiffImagePlugin.STRIPOFFSETS, TiffImagePlugin.STRIPBYTECOUNTS):
+        tags.tagtype[long_tag] = TiffTags.LONG  # a SHORT would not hold them past 64 KiB
+    tags[TiffImagePlugin.STRIPBYTECOUNTS] = counts
+    # Where each strip starts after the first: tobytes() moves them all past the tags' own data.
+    tags[TiffImagePlugin.STRIPOFFSETS] = tuple(int(start) for start in np.cumsum((0,) + counts[:-1]))
+    buffer = io.BytesIO()
+    tags.save(buffer)
+    buffer.write(b"".join(tiff[offset:offset + count] for offset, count in zip(offsets, counts)))
+    return buffer.getvalue()
+
+
+def _opencv_encoded(extension: str, values: np.ndarray, parameters: list[int]) -> bytes:
+    written, encoded = cv2.imencode(extension, bgr_order(values), parameters)
+    if not written:
+        raise ValueError(f"OpenCV could not write a 16-bit {extension[1:].upper()}")
+    return encoded.tobytes()
 
 
 def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
