@@ -330,6 +330,20 @@ def test_resolution_is_kept_and_turns_with_the_image(fmt, orientation):
     assert np.allclose(output.info["dpi"], (300, 600) if orientation else (600, 300), rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_transparent_colour_is_kept_as_alpha(mode):
+    pixels = textured_image(20, 30, 6)
+    pixels[:, :8] = (10, 20, 30)
+    image = Image.fromarray(pixels).convert(mode)
+    data = _encoded(image, "PNG", transparency=image.getpixel((0, 0)))  # a tRNS chunk
+    input_alpha = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))[..., 3]
+    assert input_alpha.min() == 0
+    decoded, written = _round_trip(data, _paint_hole)
+    output = Image.open(io.BytesIO(written))
+    assert output.mode == f"{mode}A"
+    np.testing.assert_array_equal(np.asarray(output.convert("RGBA"))[..., 3], input_alpha)
+
+
 def _colour16(channels: int, height=20, width=30) -> np.ndarray:
     return np.random.default_rng(channels).integers(0, 65536, (height, width, channels)).astype(np.uint16)
 

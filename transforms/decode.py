@@ -166,8 +166,11 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> _Pixels:
         grey, values16 = _grey_to_8_bits(image, notes)
         return _Pixels(np.repeat(grey[:, :, None], 3, axis=2), None,
                        "L" if values16 is None else "I;16", values16)
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if "transparency" in image.info and image.mode in ("P", "RGB", "L"):
+        # A palette entry or, in a PNG, one colour (tRNS) is transparent: as an alpha channel.
+        image = image.convert("LA" if image.mode == "L" else "RGBA")
+    elif image.mode == "P":
+        image = image.convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         alpha = np.asarray(rgba)[:, :, 3].copy()
