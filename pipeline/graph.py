@@ -12,8 +12,9 @@ import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import RunInference
 
+from transforms.batching import ImageKeyedModelHandler
 from transforms.decode import DecodeImage
 from transforms.inpaint import InpaintModelHandler
 from transforms.metadata import WriteMetadata, to_row
@@ -142,12 +143,12 @@ def _run_model(label: str, examples, model: _Model):
     small infos: a Flatten of pixels would make the DirectRunner hold them all in memory.
     """
     batched, failed = examples | label >> RunInference(
-        KeyedModelHandler(model.handler), model_identifier=model.tag).with_exception_handling()
+        ImageKeyedModelHandler(model.handler), model_identifier=model.tag).with_exception_handling()
     retry = (failed.failed_inferences
              | f"{label}Unbatch" >> beam.FlatMap(_retry_failed_batches(model.stage)).with_outputs(
                  ERROR, main="alone"))
     alone, failed_alone = retry.alone | f"{label}OneByOne" >> RunInference(
-        KeyedModelHandler(model.handler.one_at_a_time()),
+        ImageKeyedModelHandler(model.handler.one_at_a_time()),
         model_identifier=model.tag).with_exception_handling()
     errors = [retry[ERROR] | f"{label}Errors" >> beam.FlatMap(_error_infos(model.stage)),
               failed_alone.failed_inferences

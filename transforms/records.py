@@ -71,6 +71,12 @@ class ImageInfo:
     # count from it, so neither model loading nor one batch's images ending together skew them.
     read_at: float = field(default=0.0, compare=False, repr=False)
 
+    def carried_bytes(self) -> int:
+        """Bytes of the pixel arrays travelling with the image beside the 8-bit RGB (its alpha, its
+        16-bit values): a 16-bit scan carries twice its RGB's bytes more."""
+        values16 = self.encoding.values16 if self.encoding is not None else None
+        return sum(array.nbytes for array in (self.alpha, values16) if array is not None)
+
     def replace(self, **changes) -> "ImageInfo":
         return dataclasses.replace(self, **changes)
 
