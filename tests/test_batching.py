@@ -35,7 +35,7 @@ def test_batches_respect_both_count_and_byte_bounds():
 def _scan_info(name: str, pixels: int) -> ImageInfo:
     """An image whose 16-bit values (3 channels, 2 bytes) travel beside its 8-bit RGB."""
     return ImageInfo(image_uri=name, relative_path=name,
-                     encoding=SourceEncoding(mode="RGB;16", values16=np.zeros((pixels, 3), np.uint16)))
+                     encoding=SourceEncoding(mode="RGB;16", own_values=np.zeros((pixels, 3), np.uint16)))
 
 
 def test_the_16_bit_values_an_image_carries_weigh_in_its_batch():

@@ -76,13 +76,28 @@ def test_jpeg_is_re_encoded_with_its_own_tables_so_outside_the_hole_barely_chang
     assert len(written) < 1.05 * len(data)
 
 
-def test_cmyk_jpeg_written_as_rgb_at_quality_95():
-    data = _encoded(Image.fromarray(textured_image(20, 30, 5)).convert("CMYK"), "JPEG", quality=50)
-    decoded, written = _round_trip(data)
-    assert decoded.encoding.jpeg_tables is None
-    reference = Image.open(io.BytesIO(_encoded(Image.fromarray(decoded.rgb), "JPEG", quality=95)))
+def _inks(height: int, width: int) -> Image.Image:
+    """CMYK with black ink too (PIL's own RGB -> CMYK conversion never uses K)."""
+    return Image.fromarray(np.dstack([textured_image(height, width, 5), textured_image(height, width, 6)[:, :, :1]]),
+                           "CMYK")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_cmyk_stays_cmyk_with_its_inks_and_profile(fmt):
+    profile = _profile_for(b"CMYK")
+    data = _encoded(_inks(64, 96), fmt, icc_profile=profile, **({"quality": 80} if fmt == "JPEG" else {}))
+    decoded, written = _round_trip(data, _paint_hole)
     output = Image.open(io.BytesIO(written))
-    assert output.mode == "RGB" and output.quantization == reference.quantization
+    assert output.mode == "CMYK" and output.info.get("icc_profile") == profile
+    inks, written_inks = np.asarray(Image.open(io.BytesIO(data))), np.asarray(output).astype(int)
+    painted = decoded.rgb.copy()
+    _paint_hole(painted)
+    if fmt == "TIFF":  # lossless: the inks outside the hole as they were, the fill exactly its RGB
+        np.testing.assert_array_equal(_outside_hole(written_inks), _outside_hole(inks))
+        np.testing.assert_array_equal(decode_image(written).rgb, painted)
+    else:  # with the input's tables: the inks away from the hole's blocks barely change
+        assert output.quantization == Image.open(io.BytesIO(data)).quantization
+        assert np.abs(written_inks[28:, 32:] - inks[28:, 32:]).mean() < 0.3
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
@@ -198,14 +213,17 @@ def test_exif_of_an_upright_image_keeps_its_orientation_tag_as_it_was():
     assert written_exif.get(MAKE) == "TestCam" and ORIENTATION not in written_exif
 
 
-def test_a_profile_for_other_than_rgb_is_dropped_with_a_note():
-    cmyk_profile = bytearray(_srgb_profile())
-    cmyk_profile[16:20] = b"CMYK"  # only the header's colour space is read
-    data = _encoded(Image.fromarray(textured_image(20, 30, 5)).convert("CMYK"), "JPEG",
-                    icc_profile=bytes(cmyk_profile))
+def _profile_for(space: bytes) -> bytes:
+    profile = bytearray(_srgb_profile())
+    profile[16:20] = space  # only the header's colour space is read
+    return bytes(profile)
+
+
+def test_a_profile_for_another_colour_space_than_the_written_one_is_dropped_with_a_note():
+    data = _encoded(Image.fromarray(textured_image(20, 30, 5)), "JPEG", icc_profile=_profile_for(b"CMYK"))
     decoded, written = _round_trip(data)
     assert decoded.encoding.icc_profile is None
-    assert any("CMYK ICC profile not kept" in note for note in decoded.notes)
+    assert "CMYK ICC profile not kept: the image is written as RGB" in decoded.notes
     assert "icc_profile" not in Image.open(io.BytesIO(written)).info
 
 
@@ -395,7 +413,7 @@ def test_16_bit_colour_is_turned_upright_with_the_models_pixels(fmt, orientation
         return np.asarray(ImageOps.exif_transpose(image))
 
     expected = np.dstack([upright(values[..., c]) for c in range(4)])
-    np.testing.assert_array_equal(decoded.encoding.values16, expected)
+    np.testing.assert_array_equal(decoded.encoding.own_values, expected)
     np.testing.assert_array_equal(decoded.rgb, expected[..., :3] // 257)
     np.testing.assert_array_equal(decoded.alpha, expected[..., 3] // 257)
     assert not [note for note in decoded.notes if "bits" in note]
@@ -433,5 +451,5 @@ def test_16_bit_colour_that_opencv_reads_otherwise_is_8_bits_with_a_note():
     png = png[:PNG_HEADER_BYTES] + colour_key + png[PNG_HEADER_BYTES:]
     decoded = decode_image(png)
     np.testing.assert_array_equal(decoded.rgb, values >> 8)  # PIL's reading
-    assert decoded.encoding.values16 is None
+    assert decoded.encoding.own_values is None
     assert any(note.startswith("16-bit colour written as 8 bits") for note in decoded.notes)

@@ -79,18 +79,19 @@ class _Pixels(NamedTuple):
     rgb: np.ndarray
     alpha: np.ndarray | None
     mode: str  # the mode to write back: see SourceEncoding.mode
-    values16: np.ndarray | None  # see SourceEncoding.values16
+    own_values: np.ndarray | None  # see SourceEncoding.own_values
 
 
 def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
     orientation_applied = orientation not in (None, 1)
     icc_profile = image.info.get("icc_profile") or None
-    colour = pixels.mode.startswith("RGB")
-    if icc_profile and icc_profile[16:20] != (b"RGB " if colour else b"GRAY"):
+    written_space = (b"RGB " if pixels.mode.startswith("RGB") else b"CMYK" if pixels.mode == "CMYK"
+                     else b"GRAY")
+    if icc_profile and icc_profile[16:20] != written_space:
         space = icc_profile[16:20].decode("ascii", "replace").strip()
         notes.append(f"{space} ICC profile not kept: the image is written as "
-                     f"{'RGB' if colour else 'grey'}")
+                     f"{written_space.decode().strip().replace('GRAY', 'grey')}")
         icc_profile = None
     exif = image.getexif()
     for tag in _TIFF_LAYOUT_TAGS.intersection(exif):
@@ -115,7 +116,7 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
     if image.mode == "P" and isinstance(image.info.get("transparency", 0), int):
         palette = bytes(image.getpalette("RGB"))
         transparency = image.info.get("transparency")
-    return SourceEncoding(mode=pixels.mode, values16=pixels.values16, icc_profile=icc_profile,
+    return SourceEncoding(mode=pixels.mode, own_values=pixels.own_values, icc_profile=icc_profile,
                           exif=exif_bytes, palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
@@ -123,7 +124,7 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
                           xmp=upright_xmp(xmp, orientation_applied) if (xmp := image.info.get("xmp")) else None,
                           photoshop=photoshop_resources(image, notes),
                           comment=image.info.get("comment") or None, text=png_text(image),
-                          **_jpeg_quantization(image, pixels.mode))
+                          **_jpeg_quantization(image))
 
 
 def _upright_dpi(dpi, orientation) -> tuple[float, float] | None:
@@ -133,10 +134,8 @@ def _upright_dpi(dpi, orientation) -> tuple[float, float] | None:
     return (dpi[1], dpi[0]) if orientation in (5, 6, 7, 8) else tuple(dpi)
 
 
-def _jpeg_quantization(image: Image.Image, written_mode: str) -> dict:
-    """A JPEG's tables, where they fit the written components: not a CMYK input's, as its
-    output is RGB."""
-    if image.format not in ("JPEG", "MPO") or image.layers != (3 if written_mode == "RGB" else 1):
+def _jpeg_quantization(image: Image.Image) -> dict:
+    if image.format not in ("JPEG", "MPO"):
         return {}
     return {"jpeg_tables": tuple(tuple(table) for _, table in sorted(image.quantization.items())),
             "jpeg_subsampling": JpegImagePlugin.get_sampling(image),
@@ -178,6 +177,8 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> _Pixels:
             alpha = None
         return _Pixels(np.ascontiguousarray(np.asarray(rgba)[:, :, :3]), alpha,
                        "L" if image.mode in ("LA", "La") else "RGB", None)
+    if image.mode == "CMYK":  # a print file's inks (YCCK too), kept for the writer outside the hole
+        return _Pixels(np.asarray(image.convert("RGB")), None, "CMYK", np.asarray(image))
     mode = image.mode if image.mode in ("1", "L") else "RGB"
     if image.mode != "RGB":
         image = image.convert("RGB")

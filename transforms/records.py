@@ -24,11 +24,13 @@ skip_type_inference = beam.typehints.with_output_types(Any)
 class SourceEncoding:
     """What the writer needs, beyond the pixels, to encode an image the way its input was."""
     # An input in shades of grey is written back in its own grey mode: "L" (with "LA" when it has
-    # alpha), "1" (bilevel) or "I;16" (16 bits); 16-bit colour as "RGB;16" or "RGBA;16"; else "RGB".
+    # alpha), "1" (bilevel) or "I;16" (16 bits); 16-bit colour as "RGB;16" or "RGBA;16"; CMYK as
+    # "CMYK"; else "RGB".
     mode: str = "RGB"
-    # A 16-bit input's own values, upright, which the writer keeps outside the hole: (H, W) grey, or
-    # (H, W, 3 or 4) RGB(A). Twice the bytes of the 8-bit pixels the models see, beside them.
-    values16: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The input's own values where the models see others, upright, which the writer keeps outside
+    # the hole: 16-bit (H, W) grey or (H, W, 3 or 4) RGB(A), twice the bytes of the 8-bit pixels
+    # beside them; or a CMYK input's (H, W, 4) inks.
+    own_values: np.ndarray | None = field(default=None, compare=False, repr=False)
     icc_profile: bytes | None = None  # only a profile for the written mode's colour space
     # Orientation 1 when it was applied; TIFF layout tags and the thumbnail (it would still show
     # what was removed) left out.
@@ -74,8 +76,8 @@ class ImageInfo:
     def carried_bytes(self) -> int:
         """Bytes of the pixel arrays travelling with the image beside the 8-bit RGB (its alpha, its
         16-bit values): a 16-bit scan carries twice its RGB's bytes more."""
-        values16 = self.encoding.values16 if self.encoding is not None else None
-        return sum(array.nbytes for array in (self.alpha, values16) if array is not None)
+        own_values = self.encoding.own_values if self.encoding is not None else None
+        return sum(array.nbytes for array in (self.alpha, own_values) if array is not None)
 
     def replace(self, **changes) -> "ImageInfo":
         return dataclasses.replace(self, **changes)

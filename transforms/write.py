@@ -19,7 +19,7 @@ from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inf
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
-_JPEG_QUALITY = 95  # lossy WebP, JPEG in TIFF, and a JPEG whose own tables do not fit its RGB output (CMYK)
+_JPEG_QUALITY = 95  # lossy WebP, and JPEG in TIFF
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _PALETTE_FORMATS = {"GIF", "PNG", "BMP", "TIFF"}
 _TIFF_LOSSLESS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
@@ -75,6 +75,8 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
         if encoding.transparency is not None:
             options["transparency"] = encoding.transparency
+    elif encoding.mode == "CMYK":
+        image = cmyk_image(rgb, encoding.own_values)
     elif encoding.mode != "RGB":
         image = grey_image(rgb, alpha if image_format in _ALPHA_FORMATS else None, encoding)
     elif alpha is not None and image_format in _ALPHA_FORMATS:
@@ -144,25 +146,44 @@ def grey_image(rgb: np.ndarray, alpha: np.ndarray | None, encoding: SourceEncodi
         dithered = np.asarray(Image.fromarray(grey, "L").convert("1"))
         return Image.fromarray(np.where((grey == 0) | (grey == 255), grey == 255, dithered))
     if encoding.mode == "I;16":
-        return Image.fromarray(with_16_bits_kept(grey, encoding.values16))
+        return Image.fromarray(with_16_bits_kept(grey, encoding.own_values))
     if alpha is not None:
         return Image.fromarray(np.dstack([grey, alpha]), "LA")
     return Image.fromarray(grey, "L")
 
 
-def with_16_bits_kept(eight_bits: np.ndarray, values16: np.ndarray) -> np.ndarray:
-    """Each pixel the model did not change (its 8-bit value still the input's) keeps its 16-bit
-    value; the fill's v becomes v * 257."""
-    kept = eight_bits == scaled_to_8_bits(values16)
+def with_own_values_kept(model_pixels: np.ndarray, own_values: np.ndarray, seen_by_models,
+                         from_models) -> np.ndarray:
+    """Each pixel the model did not change (still what the models were given of it) keeps the
+    input's own value; the fill is written as `from_models` of it."""
+    kept = model_pixels == seen_by_models(own_values)
     if kept.ndim == 3:
         kept = kept.all(axis=2, keepdims=True)
-    return np.where(kept, values16, eight_bits.astype(np.uint16) * 257)
+    return np.where(kept, own_values, from_models(model_pixels))
+
+
+def with_16_bits_kept(eight_bits: np.ndarray, values16: np.ndarray) -> np.ndarray:
+    """16-bit values outside the hole, the fill's v as v * 257."""
+    return with_own_values_kept(eight_bits, values16, scaled_to_8_bits,
+                                lambda fill: fill.astype(np.uint16) * 257)
+
+
+def cmyk_image(rgb: np.ndarray, cmyk: np.ndarray) -> Image.Image:
+    """The input's inks outside the hole, so a print file's colours do not pass through RGB; the
+    fill in PIL's inks for it (what PIL converts back to exactly the fill's RGB)."""
+    def as_rgb(inks):
+        return np.asarray(Image.fromarray(inks, "CMYK").convert("RGB"))
+
+    def as_inks(colours):
+        return np.asarray(Image.fromarray(colours, "RGB").convert("CMYK"))
+
+    return Image.fromarray(with_own_values_kept(rgb, cmyk, as_rgb, as_inks), "CMYK")
 
 
 def _colour16(rgb: np.ndarray, image_format: str, encoding: SourceEncoding) -> bytes:
     """16-bit RGB(A), its alpha as it was. PIL writes neither a 16-bit colour PNG nor TIFF: OpenCV
     encodes the samples, and the metadata the 8-bit path keeps is added to what it wrote."""
-    values = encoding.values16
+    values = encoding.own_values
     colour = with_16_bits_kept(rgb, values[..., :3])
     values = colour if values.shape[2] == 3 else np.dstack([colour, values[..., 3]])
     if image_format == "PNG":
