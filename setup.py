@@ -24,6 +24,7 @@ setup(
         "numpy",
         "scipy",
         "pillow",
+        "pillow-heif",
         "pyarrow",
         "fsspec",
         "google-crc32c",

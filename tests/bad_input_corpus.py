@@ -133,6 +133,8 @@ def build_cases() -> list[Case]:
         Case("rgba.png", _encode(rgba, "PNG"), "cleaned", mask=mask_png(30, 30)),
         Case("la.png", _encode(la, "PNG"), "cleaned", mask=mask_png(30, 30)),
         Case("grey.jpg", _encode(_rgb(30, 30, 9).convert("L"), "JPEG"), "cleaned", mask=mask_png(30, 30)),
+        Case("phone.heic", _encode(_rgb(30, 40, 12), "HEIF", quality=90), "cleaned", mask=mask_png(40, 30)),
+        Case("phone.avif", _encode(_rgb(30, 40, 13), "AVIF", quality=90), "cleaned", mask=mask_png(40, 30)),
         Case("one-pixel.png", _encode(_rgb(1, 1, 10), "PNG"), "error", mask=mask_png(1, 1),
              error_contains="cover the whole image"),  # its one pixel: nothing to fill it from
         Case("five-pixels.png", _encode(_rgb(1, 5, 10), "PNG"), "cleaned", mask=mask_png(5, 1)),

@@ -453,3 +453,19 @@ def test_16_bit_colour_that_opencv_reads_otherwise_is_8_bits_with_a_note():
     np.testing.assert_array_equal(decoded.rgb, values >> 8)  # PIL's reading
     assert decoded.encoding.own_values is None
     assert any(note.startswith("16-bit colour written as 8 bits") for note in decoded.notes)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_stay_in_their_format_upright_with_exif_and_xmp(fmt):
+    exif = Image.Exif()
+    exif[ORIENTATION], exif[MAKE] = 6, "Apple"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><r xmlns:tiff="t" tiff:Orientation="6">(c) me</r></x:xmpmeta>'
+    data = _encoded(Image.fromarray(textured_image(64, 96, 1)), fmt, quality=90, exif=exif.tobytes(), xmp=xmp)
+    decoded, written = _round_trip(data, _paint_hole)
+    assert decoded.rgb.shape == (96, 64, 3)  # turned upright
+    output = Image.open(io.BytesIO(written))
+    assert output.format == fmt and output.size == (64, 96)
+    assert output.getexif().get(MAKE) == "Apple" and output.getexif().get(ORIENTATION) in (None, 1)
+    assert b"(c) me" in output.info["xmp"] and b'Orientation="6"' not in output.info["xmp"]
+    far = np.abs(decode_image(written).rgb.astype(int) - decoded.rgb)[20:, 20:]
+    assert far.mean() < 2  # at quality 95, not the encoders' default

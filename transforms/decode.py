@@ -7,6 +7,7 @@ from typing import NamedTuple
 import apache_beam as beam
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from transforms.image_metadata import photoshop_resources, png_text, upright_xmp, without_thumbnails
@@ -14,6 +15,9 @@ from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, skip_type_inference
 
 DEFAULT_MAX_PIXELS = 100_000_000
+# HEIC/HEIF, phones' photos, read and written through PIL like the formats it knows; its
+# thumbnails and depth maps (they would still show what was removed) are neither read nor written.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 ORIENTATION = 0x0112
 XMP_TAG, PHOTOSHOP_TAG = 700, 34377  # a TIFF's XMP and Photoshop resources
 # TIFF tags that describe how the input's pixels were stored: the writer sets its own, and copied
@@ -84,7 +88,8 @@ class _Pixels(NamedTuple):
 
 def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
-    orientation_applied = orientation not in (None, 1)
+    # A HEIF's own orientation is applied as it is read (its EXIF then says 1).
+    orientation_applied = orientation not in (None, 1) or image.info.get("original_orientation") not in (None, 1)
     icc_profile = image.info.get("icc_profile") or None
     written_space = (b"RGB " if pixels.mode.startswith("RGB") else b"CMYK" if pixels.mode == "CMYK"
                      else b"GRAY")

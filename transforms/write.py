@@ -19,7 +19,8 @@ from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inf
 
 # Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
-_JPEG_QUALITY = 95  # lossy WebP, and JPEG in TIFF
+_JPEG_QUALITY = 95  # lossy WebP, HEIF and AVIF (no input says its own), and JPEG in TIFF
+_LOSSY_FORMATS = {"JPEG", "HEIF", "AVIF"}
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _PALETTE_FORMATS = {"GIF", "PNG", "BMP", "TIFF"}
 _TIFF_LOSSLESS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
@@ -88,7 +89,7 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
                        progressive=encoding.progressive)
         if encoding.jpeg_subsampling >= 0:
             options["subsampling"] = encoding.jpeg_subsampling
-    elif image_format == "JPEG" or (image_format == "WEBP" and not encoding.lossless):
+    elif image_format in _LOSSY_FORMATS or (image_format == "WEBP" and not encoding.lossless):
         options["quality"] = _JPEG_QUALITY
     elif image_format == "WEBP":
         options.update(lossless=True, exact=True)  # exact: keep the colour under transparent pixels
@@ -114,7 +115,7 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
 def _descriptive_metadata(image_format: str, encoding: SourceEncoding) -> dict:
     """PIL's save options that put back the input's XMP, comment and PNG text."""
     options = {}
-    if encoding.xmp and image_format in ("JPEG", "WEBP"):
+    if encoding.xmp and image_format in ("JPEG", "WEBP", "HEIF", "AVIF"):
         options["xmp"] = encoding.xmp
     if encoding.comment and image_format in ("JPEG", "GIF"):
         options["comment"] = encoding.comment
