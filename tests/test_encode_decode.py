@@ -6,6 +6,7 @@ import io
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 
 from tests.conftest import textured_image
@@ -469,3 +470,21 @@ def test_phone_formats_stay_in_their_format_upright_with_exif_and_xmp(fmt):
     assert b"(c) me" in output.info["xmp"] and b'Orientation="6"' not in output.info["xmp"]
     far = np.abs(decode_image(written).rgb.astype(int) - decoded.rgb)[20:, 20:]
     assert far.mean() < 2  # at quality 95, not the encoders' default
+
+
+def test_a_tiff_pil_cannot_read_is_named_as_a_tiff():
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((8, 8, 3), np.uint16), photometric="rgb", planarconfig="separate")
+    with pytest.raises(ValueError, match="a TIFF whose layout PIL cannot read"):  # 8 samples a pixel
+        decode_image(buffer.getvalue())
+
+
+def test_16_bit_colour_in_separate_planes_is_refused_not_read_as_noise():
+    planes = np.random.default_rng(0).integers(0, 65536, (3, 20, 30)).astype(np.uint16)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, planes, photometric="rgb", planarconfig="separate")
+    with pytest.raises(ValueError, match="separate colour planes"):
+        decode_image(buffer.getvalue())
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, (planes >> 8).astype(np.uint8), photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(decode_image(buffer.getvalue()).rgb, np.moveaxis(planes >> 8, 0, 2))

@@ -20,6 +20,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 ORIENTATION = 0x0112
 XMP_TAG, PHOTOSHOP_TAG = 700, 34377  # a TIFF's XMP and Photoshop resources
+BITS_PER_SAMPLE, PLANAR_CONFIGURATION = 258, 284
 # TIFF tags that describe how the input's pixels were stored: the writer sets its own, and copied
 # ones (a float SampleFormat, a ColorMap, tiles, ...) would misdescribe the pixels it writes.
 _TIFF_LAYOUT_TAGS = frozenset({
@@ -49,6 +50,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     except Image.DecompressionBombError as e:
         raise ValueError(f"refused as a decompression bomb: {e}") from None
     except Image.UnidentifiedImageError:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            raise ValueError("a TIFF whose layout PIL cannot read") from None
         raise ValueError(f"not an image file (starts with {data[:16]!r})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt image header ({e})") from None
@@ -57,6 +60,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         raise ValueError(f"image declares {width}x{height} = {width * height:,} pixels, over the "
                          f"limit of {max_pixels:,} (--max_image_pixels)")
     image_format = image.format
+    if image_format == "TIFF" and image.tag_v2.get(PLANAR_CONFIGURATION) == 2 and max(
+            image.tag_v2.get(BITS_PER_SAMPLE, (8,))) > 8:
+        raise ValueError("a TIFF of more than 8 bits a sample in separate colour planes: PIL and "
+                         "OpenCV would read it as noise")
     colour16 = _pil_reads_only_8_of_16_bits(image)  # before getexif(), which loads a PNG
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
