@@ -289,3 +289,48 @@ def test_a_seed_gives_the_same_batches_from_tfrecord_shards_on_every_run(tmp_pat
 
     for first, again in zip(first_batches(), first_batches(), strict=True):
         np.testing.assert_array_equal(first, again)
+
+
+def _flat_colour_records(colours) -> list[bytes]:
+    """Examples of flat-colour photos: a crop of one tells which record it came from."""
+    return [_example(np.full((20, 30, 3), colour, np.uint8)) for colour in colours]
+
+
+def _colour_of(crop: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(round(value * 255)) for value in crop[0, 0])
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_held_out_shard_lends_validation_its_first_records_and_trains_on_the_rest(tmp_path, caplog, where):
+    """A held-out shard was held out whole: with 4 training shards, a quarter of the photos while
+    validation scores 8. Now validation reads only its first records (even where some do not
+    decode) and training reads every one after them."""
+    colours = [(index * 40, 250 - index * 40, 90) for index in range(6)]
+    local = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(local)) as writer:
+        for record in [_example(np.zeros((20, 30, 3), np.uint8), encoded=b"garbage"), *_flat_colour_records(colours)]:
+            writer.write(record)
+    if where == "local":
+        shard = str(local)
+    else:
+        fsspec.filesystem("memory").pipe("/pconv-held/train-00000-of-00001", local.read_bytes())
+        shard = "memory://pconv-held/train-00000-of-00001"
+    held_out = {shard: 3}  # the garbage record and the first two photos
+    try:
+        val = data.validation_set([shard], image_size=16, image_count=4, held_out_records=held_out)
+        assert {_colour_of(image) for image in val.images} == set(colours[:2]), "not a record after the third"
+        assert len(val) == 2 * 6
+
+        sources = [s.decode() for _, s in data.encoded_images(
+            [shard], shuffle=False, record_ranges={shard: slice(3, None)}).as_numpy_iterator()]
+        assert sources == [f"{shard}#{index}" for index in range(3, 7)], "the real record indices"
+        batches = data.training_dataset([shard], image_size=16, batch_size=4, masks=data.MaskConfig(), seed=2,
+                                        held_out_records=held_out)
+        trained = {_colour_of(crop) for _, truth in batches.take(4).as_numpy_iterator() for crop in truth}
+        assert trained == set(colours[2:]), "every record after the held-out ones, and none of those"
+        assert data.first_decodable_photo([shard], {shard: 7}) is None, "nothing left to train on"
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm("/pconv-held", recursive=True)
+    [warning] = set(_skip_warnings(caplog))  # no other record is named (none was cut short)
+    assert warning.startswith(f"skipping {shard}#0: undecodable photo: Unknown image file format")

@@ -10,12 +10,13 @@ folder of mask images. tf.data works under every Keras backend, so the torch tra
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +32,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Shards of the seed's ImageNet set are named `train-00012-of-01024`, without an extension.
 _TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
 _TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string, default_value="")}
+_ALL_RECORDS = np.iinfo(np.int64).max  # the end of a record range that reads a shard to its end
 
 # Irregular-mask generator: shape counts; their sizes are fractions of the image side. Together
 # the shapes cover about 15-30% of the image; larger ratios scale them all up (see below).
@@ -68,7 +70,7 @@ class MaskConfig:
 # Finding and reading files
 
 
-def _is_image_file(path: str) -> bool:
+def is_image_file(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
@@ -83,7 +85,7 @@ def expand_sources(patterns: Sequence[str], kinds: str = "images+tfrecords") -> 
     (README, manifest.csv) are skipped; with kinds='images' only images are kept. A pattern that
     matches no usable file is an error, so a typo never trains on less data than intended.
     """
-    keep = _is_image_file if kinds == "images" else (lambda p: _is_image_file(p) or _is_tfrecord_file(p))
+    keep = is_image_file if kinds == "images" else (lambda p: is_image_file(p) or _is_tfrecord_file(p))
     found: set[str] = set()
     for pattern in patterns:
         matches = [p for p in _glob(pattern) if keep(p)]
@@ -175,10 +177,13 @@ def _local_tfrecord_bytes(files: tf.data.Dataset, sizes: tf.lookup.StaticHashTab
                           skipped: SkipReport) -> tf.data.Dataset:
     """Records read by TensorFlow's C++ reader, which ends a shard at a truncated or corrupt record
     with an error naming neither the shard nor the record; so the records read are counted against
-    the shard's size (`sizes`: path -> bytes), and a shard that ends short is reported."""
-    def records(path):
+    the shard's size (`sizes`: path -> bytes), and a shard that ends short is reported.
+
+    `files`: (path, first record, end record) of each shard; the records before the first are read
+    (to count the bytes) but not kept, the shard's reading stops at the end record."""
+    def records(path, first, end):
         # ignore_errors ends the shard at its first unreadable record; an index -1 marks the end.
-        read = tf.data.TFRecordDataset(path).ignore_errors().enumerate().concatenate(
+        read = tf.data.TFRecordDataset(path).ignore_errors().take(end).enumerate().concatenate(
             tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(b""))))
 
         def count(state, element):
@@ -193,7 +198,11 @@ def _local_tfrecord_bytes(files: tf.data.Dataset, sizes: tf.lookup.StaticHashTab
                     "the shard is truncated or corrupt at byte {} of {}; its later records are skipped too",
                     (offset, sizes.lookup(path))))
 
-            return is_record or tf.cond(offset < sizes.lookup(path), report, lambda: False)
+            def at_the_end():
+                cut_short = (offset < sizes.lookup(path)) & (count < end)  # not stopped by `end`
+                return tf.cond(cut_short, report, lambda: False)
+
+            return tf.cond(is_record, lambda: count >= first, at_the_end)
 
         return read.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).filter(keep)
 
@@ -208,25 +217,28 @@ def _file_sizes(paths: list[str]) -> tf.lookup.StaticHashTable:
         paths, [os.path.getsize(p) for p in paths], tf.string, tf.int64), default_value=-1)
 
 
-def _remote_records(path, skipped: SkipReport):
-    """(record, `<shard>#<index>`) of a shard read through fsspec, up to its first bad record."""
+def _remote_records(path, skipped: SkipReport, first: int = 0, end: int = _ALL_RECORDS):
+    """(record, `<shard>#<index>`) of a shard read through fsspec, up to its first bad record: those
+    from index `first` (the ones before are read, to find where the next starts) to `end`."""
     import fsspec
 
     path = path.decode() if isinstance(path, bytes) else path
     index = 0
     try:
         with fsspec.open(path, "rb") as f:
-            for record in read_records(f):
-                yield record, f"{path}#{index}"
+            for record in itertools.islice(read_records(f), end):  # not one record past `end`
+                if index >= first:
+                    yield record, f"{path}#{index}"
                 index += 1
     except (ValueError, OSError) as error:
         skipped(f"{path}#{index}", f"{error}; the shard's later records are skipped too")
 
 
 def _remote_tfrecord_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.data.Dataset:
-    def records(path):
+    """`files`: (path, first record, end record) of each shard, as `_local_tfrecord_bytes`."""
+    def records(path, first, end):
         return tf.data.Dataset.from_generator(
-            lambda name: _remote_records(name, skipped), args=(path,),
+            lambda name, first, end: _remote_records(name, skipped, first, end), args=(path, first, end),
             output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
 
     return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE,
@@ -240,9 +252,13 @@ def _parse_record(record, source):
 
 
 def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache: bool = False,
-                   shuffle_buffer: int = 512, skipped: SkipReport | None = None) -> tf.data.Dataset:
+                   shuffle_buffer: int = 512, skipped: SkipReport | None = None,
+                   record_ranges: Mapping[str, slice] | None = None) -> tf.data.Dataset:
     """(encoded image bytes, source) from a mix of image files and TFRecord shards, where source
     names the photo: its file, or `<shard>#<record index>`.
+
+    record_ranges: shard -> the records of it to read, by index (`slice(8, None)`: all but the first
+    8); other shards are read whole.
 
     shuffle=True: endless, files reshuffled each pass plus a shuffle buffer of records (training).
     shuffle=False: one pass in file order (validation). cache=True keeps the encoded bytes in
@@ -255,10 +271,11 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     skipped = skipped or SkipReport()
     groups: dict[tuple[bool, bool], list[str]] = {}
     for path in files:
-        groups.setdefault((_is_image_file(path), is_remote(path)), []).append(path)
+        groups.setdefault((is_image_file(path), is_remote(path)), []).append(path)
     datasets, weights = [], []
     for (is_image, remote), paths in sorted(groups.items()):
-        names = tf.data.Dataset.from_tensor_slices(paths)
+        names = (tf.data.Dataset.from_tensor_slices(paths) if is_image
+                 else _shard_ranges(paths, record_ranges or {}))
         if shuffle:  # a cached set keeps its first (random) order, the shuffle buffer mixes it further
             names = names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=not cache)
         if is_image:
@@ -284,6 +301,14 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     return combined
 
 
+def _shard_ranges(paths: list[str], record_ranges: Mapping[str, slice]) -> tf.data.Dataset:
+    """(path, first record, end record) of each shard: its range in `record_ranges`, or all records."""
+    ranges = [record_ranges.get(path, slice(None)) for path in paths]
+    return tf.data.Dataset.from_tensor_slices((
+        paths, np.array([r.start or 0 for r in ranges], np.int64),
+        np.array([_ALL_RECORDS if r.stop is None else r.stop for r in ranges], np.int64)))
+
+
 def decode_error(encoded: bytes) -> str | None:
     """Why `encoded` does not decode as a photo, or None when it does."""
     if not encoded:
@@ -295,12 +320,13 @@ def decode_error(encoded: bytes) -> str | None:
     return None
 
 
-def _decodable_photos(path: str):
-    """The encoded photos of one file (an image, or each record of a shard) that decode, with a
-    warning naming the photo for each one that does not."""
+def _decodable_photos(path: str, records: slice = slice(None)):
+    """The encoded photos of one file (an image, or each of the `records` of a shard) that decode,
+    with a warning naming the photo for each one that does not."""
     skipped = SkipReport()
     try:
-        for encoded, source in encoded_images([path], shuffle=False, skipped=skipped).as_numpy_iterator():
+        for encoded, source in encoded_images([path], shuffle=False, skipped=skipped,
+                                              record_ranges={path: records}).as_numpy_iterator():
             problem = decode_error(encoded)
             if problem:
                 skipped(source.decode(), f"undecodable photo: {problem}")
@@ -317,12 +343,12 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
-def first_decodable_photo(files: Sequence[str]) -> str | None:
+def first_decodable_photo(files: Sequence[str], held_out_records: Mapping[str, int] | None = None) -> str | None:
     """The first of `files` holding a photo that decodes, or None. Training skips corrupt photos,
     so a set without one would otherwise wait forever for its first batch; this reads files only
-    until one decodes (normally the first)."""
+    until one decodes (normally the first). held_out_records: as `training_dataset`'s."""
     for path in files:
-        for _ in _decodable_photos(path):
+        for _ in _decodable_photos(path, slice((held_out_records or {}).get(path, 0), None)):
             return path
     return None
 
@@ -501,8 +527,12 @@ def model_io(image, known):
 
 
 def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, masks: MaskConfig,
-                     seed: int = 0, cache: bool = False, shuffle_buffer: int = 512) -> tf.data.Dataset:
+                     seed: int = 0, cache: bool = False, shuffle_buffer: int = 512,
+                     held_out_records: Mapping[str, int] | None = None) -> tf.data.Dataset:
     """Endless batches of ((masked image, mask), image), decoded and masked in parallel, prefetched.
+
+    held_out_records: shard -> how many of its first records are held out for validation; training
+    reads the shard from the record after them.
 
     A corrupt photo in a large archive is skipped, not fatal to a long run, with a warning naming
     it. tf.data skips a failed element without saying which it was, so the photos are numbered
@@ -511,7 +541,9 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
     """
     skipped = SkipReport()
     photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer,
-                            skipped=skipped).ignore_errors(log_warning=True)  # TensorFlow's warning names
+                            skipped=skipped, record_ranges={shard: slice(count, None) for shard, count
+                                                            in (held_out_records or {}).items()}
+                            ).ignore_errors(log_warning=True)  # TensorFlow's warning names
     # a file that cannot be read at all: it fails here, before it is numbered
     sources = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
 
@@ -563,7 +595,7 @@ def _report_undecodable(skipped: SkipReport, sources):
 def _photo_bytes(source: str, skipped: SkipReport) -> bytes:
     """The encoded photo `source` names, read again (only to say why it failed)."""
     shard, _, index = source.rpartition("#")
-    if _is_image_file(source) or not index.isdigit():
+    if is_image_file(source) or not index.isdigit():
         return _read_remote_file(source)
     for record, name in _remote_records(shard, skipped):
         if name == source:
@@ -583,14 +615,19 @@ class ValidationSet:
         return len(self.images)
 
 
-def validation_set(files: Sequence[str], *, image_size: int, image_count: int,
-                   seed: int = 0) -> ValidationSet:
+def validation_set(files: Sequence[str], *, image_size: int, image_count: int, seed: int = 0,
+                   held_out_records: Mapping[str, int] | None = None) -> ValidationSet:
     """Centre crops of the first `image_count` validation photos, each paired with a seeded
     generated mask from every hole-ratio band, so the per-band numbers are exact and comparable
-    from one validation to the next (and independent of the training mask folder)."""
+    from one validation to the next (and independent of the training mask folder).
+
+    held_out_records: shard -> how many of its first records are held out for validation (training
+    reads the rest): validation reads no record after them, even where some of them do not decode.
+    """
     crops = []
     for path in files:  # one file at a time, so an undecodable one is named and skipped
-        for encoded in _decodable_photos(path):
+        held_out = (held_out_records or {}).get(path)
+        for encoded in _decodable_photos(path, slice(0, held_out)):
             crops.append(center_crop(encoded, image_size).numpy())
             if len(crops) == image_count:
                 break
