@@ -211,8 +211,9 @@ def test_training_names_each_photo_it_cannot_decode_once(tmp_path, caplog):
 
 
 def _training_stderr(folder, bad: str) -> str:
-    """What three batches of training on `folder`'s photos print, TensorFlow's warnings shown (the
-    tests hide them), with the file `bad` made undecodable ("broken.jpg") or gone after listing."""
+    """What six batches (about four passes) of training on `folder`'s photos print, TensorFlow's
+    warnings shown (the tests hide them), with the file `bad` made undecodable ("broken.jpg"), gone
+    after listing ("gone.png") or a shard of one record that is not a tf.train.Example."""
     import subprocess
     import sys
 
@@ -223,13 +224,17 @@ files = data.expand_sources([{str(folder)!r}])
 if {bad!r} == "gone.png":
     os.unlink(os.path.join({str(folder)!r}, "gone.png"))
 batches = data.training_dataset(files, image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
-assert len(list(batches.take(3))) == 3
+assert len(list(batches.take(6))) == 6
 """
     for index, image in enumerate(_random_images(2, height=40, width=50, seed=7)):
         Image.fromarray(image).save(folder / f"good{index}.png")
-    (folder / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    if data.is_image_file(bad):
+        (folder / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    else:
+        with tf.io.TFRecordWriter(str(folder / bad)) as writer:
+            writer.write(_NOT_AN_EXAMPLE)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, encoding="utf-8", errors="replace", timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
@@ -334,3 +339,41 @@ def test_a_held_out_shard_lends_validation_its_first_records_and_trains_on_the_r
             fsspec.filesystem("memory").rm("/pconv-held", recursive=True)
     [warning] = set(_skip_warnings(caplog))  # no other record is named (none was cut short)
     assert warning.startswith(f"skipping {shard}#0: undecodable photo: Unknown image file format")
+
+
+_NOT_AN_EXAMPLE = np.random.default_rng(0).bytes(300)  # a TFRecord record of random bytes
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_record_that_is_not_an_example_is_named_once(tmp_path, caplog, where):
+    """Random bytes as a record failed to parse before the photo was numbered: training dropped it
+    with only TensorFlow's anonymous warning, and validation dropped the rest of its shard."""
+    images = _random_images(3, height=40, width=50, seed=8)
+    local = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(local)) as writer:
+        for record in (_NOT_AN_EXAMPLE, *map(_example, images)):
+            writer.write(record)
+    if where == "local":
+        shard = str(local)
+    else:
+        fsspec.filesystem("memory").pipe("/pconv-garbage/train-00000-of-00001", local.read_bytes())
+        shard = "memory://pconv-garbage/train-00000-of-00001"
+    try:
+        batches = data.training_dataset([shard], image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
+        assert len(list(batches.take(6))) == 6  # four passes over the three photos
+        val = data.validation_set([shard], image_size=16, image_count=3)
+        assert len(val) == 3 * 6, "the photos after it"
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm("/pconv-garbage", recursive=True)
+    # Once in training, once in validation (which reads the shard apart).
+    assert _skip_warnings(caplog) == [f"skipping {shard}#0: not a tf.train.Example (the record does not "
+                                      "parse as one)"] * 2
+
+
+def test_a_record_that_is_not_an_example_is_named_without_tensorflows_warning_on_every_pass(tmp_path):
+    stderr = _training_stderr(tmp_path, "not-an-example.tfrecord")
+    assert stderr.count(f"skipping {tmp_path / 'not-an-example.tfrecord'}#0: not a tf.train.Example") == 1
+    assert "Error raised with error message" not in stderr
+    # TensorFlow logs the failed parse in the record's chunk, then alone; not on each of the 4 passes.
+    assert stderr.count("Could not parse example input") <= 2

@@ -33,6 +33,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
 _TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string, default_value="")}
 _ALL_RECORDS = np.iinfo(np.int64).max  # the end of a record range that reads a shard to its end
+_NOT_AN_EXAMPLE = "not a tf.train.Example (the record does not parse as one)"
+_CHUNK = 32  # photos read or parsed together; see _photos_or_skipped
 
 # Irregular-mask generator: shape counts; their sizes are fractions of the image side. Together
 # the shapes cover about 15-30% of the image; larger ratios scale them all up (see below).
@@ -147,13 +149,17 @@ class SkipReport:
             self._reported.add(source)
             logger.warning("skipping %s: %s", source, reason if isinstance(reason, str) else reason())
 
-    def in_graph(self, source, reason):
-        """Reports from inside tf.data; returns False, so it can stand in a filter predicate."""
-        def report(source_bytes, reason_bytes):
-            self(source_bytes.decode(errors="replace"), reason_bytes.decode(errors="replace"))
+    def in_graph(self, sources, reason):
+        """Reports from inside tf.data the photos `sources` names (one, or a vector of them); returns
+        False, so it can stand in a filter predicate. `reason`: a string tensor, or a function of
+        the source (str) that works it out in Python."""
+        def report(names, *reason_text):
+            for name in (name.decode(errors="replace") for name in np.atleast_1d(names)):
+                self(name, reason_text[0].decode(errors="replace") if reason_text else lambda: reason(name))
             return False
 
-        return tf.numpy_function(report, [source, reason], tf.bool, stateful=True)
+        inputs = [sources] if callable(reason) else [sources, reason]
+        return tf.numpy_function(report, inputs, tf.bool, stateful=True)
 
 
 def _local_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
@@ -206,10 +212,11 @@ def _local_tfrecord_bytes(files: tf.data.Dataset, sizes: tf.lookup.StaticHashTab
 
         return read.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).filter(keep)
 
-    # The source is named in the parallel parse, not in the shard's sequential read.
-    return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=True).map(
-        lambda path, index, record, *_: _parse_record(record, _record_source(path, index)),
-        num_parallel_calls=AUTOTUNE)
+    # The source is named for a chunk of records at a time, not in the shard's sequential read.
+    return _photos_or_skipped(
+        files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=True),
+        lambda path, index, record, *_: _encoded_photo(record), lambda path, index, *_: _record_source(path, index),
+        skipped, _NOT_AN_EXAMPLE)
 
 
 def _file_sizes(paths: list[str]) -> tf.lookup.StaticHashTable:
@@ -241,14 +248,53 @@ def _remote_tfrecord_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.da
             lambda name, first, end: _remote_records(name, skipped, first, end), args=(path, first, end),
             output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
 
-    return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE,
-                            deterministic=True).map(_parse_record, num_parallel_calls=AUTOTUNE)
+    return _photos_or_skipped(
+        files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=True),
+        lambda record, source: _encoded_photo(record), lambda record, source: source, skipped, _NOT_AN_EXAMPLE)
 
 
-def _parse_record(record, source):
-    """(image bytes, source); a record without image/encoded gets empty bytes, so it is reported
-    as undecodable with its name instead of failing the step."""
-    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"], source
+def _encoded_photo(record):
+    """The image bytes of a tf.train.Example; a record without image/encoded gets empty bytes, so it
+    is reported as undecodable with its name instead of failing the step."""
+    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"]
+
+
+def _photos_or_skipped(elements: tf.data.Dataset, photo: Callable, source: Callable, skipped: SkipReport,
+                       reason) -> tf.data.Dataset:
+    """(photo(*element), source(*element)) of each element, in order. An element `photo` fails on
+    is skipped and named once to `skipped` with `reason` (as `SkipReport.in_graph`'s), where
+    tf.data's ignore_errors drops it unnamed. Only a dataset of its own tells which element failed,
+    which costs 10% more per element; so elements are tried _CHUNK at a time, and only a chunk
+    where one fails again one by one. A source that failed is not tried again: TensorFlow would log
+    the failed op on every pass. `source` takes a chunk of elements at a time (vectors)."""
+    failed = tf.lookup.experimental.MutableHashTable(tf.string, tf.bool, default_value=False)
+
+    def one(element, name):
+        made = tf.data.Dataset.from_tensors(element).map(lambda *e: (photo(*e), True)).ignore_errors()
+        unmade = tf.data.Dataset.from_tensors((tf.constant(b""), False))
+        return made.concatenate(unmade).take(1).map(lambda data, made: (data, name, made))
+
+    def keep(data, name, made):
+        def remember_and_report():
+            with tf.control_dependencies([failed.insert(name, True)]):
+                return skipped.in_graph(name, reason)
+
+        return tf.cond(made, lambda: True, remember_and_report)
+
+    def chunk(*chunk_elements):
+        names = source(*chunk_elements)
+        untried = tf.ensure_shape(tf.logical_not(failed.lookup(names)), [None])
+        chunk_elements = tuple(tf.boolean_mask(part, untried) for part in chunk_elements)
+        names = tf.boolean_mask(names, untried)
+        together = (tf.data.Dataset.from_tensor_slices(chunk_elements).map(photo).ignore_errors().batch(_CHUNK)
+                    .filter(lambda data: tf.size(data) == tf.size(names)).map(lambda data: (data, names)))
+        one_by_one = (tf.data.Dataset.from_tensor_slices((chunk_elements, names)).flat_map(one).filter(keep)
+                      .map(lambda data, name, made: (data, name)).batch(_CHUNK))
+        return together.concatenate(one_by_one).take(1).unbatch()
+
+    # A block as long as a chunk keeps the elements in order.
+    return elements.batch(_CHUNK).interleave(chunk, block_length=_CHUNK, num_parallel_calls=AUTOTUNE,
+                                             deterministic=True)
 
 
 def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache: bool = False,
@@ -559,8 +605,8 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
         missing = tf.sparse.to_dense(tf.sets.difference(
             tf.range(expected, numbers[-1] + 1)[None], numbers[None]))[0]
         names = sources.lookup(missing)
-        reported = tf.cond(tf.size(names) > 0,
-                           lambda: _report_undecodable(skipped, names), lambda: False)
+        reported = tf.cond(tf.size(names) > 0, lambda: skipped.in_graph(
+            names, lambda source: _why_undecodable(source, skipped)), lambda: False)
         with tf.control_dependencies([reported]):
             forgotten = sources.remove(tf.range(expected, numbers[-1] + 1))
         with tf.control_dependencies([forgotten]):
@@ -580,16 +626,10 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
             .prefetch(AUTOTUNE))
 
 
-def _report_undecodable(skipped: SkipReport, sources):
-    """Reports the skipped photos whose `sources` are given (a file that could not be read at all
-    fails before it is numbered: TensorFlow's own warning names it)."""
-    def report(names):
-        for source in (name.decode(errors="replace") for name in names):
-            skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source, skipped))
-                                                              or "it decodes, but no crop could be made"))
-        return False
-
-    return tf.numpy_function(report, [sources], tf.bool, stateful=True)
+def _why_undecodable(source: str, skipped: SkipReport) -> str:
+    """Why training skipped the photo `source` names after reading it (read again to find out)."""
+    return "undecodable photo: " + (decode_error(_photo_bytes(source, skipped))
+                                    or "it decodes, but no crop could be made")
 
 
 def _photo_bytes(source: str, skipped: SkipReport) -> bytes:
@@ -599,7 +639,7 @@ def _photo_bytes(source: str, skipped: SkipReport) -> bytes:
         return _read_remote_file(source)
     for record, name in _remote_records(shard, skipped):
         if name == source:
-            return _parse_record(record, source)[0].numpy()
+            return _encoded_photo(record).numpy()
     return b""
 
 
