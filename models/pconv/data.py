@@ -162,17 +162,28 @@ class SkipReport:
         return tf.numpy_function(report, inputs, tf.bool, stateful=True)
 
 
-def _local_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
-    return files.map(lambda path: (tf.io.read_file(path), path), num_parallel_calls=AUTOTUNE)
+def _local_image_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.data.Dataset:
+    """(bytes, path) of each image file; one that cannot be read (gone since it was listed) is
+    named once to `skipped`."""
+    return _photos_or_skipped(files, tf.io.read_file, lambda path: path, skipped, _why_unreadable)
 
 
-def _remote_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
+def _remote_image_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.data.Dataset:
     def read(path):
         data = tf.numpy_function(_read_remote_file, [path], tf.string, stateful=False)
         data.set_shape([])
-        return data, path
+        return data
 
-    return files.map(read, num_parallel_calls=AUTOTUNE)
+    return _photos_or_skipped(files, read, lambda path: path, skipped, _why_unreadable)
+
+
+def _why_unreadable(path: str) -> str:
+    """Why the file `path` could not be read (read again to find out)."""
+    try:
+        _read_remote_file(path)
+    except (OSError, ValueError) as error:
+        return f"unreadable file: {getattr(error, 'strerror', None) or error}"
+    return "unreadable file while training read it (it reads now)"
 
 
 def _record_source(path, index):
@@ -261,36 +272,37 @@ def _encoded_photo(record):
 
 def _photos_or_skipped(elements: tf.data.Dataset, photo: Callable, source: Callable, skipped: SkipReport,
                        reason) -> tf.data.Dataset:
-    """(photo(*element), source(*element)) of each element, in order. An element `photo` fails on
-    is skipped and named once to `skipped` with `reason` (as `SkipReport.in_graph`'s), where
-    tf.data's ignore_errors drops it unnamed. Only a dataset of its own tells which element failed,
-    which costs 10% more per element; so elements are tried _CHUNK at a time, and only a chunk
-    where one fails again one by one. A source that failed is not tried again: TensorFlow would log
-    the failed op on every pass. `source` takes a chunk of elements at a time (vectors)."""
+    """(photo(*element), source(*element)) of each element, in order; `source` names a chunk of
+    elements at a time (vectors). An element `photo` fails on is skipped and named once to
+    `skipped` with `reason` (as `SkipReport.in_graph`'s), where tf.data's ignore_errors drops it
+    unnamed. So the elements go _CHUNK at a time, each chunk a dataset of its own whose last step
+    names the ones not made (a dataset per element would cost 10% more). A source that failed is
+    not tried again: TensorFlow would log the failure on every pass."""
+    made_now = tf.lookup.experimental.MutableHashTable(tf.string, tf.bool, default_value=False)
     failed = tf.lookup.experimental.MutableHashTable(tf.string, tf.bool, default_value=False)
 
-    def one(element, name):
-        made = tf.data.Dataset.from_tensors(element).map(lambda *e: (photo(*e), True)).ignore_errors()
-        unmade = tf.data.Dataset.from_tensors((tf.constant(b""), False))
-        return made.concatenate(unmade).take(1).map(lambda data, made: (data, name, made))
-
-    def keep(data, name, made):
-        def remember_and_report():
-            with tf.control_dependencies([failed.insert(name, True)]):
-                return skipped.in_graph(name, reason)
-
-        return tf.cond(made, lambda: True, remember_and_report)
+    def make(element, name):
+        data = photo(*element)
+        with tf.control_dependencies([data]):  # noted only once `photo` made it
+            noted = made_now.insert(name, True)
+        with tf.control_dependencies([noted]):
+            return tf.identity(data), name
 
     def chunk(*chunk_elements):
         names = source(*chunk_elements)
         untried = tf.ensure_shape(tf.logical_not(failed.lookup(names)), [None])
         chunk_elements = tuple(tf.boolean_mask(part, untried) for part in chunk_elements)
         names = tf.boolean_mask(names, untried)
-        together = (tf.data.Dataset.from_tensor_slices(chunk_elements).map(photo).ignore_errors().batch(_CHUNK)
-                    .filter(lambda data: tf.size(data) == tf.size(names)).map(lambda data: (data, names)))
-        one_by_one = (tf.data.Dataset.from_tensor_slices((chunk_elements, names)).flat_map(one).filter(keep)
-                      .map(lambda data, name, made: (data, name)).batch(_CHUNK))
-        return together.concatenate(one_by_one).take(1).unbatch()
+
+        def report_unmade(*end_mark):
+            unmade = tf.boolean_mask(names, tf.ensure_shape(tf.logical_not(made_now.lookup(names)), [None]))
+            with tf.control_dependencies([made_now.remove(names),
+                                          failed.insert(unmade, tf.ones_like(unmade, tf.bool))]):
+                return tf.cond(tf.size(unmade) > 0, lambda: skipped.in_graph(unmade, reason), lambda: False)
+
+        made = tf.data.Dataset.from_tensor_slices((chunk_elements, names)).map(make).ignore_errors()
+        end_mark = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(b"")))
+        return made.concatenate(end_mark.filter(report_unmade))  # reached once the chunk is read
 
     # A block as long as a chunk keeps the elements in order.
     return elements.batch(_CHUNK).interleave(chunk, block_length=_CHUNK, num_parallel_calls=AUTOTUNE,
@@ -325,7 +337,7 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
         if shuffle:  # a cached set keeps its first (random) order, the shuffle buffer mixes it further
             names = names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=not cache)
         if is_image:
-            data = (_remote_image_bytes if remote else _local_image_bytes)(names)
+            data = (_remote_image_bytes if remote else _local_image_bytes)(names, skipped)
         elif remote:
             data = _remote_tfrecord_bytes(names, skipped)
         else:
@@ -370,14 +382,16 @@ def _decodable_photos(path: str, records: slice = slice(None)):
     """The encoded photos of one file (an image, or each of the `records` of a shard) that decode,
     with a warning naming the photo for each one that does not."""
     skipped = SkipReport()
+    photos = encoded_images([path], shuffle=False, skipped=skipped, record_ranges={path: records})
     try:
-        for encoded, source in encoded_images([path], shuffle=False, skipped=skipped,
-                                              record_ranges={path: records}).as_numpy_iterator():
-            problem = decode_error(encoded)
-            if problem:
-                skipped(source.decode(), f"undecodable photo: {problem}")
-                continue
-            yield encoded
+        # Read a chunk at a time: a photo that could not be read is named at the end of its chunk.
+        for chunk in photos.batch(_CHUNK).as_numpy_iterator():
+            for encoded, source in zip(*chunk):
+                problem = decode_error(encoded)
+                if problem:
+                    skipped(source.decode(), f"undecodable photo: {problem}")
+                    continue
+                yield encoded
     except (tf.errors.OpError, OSError, ValueError) as error:
         logger.warning("skipping unreadable file %s: %s", path, _first_line(error))
 
@@ -524,9 +538,9 @@ def folder_masks(folder: str, size: int, hole_color: str, seed: int) -> tf.data.
     random flips and quarter turns so each file yields eight distinct masks. A file that does not
     decode is skipped with a warning naming it (it used to stop training with a traceback)."""
     files = expand_sources([folder], kinds="images")
-    masks = tf.data.Dataset.from_tensor_slices(files)
-    masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks)
     skipped = SkipReport()
+    masks = tf.data.Dataset.from_tensor_slices(files)
+    masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks, skipped)
 
     def attempt(data, path):
         """One element (mask, decoded, path), so that an undecodable file is named and skipped
@@ -589,8 +603,8 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
     photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer,
                             skipped=skipped, record_ranges={shard: slice(count, None) for shard, count
                                                             in (held_out_records or {}).items()}
-                            ).ignore_errors(log_warning=True)  # TensorFlow's warning names
-    # a file that cannot be read at all: it fails here, before it is numbered
+                            ).ignore_errors(log_warning=True)  # a failure no reader names (none known):
+    # skipped all the same, with TensorFlow's warning
     sources = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
 
     def crop(number, photo_and_seeds):
