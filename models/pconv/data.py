@@ -322,7 +322,8 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     shuffle=False: one pass in file order (validation). cache=True keeps the encoded bytes in
     memory after the first pass, so later epochs only decode. Image files and TFRecord shards
     given together are mixed in proportion to their file counts. A truncated or corrupt shard is
-    read up to its first bad record and reported to `skipped`. Shards are read several at once,
+    read up to its first bad record and reported to `skipped`, and so are a file that cannot be
+    read and a record that is not a tf.train.Example, skipped. Shards are read several at once,
     their records taken in a fixed order, so a seed gives the same batches on every run (as
     fast as taking them as they come: 101-105 batches/s either way, 64 px, 4 BSDS500 shards).
     """
