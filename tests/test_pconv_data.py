@@ -211,8 +211,9 @@ def test_training_names_each_photo_it_cannot_decode_once(tmp_path, caplog):
 
 
 def _training_stderr(folder, bad: str) -> str:
-    """What three batches of training on `folder`'s photos print, TensorFlow's warnings shown (the
-    tests hide them), with the file `bad` made undecodable ("broken.jpg") or gone after listing."""
+    """What six batches (about four passes) of training on `folder`'s photos print, TensorFlow's
+    warnings shown (the tests hide them), with the file `bad` made undecodable ("broken.jpg"), gone
+    after listing ("gone.png") or a shard of one record that is not a tf.train.Example."""
     import subprocess
     import sys
 
@@ -223,13 +224,18 @@ files = data.expand_sources([{str(folder)!r}])
 if {bad!r} == "gone.png":
     os.unlink(os.path.join({str(folder)!r}, "gone.png"))
 batches = data.training_dataset(files, image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
-assert len(list(batches.take(3))) == 3
+assert len(list(batches.take(6))) == 6
 """
     for index, image in enumerate(_random_images(2, height=40, width=50, seed=7)):
         Image.fromarray(image).save(folder / f"good{index}.png")
-    (folder / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    if data.is_image_file(bad):
+        (folder / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    else:
+        with tf.io.TFRecordWriter(str(folder / bad)) as writer:
+            writer.write(_NOT_AN_EXAMPLE)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, timeout=300,
+                          encoding="utf-8", errors="replace",  # TensorFlow logs a bad record's bytes
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
@@ -243,9 +249,35 @@ def test_a_photo_training_skips_is_named_without_tensorflows_anonymous_warning(t
     assert "Error raised with error message" not in stderr
 
 
-def test_a_file_gone_after_listing_is_skipped_and_tensorflow_names_it(tmp_path):
+def test_a_file_gone_after_listing_is_named_once_without_tensorflows_warning_on_every_pass(tmp_path):
+    """Only TensorFlow's warnings named it, again on every pass over the photos."""
     stderr = _training_stderr(tmp_path, "gone.png")
-    assert f"{tmp_path / 'gone.png'}; No such file or directory" in stderr
+    assert stderr.count(f"skipping {tmp_path / 'gone.png'}: unreadable file: No such file or directory") == 1
+    assert "Error raised with error message" not in stderr
+    # TensorFlow's own log of the failed read comes once, not on each of the 4 passes.
+    assert stderr.count(f"{tmp_path / 'gone.png'}; No such file or directory") == 1
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_training_goes_on_past_a_photo_gone_after_listing(tmp_path, caplog, where):
+    for index, image in enumerate(_random_images(3, height=40, width=50, seed=9)):
+        Image.fromarray(image).save(tmp_path / f"{index}.png")
+    if where == "local":
+        folder = str(tmp_path)
+    else:
+        for index in range(3):
+            fsspec.filesystem("memory").pipe(f"/pconv-gone/{index}.png", (tmp_path / f"{index}.png").read_bytes())
+        folder = "memory://pconv-gone"
+    files = data.expand_sources([folder])
+    fsspec.open(files[1]).fs.rm(fsspec.core.url_to_fs(files[1])[1])
+    try:
+        batches = data.training_dataset(files, image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
+        assert len(list(batches.take(6))) == 6  # six passes over the two photos left
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm("/pconv-gone", recursive=True)
+    [warning] = _skip_warnings(caplog)
+    assert warning.startswith(f"skipping {files[1]}: unreadable file: ")
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])
@@ -289,3 +321,87 @@ def test_a_seed_gives_the_same_batches_from_tfrecord_shards_on_every_run(tmp_pat
 
     for first, again in zip(first_batches(), first_batches(), strict=True):
         np.testing.assert_array_equal(first, again)
+
+
+def _flat_colour_records(colours) -> list[bytes]:
+    """Examples of flat-colour photos: a crop of one tells which record it came from."""
+    return [_example(np.full((20, 30, 3), colour, np.uint8)) for colour in colours]
+
+
+def _colour_of(crop: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(round(value * 255)) for value in crop[0, 0])
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_held_out_shard_lends_validation_its_first_records_and_trains_on_the_rest(tmp_path, caplog, where):
+    """A held-out shard was held out whole: with 4 training shards, a quarter of the photos while
+    validation scores 8. Now validation reads only its first records (even where some do not
+    decode) and training reads every one after them."""
+    colours = [(index * 40, 250 - index * 40, 90) for index in range(6)]
+    local = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(local)) as writer:
+        writer.write(_example(np.zeros((20, 30, 3), np.uint8), encoded=b"garbage"))
+        for record in _flat_colour_records(colours):
+            writer.write(record)
+    if where == "local":
+        shard = str(local)
+    else:
+        fsspec.filesystem("memory").pipe("/pconv-held/train-00000-of-00001", local.read_bytes())
+        shard = "memory://pconv-held/train-00000-of-00001"
+    held_out = {shard: 3}  # the garbage record and the first two photos
+    try:
+        val = data.validation_set([shard], image_size=16, image_count=4, held_out_records=held_out)
+        assert {_colour_of(image) for image in val.images} == set(colours[:2]), "not a record after the third"
+        assert len(val) == 2 * 6
+
+        sources = [s.decode() for _, s in data.encoded_images(
+            [shard], shuffle=False, record_ranges={shard: slice(3, None)}).as_numpy_iterator()]
+        assert sources == [f"{shard}#{index}" for index in range(3, 7)], "the real record indices"
+        batches = data.training_dataset([shard], image_size=16, batch_size=4, masks=data.MaskConfig(), seed=2,
+                                        held_out_records=held_out)
+        trained = {_colour_of(crop) for _, truth in batches.take(4).as_numpy_iterator() for crop in truth}
+        assert trained == set(colours[2:]), "every record after the held-out ones, and none of those"
+        assert data.first_decodable_photo([shard], {shard: 7}) is None, "nothing left to train on"
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm("/pconv-held", recursive=True)
+    [warning] = set(_skip_warnings(caplog))  # no other record is named (none was cut short)
+    assert warning.startswith(f"skipping {shard}#0: undecodable photo: Unknown image file format")
+
+
+_NOT_AN_EXAMPLE = np.random.default_rng(0).bytes(300)  # a TFRecord record of random bytes
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_record_that_is_not_an_example_is_named_once(tmp_path, caplog, where):
+    """Random bytes as a record failed to parse before the photo was numbered: training dropped it
+    with only TensorFlow's anonymous warning, and validation dropped the rest of its shard."""
+    images = _random_images(3, height=40, width=50, seed=8)
+    local = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(local)) as writer:
+        for record in (_NOT_AN_EXAMPLE, *map(_example, images)):
+            writer.write(record)
+    if where == "local":
+        shard = str(local)
+    else:
+        fsspec.filesystem("memory").pipe("/pconv-garbage/train-00000-of-00001", local.read_bytes())
+        shard = "memory://pconv-garbage/train-00000-of-00001"
+    try:
+        batches = data.training_dataset([shard], image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
+        assert len(list(batches.take(6))) == 6  # four passes over the three photos
+        val = data.validation_set([shard], image_size=16, image_count=3)
+        assert len(val) == 3 * 6, "the photos after it"
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm("/pconv-garbage", recursive=True)
+    # Once in training, once in validation (which reads the shard apart).
+    assert _skip_warnings(caplog) == [f"skipping {shard}#0: not a tf.train.Example (the record does not "
+                                      "parse as one)"] * 2
+
+
+def test_a_record_that_is_not_an_example_is_named_without_tensorflows_warning_on_every_pass(tmp_path):
+    stderr = _training_stderr(tmp_path, "not-an-example.tfrecord")
+    assert stderr.count(f"skipping {tmp_path / 'not-an-example.tfrecord'}#0: not a tf.train.Example") == 1
+    assert "Error raised with error message" not in stderr
+    # TensorFlow's own log of the failed parse comes once, not on each of the 4 passes.
+    assert stderr.count("Could not parse example input") == 1

@@ -127,15 +127,56 @@ def test_help_explains_every_flag():
 
 def test_validation_files_never_overlap_training_files(photos):
     config = train.TrainConfig(train_data=[photos], val_holdout=0.5)
-    train_files, val_files = train.split_train_val(config)
+    split = train.split_train_val(config)
+    train_files, val_files = split.train, split.val
     assert len(val_files) == 2 and not set(train_files) & set(val_files)
-    assert len(train_files) + len(val_files) == 4
-    assert train.split_train_val(config) == (train_files, val_files)  # deterministic
+    assert len(train_files) + len(val_files) == 4 and split.held_out_records == {}
+    assert train.split_train_val(config) == split  # deterministic
     with pytest.raises(SystemExit, match="both"):
         train.split_train_val(train.TrainConfig(train_data=[photos], val_data=[os.path.join(photos, "photo1.jpg")]))
     single = train.TrainConfig(train_data=[os.path.join(photos, "photo0.jpg")])
     with pytest.raises(SystemExit, match="--val_data"):
         train.split_train_val(single)
+
+
+@pytest.fixture(scope="module")
+def shards(photos, tmp_path_factory):
+    """Four TFRecord shards of three photos each (the `photos` ones, again and again)."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("shards")
+    encoded = [open(os.path.join(photos, name), "rb").read() for name in sorted(os.listdir(photos))]
+    for index in range(4):
+        with tf.io.TFRecordWriter(str(folder / f"train-{index:05d}-of-00004")) as writer:
+            for photo in range(3):
+                feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded[(index + photo) % 4]]))
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature={"image/encoded": feature})).SerializeToString())
+    return str(folder)
+
+
+def test_a_held_out_shard_lends_validation_only_its_first_records(shards, tmp_path):
+    """With 4 shards, --val_holdout held out a whole one (a quarter of the photos) for the 8 photos
+    validation scores; now training reads that shard too, after its first --val_images records."""
+    split = train.split_train_val(train.TrainConfig(train_data=[shards], val_images=2))
+    [held] = split.val
+    assert split.train == sorted(os.path.join(shards, name) for name in os.listdir(shards))
+    assert split.held_out_records == {held: 2}
+
+    run_dir = str(tmp_path / "run")
+    train.main(["--train_data", shards, "--run_dir", run_dir, "--stage1_steps", "1", "--stage2_steps", "1",
+                "--run_steps", "1", *TINY, "--val_images", "2", "--val_every", "1"])
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        recorded = json.load(f)["data"]
+    assert recorded["held_out_records"] == {os.path.basename(held): 2}
+    assert (recorded["train_files"], recorded["val_files"]) == (4, 1)
+    # A resume keeps the records held out (its training read the others), whatever --val_images is now.
+    train.main(["--run_dir", run_dir, "--resume", "--val_images", "3"])
+    with open(os.path.join(run_dir, "metadata.json")) as f:
+        assert json.load(f)["data"]["held_out_records"] == {os.path.basename(held): 2}
+    with open(os.path.join(run_dir, "validation.csv")) as f:
+        counts = {line.split(",")[2] for line in f.read().splitlines()[1:]}
+    assert counts == {"2"}, "validation scored the 2 held-out photos, not a third one trained on"
 
 
 def test_default_depth_keeps_a_two_pixel_bottleneck():

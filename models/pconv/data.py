@@ -10,12 +10,13 @@ folder of mask images. tf.data works under every Keras backend, so the torch tra
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +32,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Shards of the seed's ImageNet set are named `train-00012-of-01024`, without an extension.
 _TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
 _TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string, default_value="")}
+_ALL_RECORDS = np.iinfo(np.int64).max  # the end of a record range that reads a shard to its end
+_NOT_AN_EXAMPLE = "not a tf.train.Example (the record does not parse as one)"
+_CHUNK = 32  # photos read or parsed together; see _photos_or_skipped
 
 # Irregular-mask generator: shape counts; their sizes are fractions of the image side. Together
 # the shapes cover about 15-30% of the image; larger ratios scale them all up (see below).
@@ -68,7 +72,7 @@ class MaskConfig:
 # Finding and reading files
 
 
-def _is_image_file(path: str) -> bool:
+def is_image_file(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
@@ -83,7 +87,7 @@ def expand_sources(patterns: Sequence[str], kinds: str = "images+tfrecords") -> 
     (README, manifest.csv) are skipped; with kinds='images' only images are kept. A pattern that
     matches no usable file is an error, so a typo never trains on less data than intended.
     """
-    keep = _is_image_file if kinds == "images" else (lambda p: _is_image_file(p) or _is_tfrecord_file(p))
+    keep = is_image_file if kinds == "images" else (lambda p: is_image_file(p) or _is_tfrecord_file(p))
     found: set[str] = set()
     for pattern in patterns:
         matches = [p for p in _glob(pattern) if keep(p)]
@@ -145,26 +149,41 @@ class SkipReport:
             self._reported.add(source)
             logger.warning("skipping %s: %s", source, reason if isinstance(reason, str) else reason())
 
-    def in_graph(self, source, reason):
-        """Reports from inside tf.data; returns False, so it can stand in a filter predicate."""
-        def report(source_bytes, reason_bytes):
-            self(source_bytes.decode(errors="replace"), reason_bytes.decode(errors="replace"))
+    def in_graph(self, sources, reason):
+        """Reports from inside tf.data the photos `sources` names (one, or a vector of them); returns
+        False, so it can stand in a filter predicate. `reason`: a string tensor, or a function of
+        the source (str) that works it out in Python."""
+        def report(names, *reason_text):
+            for name in (name.decode(errors="replace") for name in np.atleast_1d(names)):
+                self(name, reason_text[0].decode(errors="replace") if reason_text else lambda: reason(name))
             return False
 
-        return tf.numpy_function(report, [source, reason], tf.bool, stateful=True)
+        inputs = [sources] if callable(reason) else [sources, reason]
+        return tf.numpy_function(report, inputs, tf.bool, stateful=True)
 
 
-def _local_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
-    return files.map(lambda path: (tf.io.read_file(path), path), num_parallel_calls=AUTOTUNE)
+def _local_image_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.data.Dataset:
+    """(bytes, path) of each image file; one that cannot be read (gone since it was listed) is
+    named once to `skipped`."""
+    return _photos_or_skipped(files, tf.io.read_file, lambda path: path, skipped, _why_unreadable)
 
 
-def _remote_image_bytes(files: tf.data.Dataset) -> tf.data.Dataset:
+def _remote_image_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.data.Dataset:
     def read(path):
         data = tf.numpy_function(_read_remote_file, [path], tf.string, stateful=False)
         data.set_shape([])
-        return data, path
+        return data
 
-    return files.map(read, num_parallel_calls=AUTOTUNE)
+    return _photos_or_skipped(files, read, lambda path: path, skipped, _why_unreadable)
+
+
+def _why_unreadable(path: str) -> str:
+    """Why the file `path` could not be read (read again to find out)."""
+    try:
+        _read_remote_file(path)
+    except (OSError, ValueError) as error:
+        return f"unreadable file: {getattr(error, 'strerror', None) or error}"
+    return "unreadable file while training read it (it reads now)"
 
 
 def _record_source(path, index):
@@ -175,10 +194,13 @@ def _local_tfrecord_bytes(files: tf.data.Dataset, sizes: tf.lookup.StaticHashTab
                           skipped: SkipReport) -> tf.data.Dataset:
     """Records read by TensorFlow's C++ reader, which ends a shard at a truncated or corrupt record
     with an error naming neither the shard nor the record; so the records read are counted against
-    the shard's size (`sizes`: path -> bytes), and a shard that ends short is reported."""
-    def records(path):
+    the shard's size (`sizes`: path -> bytes), and a shard that ends short is reported.
+
+    `files`: (path, first record, end record) of each shard; the records before the first are read
+    (to count the bytes) but not kept, the shard's reading stops at the end record."""
+    def records(path, first, end):
         # ignore_errors ends the shard at its first unreadable record; an index -1 marks the end.
-        read = tf.data.TFRecordDataset(path).ignore_errors().enumerate().concatenate(
+        read = tf.data.TFRecordDataset(path).ignore_errors().take(end).enumerate().concatenate(
             tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(b""))))
 
         def count(state, element):
@@ -193,14 +215,19 @@ def _local_tfrecord_bytes(files: tf.data.Dataset, sizes: tf.lookup.StaticHashTab
                     "the shard is truncated or corrupt at byte {} of {}; its later records are skipped too",
                     (offset, sizes.lookup(path))))
 
-            return is_record or tf.cond(offset < sizes.lookup(path), report, lambda: False)
+            def at_the_end():
+                cut_short = (offset < sizes.lookup(path)) & (count < end)  # not stopped by `end`
+                return tf.cond(cut_short, report, lambda: False)
+
+            return tf.cond(is_record, lambda: count >= first, at_the_end)
 
         return read.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count).filter(keep)
 
-    # The source is named in the parallel parse, not in the shard's sequential read.
-    return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=True).map(
-        lambda path, index, record, *_: _parse_record(record, _record_source(path, index)),
-        num_parallel_calls=AUTOTUNE)
+    # The source is named for a chunk of records at a time, not in the shard's sequential read.
+    return _photos_or_skipped(
+        files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=True),
+        lambda path, index, record, *_: _encoded_photo(record), lambda path, index, *_: _record_source(path, index),
+        skipped, _NOT_AN_EXAMPLE)
 
 
 def _file_sizes(paths: list[str]) -> tf.lookup.StaticHashTable:
@@ -208,61 +235,110 @@ def _file_sizes(paths: list[str]) -> tf.lookup.StaticHashTable:
         paths, [os.path.getsize(p) for p in paths], tf.string, tf.int64), default_value=-1)
 
 
-def _remote_records(path, skipped: SkipReport):
-    """(record, `<shard>#<index>`) of a shard read through fsspec, up to its first bad record."""
+def _remote_records(path, skipped: SkipReport, first: int = 0, end: int = _ALL_RECORDS):
+    """(record, `<shard>#<index>`) of a shard read through fsspec, up to its first bad record: those
+    from index `first` (the ones before are read, to find where the next starts) to `end`."""
     import fsspec
 
     path = path.decode() if isinstance(path, bytes) else path
     index = 0
     try:
         with fsspec.open(path, "rb") as f:
-            for record in read_records(f):
-                yield record, f"{path}#{index}"
+            for record in itertools.islice(read_records(f), end):  # not one record past `end`
+                if index >= first:
+                    yield record, f"{path}#{index}"
                 index += 1
     except (ValueError, OSError) as error:
         skipped(f"{path}#{index}", f"{error}; the shard's later records are skipped too")
 
 
 def _remote_tfrecord_bytes(files: tf.data.Dataset, skipped: SkipReport) -> tf.data.Dataset:
-    def records(path):
+    """`files`: (path, first record, end record) of each shard, as `_local_tfrecord_bytes`."""
+    def records(path, first, end):
         return tf.data.Dataset.from_generator(
-            lambda name: _remote_records(name, skipped), args=(path,),
+            lambda name, first, end: _remote_records(name, skipped, first, end), args=(path, first, end),
             output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
 
-    return files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE,
-                            deterministic=True).map(_parse_record, num_parallel_calls=AUTOTUNE)
+    return _photos_or_skipped(
+        files.interleave(records, cycle_length=8, num_parallel_calls=AUTOTUNE, deterministic=True),
+        lambda record, source: _encoded_photo(record), lambda record, source: source, skipped, _NOT_AN_EXAMPLE)
 
 
-def _parse_record(record, source):
-    """(image bytes, source); a record without image/encoded gets empty bytes, so it is reported
-    as undecodable with its name instead of failing the step."""
-    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"], source
+def _encoded_photo(record):
+    """The image bytes of a tf.train.Example; a record without image/encoded gets empty bytes, so it
+    is reported as undecodable with its name instead of failing the step."""
+    return tf.io.parse_single_example(record, _TFRECORD_FEATURES)["image/encoded"]
+
+
+def _photos_or_skipped(elements: tf.data.Dataset, photo: Callable, source: Callable, skipped: SkipReport,
+                       reason) -> tf.data.Dataset:
+    """(photo(*element), source(*element)) of each element, in order; `source` names a chunk of
+    elements at a time (vectors). An element `photo` fails on is skipped and named once to
+    `skipped` with `reason` (as `SkipReport.in_graph`'s), where tf.data's ignore_errors drops it
+    unnamed. So the elements go _CHUNK at a time, each chunk a dataset of its own whose last step
+    names the ones not made (a dataset per element would cost 10% more). A source that failed is
+    not tried again: TensorFlow would log the failure on every pass."""
+    made_now = tf.lookup.experimental.MutableHashTable(tf.string, tf.bool, default_value=False)
+    failed = tf.lookup.experimental.MutableHashTable(tf.string, tf.bool, default_value=False)
+
+    def make(element, name):
+        data = photo(*element)
+        with tf.control_dependencies([data]):  # noted only once `photo` made it
+            noted = made_now.insert(name, True)
+        with tf.control_dependencies([noted]):
+            return tf.identity(data), name
+
+    def chunk(*chunk_elements):
+        names = source(*chunk_elements)
+        untried = tf.ensure_shape(tf.logical_not(failed.lookup(names)), [None])
+        chunk_elements = tuple(tf.boolean_mask(part, untried) for part in chunk_elements)
+        names = tf.boolean_mask(names, untried)
+
+        def report_unmade(*end_mark):
+            unmade = tf.boolean_mask(names, tf.ensure_shape(tf.logical_not(made_now.lookup(names)), [None]))
+            with tf.control_dependencies([made_now.remove(names),
+                                          failed.insert(unmade, tf.ones_like(unmade, tf.bool))]):
+                return tf.cond(tf.size(unmade) > 0, lambda: skipped.in_graph(unmade, reason), lambda: False)
+
+        made = tf.data.Dataset.from_tensor_slices((chunk_elements, names)).map(make).ignore_errors()
+        end_mark = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(b"")))
+        return made.concatenate(end_mark.filter(report_unmade))  # reached once the chunk is read
+
+    # A block as long as a chunk keeps the elements in order.
+    return elements.batch(_CHUNK).interleave(chunk, block_length=_CHUNK, num_parallel_calls=AUTOTUNE,
+                                             deterministic=True)
 
 
 def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache: bool = False,
-                   shuffle_buffer: int = 512, skipped: SkipReport | None = None) -> tf.data.Dataset:
+                   shuffle_buffer: int = 512, skipped: SkipReport | None = None,
+                   record_ranges: Mapping[str, slice] | None = None) -> tf.data.Dataset:
     """(encoded image bytes, source) from a mix of image files and TFRecord shards, where source
     names the photo: its file, or `<shard>#<record index>`.
+
+    record_ranges: shard -> the records of it to read, by index (`slice(8, None)`: all but the first
+    8); other shards are read whole.
 
     shuffle=True: endless, files reshuffled each pass plus a shuffle buffer of records (training).
     shuffle=False: one pass in file order (validation). cache=True keeps the encoded bytes in
     memory after the first pass, so later epochs only decode. Image files and TFRecord shards
     given together are mixed in proportion to their file counts. A truncated or corrupt shard is
-    read up to its first bad record and reported to `skipped`. Shards are read several at once,
+    read up to its first bad record and reported to `skipped`, and so are a file that cannot be
+    read and a record that is not a tf.train.Example, skipped. Shards are read several at once,
     their records taken in a fixed order, so a seed gives the same batches on every run (as
     fast as taking them as they come: 101-105 batches/s either way, 64 px, 4 BSDS500 shards).
     """
     skipped = skipped or SkipReport()
     groups: dict[tuple[bool, bool], list[str]] = {}
     for path in files:
-        groups.setdefault((_is_image_file(path), is_remote(path)), []).append(path)
+        groups.setdefault((is_image_file(path), is_remote(path)), []).append(path)
     datasets, weights = [], []
     for (is_image, remote), paths in sorted(groups.items()):
-        names = tf.data.Dataset.from_tensor_slices(paths)
+        names = (tf.data.Dataset.from_tensor_slices(paths) if is_image
+                 else _shard_ranges(paths, record_ranges or {}))
         if shuffle:  # a cached set keeps its first (random) order, the shuffle buffer mixes it further
             names = names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=not cache)
         if is_image:
-            data = (_remote_image_bytes if remote else _local_image_bytes)(names)
+            data = (_remote_image_bytes if remote else _local_image_bytes)(names, skipped)
         elif remote:
             data = _remote_tfrecord_bytes(names, skipped)
         else:
@@ -284,6 +360,14 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     return combined
 
 
+def _shard_ranges(paths: list[str], record_ranges: Mapping[str, slice]) -> tf.data.Dataset:
+    """(path, first record, end record) of each shard: its range in `record_ranges`, or all records."""
+    ranges = [record_ranges.get(path, slice(None)) for path in paths]
+    return tf.data.Dataset.from_tensor_slices((
+        paths, np.array([r.start or 0 for r in ranges], np.int64),
+        np.array([_ALL_RECORDS if r.stop is None else r.stop for r in ranges], np.int64)))
+
+
 def decode_error(encoded: bytes) -> str | None:
     """Why `encoded` does not decode as a photo, or None when it does."""
     if not encoded:
@@ -295,17 +379,20 @@ def decode_error(encoded: bytes) -> str | None:
     return None
 
 
-def _decodable_photos(path: str):
-    """The encoded photos of one file (an image, or each record of a shard) that decode, with a
-    warning naming the photo for each one that does not."""
+def _decodable_photos(path: str, records: slice = slice(None)):
+    """The encoded photos of one file (an image, or each of the `records` of a shard) that decode,
+    with a warning naming the photo for each one that does not."""
     skipped = SkipReport()
+    photos = encoded_images([path], shuffle=False, skipped=skipped, record_ranges={path: records})
     try:
-        for encoded, source in encoded_images([path], shuffle=False, skipped=skipped).as_numpy_iterator():
-            problem = decode_error(encoded)
-            if problem:
-                skipped(source.decode(), f"undecodable photo: {problem}")
-                continue
-            yield encoded
+        # Read a chunk at a time: a photo that could not be read is named at the end of its chunk.
+        for chunk in photos.batch(_CHUNK).as_numpy_iterator():
+            for encoded, source in zip(*chunk):
+                problem = decode_error(encoded)
+                if problem:
+                    skipped(source.decode(), f"undecodable photo: {problem}")
+                    continue
+                yield encoded
     except (tf.errors.OpError, OSError, ValueError) as error:
         logger.warning("skipping unreadable file %s: %s", path, _first_line(error))
 
@@ -317,12 +404,12 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
-def first_decodable_photo(files: Sequence[str]) -> str | None:
+def first_decodable_photo(files: Sequence[str], held_out_records: Mapping[str, int] | None = None) -> str | None:
     """The first of `files` holding a photo that decodes, or None. Training skips corrupt photos,
     so a set without one would otherwise wait forever for its first batch; this reads files only
-    until one decodes (normally the first)."""
+    until one decodes (normally the first). held_out_records: as `training_dataset`'s."""
     for path in files:
-        for _ in _decodable_photos(path):
+        for _ in _decodable_photos(path, slice((held_out_records or {}).get(path, 0), None)):
             return path
     return None
 
@@ -452,9 +539,9 @@ def folder_masks(folder: str, size: int, hole_color: str, seed: int) -> tf.data.
     random flips and quarter turns so each file yields eight distinct masks. A file that does not
     decode is skipped with a warning naming it (it used to stop training with a traceback)."""
     files = expand_sources([folder], kinds="images")
-    masks = tf.data.Dataset.from_tensor_slices(files)
-    masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks)
     skipped = SkipReport()
+    masks = tf.data.Dataset.from_tensor_slices(files)
+    masks = (_remote_image_bytes if is_remote(files[0]) else _local_image_bytes)(masks, skipped)
 
     def attempt(data, path):
         """One element (mask, decoded, path), so that an undecodable file is named and skipped
@@ -501,8 +588,12 @@ def model_io(image, known):
 
 
 def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, masks: MaskConfig,
-                     seed: int = 0, cache: bool = False, shuffle_buffer: int = 512) -> tf.data.Dataset:
+                     seed: int = 0, cache: bool = False, shuffle_buffer: int = 512,
+                     held_out_records: Mapping[str, int] | None = None) -> tf.data.Dataset:
     """Endless batches of ((masked image, mask), image), decoded and masked in parallel, prefetched.
+
+    held_out_records: shard -> how many of its first records are held out for validation; training
+    reads the shard from the record after them.
 
     A corrupt photo in a large archive is skipped, not fatal to a long run, with a warning naming
     it. tf.data skips a failed element without saying which it was, so the photos are numbered
@@ -511,8 +602,10 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
     """
     skipped = SkipReport()
     photos = encoded_images(files, shuffle=True, seed=seed, cache=cache, shuffle_buffer=shuffle_buffer,
-                            skipped=skipped).ignore_errors(log_warning=True)  # TensorFlow's warning names
-    # a file that cannot be read at all: it fails here, before it is numbered
+                            skipped=skipped, record_ranges={shard: slice(count, None) for shard, count
+                                                            in (held_out_records or {}).items()}
+                            ).ignore_errors(log_warning=True)  # a failure no reader names (none known):
+    # skipped all the same, with TensorFlow's warning
     sources = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
 
     def crop(number, photo_and_seeds):
@@ -527,8 +620,8 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
         missing = tf.sparse.to_dense(tf.sets.difference(
             tf.range(expected, numbers[-1] + 1)[None], numbers[None]))[0]
         names = sources.lookup(missing)
-        reported = tf.cond(tf.size(names) > 0,
-                           lambda: _report_undecodable(skipped, names), lambda: False)
+        reported = tf.cond(tf.size(names) > 0, lambda: skipped.in_graph(
+            names, lambda source: _why_undecodable(source, skipped)), lambda: False)
         with tf.control_dependencies([reported]):
             forgotten = sources.remove(tf.range(expected, numbers[-1] + 1))
         with tf.control_dependencies([forgotten]):
@@ -548,26 +641,20 @@ def training_dataset(files: Sequence[str], *, image_size: int, batch_size: int, 
             .prefetch(AUTOTUNE))
 
 
-def _report_undecodable(skipped: SkipReport, sources):
-    """Reports the skipped photos whose `sources` are given (a file that could not be read at all
-    fails before it is numbered: TensorFlow's own warning names it)."""
-    def report(names):
-        for source in (name.decode(errors="replace") for name in names):
-            skipped(source, lambda: "undecodable photo: " + (decode_error(_photo_bytes(source, skipped))
-                                                              or "it decodes, but no crop could be made"))
-        return False
-
-    return tf.numpy_function(report, [sources], tf.bool, stateful=True)
+def _why_undecodable(source: str, skipped: SkipReport) -> str:
+    """Why training skipped the photo `source` names after reading it (read again to find out)."""
+    return "undecodable photo: " + (decode_error(_photo_bytes(source, skipped))
+                                    or "it decodes, but no crop could be made")
 
 
 def _photo_bytes(source: str, skipped: SkipReport) -> bytes:
     """The encoded photo `source` names, read again (only to say why it failed)."""
     shard, _, index = source.rpartition("#")
-    if _is_image_file(source) or not index.isdigit():
+    if is_image_file(source) or not index.isdigit():
         return _read_remote_file(source)
     for record, name in _remote_records(shard, skipped):
         if name == source:
-            return _parse_record(record, source)[0].numpy()
+            return _encoded_photo(record).numpy()
     return b""
 
 
@@ -583,14 +670,19 @@ class ValidationSet:
         return len(self.images)
 
 
-def validation_set(files: Sequence[str], *, image_size: int, image_count: int,
-                   seed: int = 0) -> ValidationSet:
+def validation_set(files: Sequence[str], *, image_size: int, image_count: int, seed: int = 0,
+                   held_out_records: Mapping[str, int] | None = None) -> ValidationSet:
     """Centre crops of the first `image_count` validation photos, each paired with a seeded
     generated mask from every hole-ratio band, so the per-band numbers are exact and comparable
-    from one validation to the next (and independent of the training mask folder)."""
+    from one validation to the next (and independent of the training mask folder).
+
+    held_out_records: shard -> how many of its first records are held out for validation (training
+    reads the rest): validation reads no record after them, even where some of them do not decode.
+    """
     crops = []
     for path in files:  # one file at a time, so an undecodable one is named and skipped
-        for encoded in _decodable_photos(path):
+        held_out = (held_out_records or {}).get(path)
+        for encoded in _decodable_photos(path, slice(0, held_out)):
             crops.append(center_crop(encoded, image_size).numpy())
             if len(crops) == image_count:
                 break

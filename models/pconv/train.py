@@ -147,7 +147,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
          "When absent, --val_holdout of the training files (by file name hash) are held out instead",
          nargs="+", metavar="PATTERN")
     flag(data, "val_holdout", "fraction of training files held out for validation when --val_data is "
-         "absent (at least one file; needs two or more files)", type=float)
+         "absent (at least one file; needs two or more files), chosen by file name hash: an image file is "
+         "held out whole, a TFRecord shard only lends validation its first --val_images records and "
+         "trains on the rest", type=float)
     flag(data, "val_images", "validation photos; each is scored with one generated mask per hole-ratio "
          "band 0-10%%, ..., 50-60%%", type=int)
     flag(data, "cache", "keep encoded photos in memory after the first pass: auto = when they total "
@@ -291,16 +293,32 @@ def check_inputs(config: TrainConfig) -> None:
 # Data
 
 
-def split_train_val(config: TrainConfig) -> tuple[list[str], list[str]]:
-    """Training and validation files, guaranteed disjoint (the seed's validation fallback was not)."""
-    from models.pconv.data import expand_sources
+@dataclass(frozen=True)
+class DataSplit:
+    """Training and validation files, sharing no photo. A TFRecord shard held out for validation is
+    in both: validation reads only its first `held_out_records[shard]` records, training the rest."""
+
+    train: list[str]
+    val: list[str]
+    held_out_records: dict[str, int] = field(default_factory=dict)
+
+
+def split_train_val(config: TrainConfig, held_out_before: dict[str, int] | None = None) -> DataSplit:
+    """Training and validation files, guaranteed disjoint (the seed's validation fallback was not).
+
+    A held-out image file is held out whole; a held-out shard only lends validation its first
+    --val_images records (validation scores no more), so training loses no more photos than that.
+    held_out_before: file name -> records held out by the run being resumed, which keeps them
+    whatever its --val_images is now (its training already read the others).
+    """
+    from models.pconv.data import expand_sources, is_image_file
 
     try:
         train = expand_sources(config.train_data)
     except FileNotFoundError as error:
         raise SystemExit(f"--train_data: {error}") from None
     if config.val_every <= 0:
-        return train, []
+        return DataSplit(train, [])
     if config.val_data:
         try:
             val = expand_sources(config.val_data)
@@ -310,14 +328,22 @@ def split_train_val(config: TrainConfig) -> tuple[list[str], list[str]]:
         if shared:
             raise SystemExit(f"{len(shared)} files are in both --train_data and --val_data "
                              f"(e.g. {shared[0]}): validation must be separate")
-        return train, val
+        return DataSplit(train, val)
     if len(train) < 2:
         raise SystemExit(f"one training file ({train[0]}) cannot be split for validation: pass "
                          "--val_data, or --val_every 0 to train without validation")
     # Hash of the file name, not the path: the same files stay held out when the data moves.
     by_hash = sorted(train, key=lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest())
     count = min(len(train) - 1, max(1, round(len(train) * config.val_holdout)))
-    return sorted(by_hash[count:]), sorted(by_hash[:count])
+    val = sorted(by_hash[:count])
+    held_out_shards = [path for path in val if not is_image_file(path)]
+    held_out = {path: (held_out_before or {}).get(os.path.basename(path), config.val_images)
+                for path in held_out_shards}
+    if any(records < config.val_images for records in held_out.values()):
+        logger.warning("this run holds out only the first %d records of each held-out shard (its --val_images "
+                       "when it started): validation scores no others, even with --val_images %d",
+                       min(held_out.values()), config.val_images)
+    return DataSplit(sorted(by_hash[count:] + held_out_shards), val, held_out)
 
 
 def _file_identity(path: str) -> str:
@@ -342,6 +368,16 @@ def _check_same_validation_files(run_dir: str, val_files: list[str]) -> None:
                          f"{len(now)} now, e.g. {differing[0]}), so validation could see photos already "
                          "trained on: resume with the same --train_data, --val_data, --val_holdout and "
                          "--val_every 0 or not (paths may move, the files may not change)")
+
+
+def _held_out_records_before(run_dir: str) -> dict[str, int] | None:
+    """Shard name -> records held out for validation by the run in `run_dir`, from its metadata.json
+    (None where it has none: a run from before shards lent only their first records)."""
+    path = os.path.join(run_dir, "metadata.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["data"].get("held_out_records")
 
 
 def _use_cache(config: TrainConfig, files: list[str]) -> bool:
@@ -743,25 +779,31 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
     keras.config.set_dtype_policy(policy)
     batches = None
     try:
-        train_files, val_files = split_train_val(config)
+        split = split_train_val(config, _held_out_records_before(run_dir) if saved else None)
+        train_files, val_files = split.train, split.val
         if saved:
             _check_same_validation_files(run_dir, val_files)
-        if pipeline.first_decodable_photo(train_files) is None:
+        if pipeline.first_decodable_photo(train_files, split.held_out_records) is None:
             raise SystemExit(f"no decodable training photos in {', '.join(config.train_data)} "
                              f"({len(train_files)} files, all unreadable or corrupt; see the warnings above)")
         cache = _use_cache(config, train_files)
-        logger.info("training photos: %d files (%s); validation: %d files; cache: %s",
-                    len(train_files), ", ".join(config.train_data), len(val_files), "memory" if cache else "off")
+        logger.info("training photos: %d files (%s); validation: %d files%s; cache: %s",
+                    len(train_files), ", ".join(config.train_data), len(val_files),
+                    "".join(f"; {os.path.basename(shard)} lends validation its first {count} records, "
+                            "training reads the rest" for shard, count in split.held_out_records.items()),
+                    "memory" if cache else "off")
         masks = pipeline.MaskConfig(config.mask_source, tuple(config.hole_ratio_range), config.mask_dir,
                                     config.mask_hole_color)
         # A different data seed per resume point: a resumed run does not replay the first batches.
         dataset = pipeline.training_dataset(train_files, image_size=config.image_size,
                                             batch_size=config.batch_size, masks=masks,
                                             seed=config.seed * 1_000_003 + step, cache=cache,
-                                            shuffle_buffer=config.shuffle_buffer)
+                                            shuffle_buffer=config.shuffle_buffer,
+                                            held_out_records=split.held_out_records)
         try:
             val = (pipeline.validation_set(val_files, image_size=config.image_size,
-                                           image_count=config.val_images, seed=config.seed)
+                                           image_count=config.val_images, seed=config.seed,
+                                           held_out_records=split.held_out_records)
                    if val_files else None)
         except ValueError as error:
             raise SystemExit(f"{error}: see the warnings above") from None
@@ -783,7 +825,7 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
         hardware = describe_hardware()
         events = EventWriter(os.path.join(run_dir, "tensorboard"))
         os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
-        metadata = _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, trainer, hardware)
+        metadata = _initial_metadata(run_dir, config, step, split, loss_fn, trainer, hardware)
         last_validation = metadata.get("last_validation")
 
         started = time.monotonic()
@@ -861,7 +903,7 @@ def _validate_and_log(unet, val, config, step, run_dir, events, format_table) ->
     return {"step": step, "bands": rows}
 
 
-def _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, trainer, hardware) -> dict:
+def _initial_metadata(run_dir, config, step, split: DataSplit, loss_fn, trainer, hardware) -> dict:
     """metadata.json of this run; a resumed run keeps `created` and the earlier sessions."""
     from models.uri import fetch
 
@@ -877,9 +919,11 @@ def _initial_metadata(run_dir, config, step, train_files, val_files, loss_fn, tr
         "format": "bg-obj-remover pconv training run v1",
         "created": previous.get("created", session["started"]),
         "config": dataclasses.asdict(config),
-        "data": {"train_sources": config.train_data, "train_files": len(train_files),
-                 "val_sources": config.val_data or ("held out from train_data" if val_files else None),
-                 "val_files": len(val_files), "val_file_names": [os.path.basename(p) for p in val_files],
+        "data": {"train_sources": config.train_data, "train_files": len(split.train),
+                 "val_sources": config.val_data or ("held out from train_data" if split.val else None),
+                 "val_files": len(split.val), "val_file_names": [os.path.basename(p) for p in split.val],
+                 # shard -> its first records, held out for validation (training reads the rest)
+                 "held_out_records": {os.path.basename(p): n for p, n in split.held_out_records.items()},
                  "masks": {"source": config.mask_source, "dir": config.mask_dir,
                            "hole_color": config.mask_hole_color,
                            "generated_ratio_range": list(config.hole_ratio_range)}},
