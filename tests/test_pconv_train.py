@@ -135,7 +135,7 @@ def test_validation_files_never_overlap_training_files(photos):
     with pytest.raises(SystemExit, match="both"):
         train.split_train_val(train.TrainConfig(train_data=[photos], val_data=[os.path.join(photos, "photo1.jpg")]))
     single = train.TrainConfig(train_data=[os.path.join(photos, "photo0.jpg")])
-    with pytest.raises(SystemExit, match="--val_data"):
+    with pytest.raises(SystemExit, match="one training photo .* cannot be split for validation: pass --val_data"):
         train.split_train_val(single)
 
 
@@ -177,6 +177,12 @@ def test_a_held_out_shard_lends_validation_only_its_first_records(shards, tmp_pa
     with open(os.path.join(run_dir, "validation.csv")) as f:
         counts = {line.split(",")[2] for line in f.read().splitlines()[1:]}
     assert counts == {"2"}, "validation scored the 2 held-out photos, not a third one trained on"
+
+
+def test_a_lone_shard_lends_validation_its_first_records(shards):
+    lone = os.path.join(shards, "train-00000-of-00004")
+    split = train.split_train_val(train.TrainConfig(train_data=[lone], val_images=2))
+    assert (split.train, split.val, split.held_out_records) == ([lone], [lone], {lone: 2})
 
 
 def test_default_depth_keeps_a_two_pixel_bottleneck():

@@ -147,9 +147,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
          "When absent, --val_holdout of the training files (by file name hash) are held out instead",
          nargs="+", metavar="PATTERN")
     flag(data, "val_holdout", "fraction of training files held out for validation when --val_data is "
-         "absent (at least one file; needs two or more files), chosen by file name hash: an image file is "
-         "held out whole, a TFRecord shard only lends validation its first --val_images records and "
-         "trains on the rest", type=float)
+         "absent (at least one file; with image files, two or more), chosen by file name hash: an image "
+         "file is held out whole, a TFRecord shard only lends validation its first --val_images records "
+         "and trains on the rest (a lone shard too)", type=float)
     flag(data, "val_images", "validation photos; each is scored with one generated mask per hole-ratio "
          "band 0-10%%, ..., 50-60%%", type=int)
     flag(data, "cache", "keep encoded photos in memory after the first pass: auto = when they total "
@@ -329,12 +329,13 @@ def split_train_val(config: TrainConfig, held_out_before: dict[str, int] | None 
             raise SystemExit(f"{len(shared)} files are in both --train_data and --val_data "
                              f"(e.g. {shared[0]}): validation must be separate")
         return DataSplit(train, val)
-    if len(train) < 2:
-        raise SystemExit(f"one training file ({train[0]}) cannot be split for validation: pass "
+    if len(train) == 1 and is_image_file(train[0]):
+        raise SystemExit(f"one training photo ({train[0]}) cannot be split for validation: pass "
                          "--val_data, or --val_every 0 to train without validation")
     # Hash of the file name, not the path: the same files stay held out when the data moves.
     by_hash = sorted(train, key=lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest())
-    count = min(len(train) - 1, max(1, round(len(train) * config.val_holdout)))
+    # At least one file left whole for training, bar a lone shard: it lends its first records.
+    count = max(1, min(len(train) - 1, round(len(train) * config.val_holdout)))
     val = sorted(by_hash[:count])
     held_out_shards = [path for path in val if not is_image_file(path)]
     held_out = {path: (held_out_before or {}).get(os.path.basename(path), config.val_images)
