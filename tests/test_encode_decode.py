@@ -101,6 +101,15 @@ def test_cmyk_stays_cmyk_with_its_inks_and_profile(fmt):
         assert np.abs(written_inks[28:, 32:] - inks[28:, 32:]).mean() < 0.3
 
 
+def test_cmyk_written_where_cmyk_cannot_go_is_rgb_without_its_profile():
+    """As a TFRecord record's <id>.png, or the PNG a format PIL cannot write falls back to."""
+    decoded = decode_image(_encoded(_inks(20, 30), "JPEG", icc_profile=_profile_for(b"CMYK")))
+    written, not_written_because = encode_image(decoded.rgb, "PNG", decoded.alpha, decoded.encoding)
+    output = Image.open(io.BytesIO(written))
+    assert not_written_because is None and output.mode == "RGB" and "icc_profile" not in output.info
+    np.testing.assert_array_equal(np.asarray(output), decoded.rgb)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 def test_lossless_webp_stays_lossless(mode):
     image = Image.fromarray(textured_image(20, 30, 3)).convert(mode)

@@ -23,6 +23,10 @@ _JPEG_QUALITY = 95  # lossy WebP, HEIF and AVIF (no input says its own), and JPE
 _LOSSY_FORMATS = {"JPEG", "HEIF", "AVIF"}
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _PALETTE_FORMATS = {"GIF", "PNG", "BMP", "TIFF"}
+_CMYK_FORMATS = {"JPEG", "TIFF"}  # elsewhere (a TFRecord's PNG, a PSD's fallback) CMYK is written as RGB
+# The colour space of an ICC profile (its header's bytes 16-20) that fits each written mode.
+_PROFILE_SPACES = {"RGB": b"RGB ", "RGBA": b"RGB ", "P": b"RGB ", "L": b"GRAY", "LA": b"GRAY", "1": b"GRAY",
+                   "I;16": b"GRAY", "CMYK": b"CMYK"}
 _TIFF_LOSSLESS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
 _TIFF_FAX = {"group3", "group4", "tiff_ccitt"}
 # An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
@@ -76,9 +80,9 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
         if encoding.transparency is not None:
             options["transparency"] = encoding.transparency
-    elif encoding.mode == "CMYK":
+    elif encoding.mode == "CMYK" and image_format in _CMYK_FORMATS:
         image = cmyk_image(rgb, encoding.own_values)
-    elif encoding.mode != "RGB":
+    elif encoding.mode not in ("RGB", "CMYK"):
         image = grey_image(rgb, alpha if image_format in _ALPHA_FORMATS else None, encoding)
     elif alpha is not None and image_format in _ALPHA_FORMATS:
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
@@ -100,8 +104,8 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
     # Writers that cannot store a resolution, a profile or EXIF ignore them.
     if encoding.dpi:
         options["dpi"] = encoding.dpi
-    if encoding.icc_profile:
-        options["icc_profile"] = encoding.icc_profile
+    if encoding.icc_profile and encoding.icc_profile[16:20] == _PROFILE_SPACES.get(image.mode):
+        options["icc_profile"] = encoding.icc_profile  # not a CMYK one on a CMYK input's RGB PNG
     if encoding.exif:
         options["exif"] = encoding.exif
     options.update(_descriptive_metadata(image_format, encoding))
