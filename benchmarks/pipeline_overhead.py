@@ -56,15 +56,15 @@ class BareLoop:
             started = time.perf_counter()
             detections = self.segmenter.segment([rgb for rgb, *_ in decoded])
             self.model_seconds += time.perf_counter() - started
-            for path, (rgb, alpha, image_format, *_), found in zip(chunk, decoded, detections):
+            for path, (rgb, alpha, image_format, _, encoding), found in zip(chunk, decoded, detections):
                 keep = found.select(None, self.min_score) & found.nonempty()
                 hole = dilate(found.union(keep), self.dilate)
                 info = ImageInfo(path, os.path.basename(path), width=rgb.shape[1], height=rgb.shape[0],
                                  instances=instance_rows(found, keep), removed_fraction=float(hole.mean()))
                 if not hole.any():
-                    self._write(info.replace(status="unchanged"), rgb, image_format, alpha)
+                    self._write(info.replace(status="unchanged"), rgb, image_format, alpha, encoding)
                     continue
-                self._waiting.append((info, rgb, hole, image_format, alpha))
+                self._waiting.append((info, rgb, hole, image_format, alpha, encoding))
                 if len(self._waiting) == self.inpaint_batch:
                     self._inpaint_waiting()
         self._inpaint_waiting()
@@ -77,15 +77,15 @@ class BareLoop:
         started = time.perf_counter()
         cleaned = self.inpainter.inpaint([w[1] for w in self._waiting], [w[2] for w in self._waiting])
         self.model_seconds += time.perf_counter() - started
-        for (info, _, _, image_format, alpha), rgb in zip(self._waiting, cleaned):
-            self._write(info.replace(status="cleaned"), rgb, image_format, alpha)
+        for (info, _, _, image_format, alpha, encoding), rgb in zip(self._waiting, cleaned):
+            self._write(info.replace(status="cleaned"), rgb, image_format, alpha, encoding)
         self._waiting = []
 
-    def _write(self, info, rgb, image_format: str, alpha) -> None:
+    def _write(self, info, rgb, image_format: str, alpha, encoding) -> None:
         from transforms.metadata import to_row
         from transforms.write import encode_image, write_atomically
         path = os.path.join(self.output, info.relative_path)
-        write_atomically(path, encode_image(rgb, image_format, alpha)[0])
+        write_atomically(path, encode_image(rgb, image_format, alpha, encoding)[0])  # as the pipeline writes
         self._rows.append(to_row(info.replace(output_uri=path), "segmenter", "inpainter"))
 
 
