@@ -10,7 +10,7 @@ from PIL import Image, IptcImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTag
 
 from tests.conftest import textured_image
 from transforms.decode import decode_image
-from transforms.image_metadata import photoshop_resources, with_photoshop_resources
+from transforms.image_metadata import photoshop_resources, upright_xmp, with_photoshop_resources
 from transforms.write import encode_image
 
 ORIENTATION = 0x0112
@@ -117,3 +117,10 @@ def test_tiff_photoshop_resources_lose_their_thumbnail():
     Image.fromarray(textured_image(20, 30, 1)).save(buffer, "TIFF", tiffinfo=tags)
     _, output = _cleaned(buffer.getvalue())
     assert bytes(output.tag_v2[34377]) == _iptc_resources()
+
+
+@pytest.mark.parametrize("written", [b'tiff:Orientation="6"', b"tiff:Orientation = '6'",
+                                     b"<tiff:Orientation>6</tiff:Orientation>"])
+def test_every_spelling_of_an_xmp_orientation_is_set_upright(written):
+    assert upright_xmp(b"<x " + written + b"/>", orientation_applied=True) == b"<x " + written.replace(b"6", b"1") + b"/>"
+    assert upright_xmp(b"<x " + written + b"/>", orientation_applied=False) == b"<x " + written + b"/>"

@@ -14,7 +14,7 @@ _PHOTOSHOP = b"Photoshop 3.0\x00"
 _THUMBNAIL_RESOURCES = {0x0409, 0x040C}
 _MAX_SEGMENT = 65533  # a JPEG segment's payload, its 2 length bytes aside
 XMP_PNG_KEY = "XML:com.adobe.xmp"
-_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation(?:="|>))[1-8]')
+_XMP_ORIENTATION = re.compile(rb"""(tiff:Orientation(?:\s*=\s*["']|>))[1-8]""")
 _XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
 
 
