@@ -1,5 +1,6 @@
 """The PConv training input pipeline: mask generator, TFRecord/image sources, crops, mask folders."""
 import io
+import logging
 import os
 
 import fsspec
@@ -107,6 +108,19 @@ def test_expand_sources_skips_non_data_files_and_rejects_empty_patterns(tmp_path
     assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)], kinds="images")] == ["a.jpg", "b.PNG"]
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         data.expand_sources([str(tmp_path / "nothing-here*.jpg")])
+
+
+def test_photos_training_cannot_read_are_named_not_passed_over_silently(tmp_path, caplog):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    for name in ("scan.TIF", "phone.heic"):
+        (tmp_path / "other" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "other" / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="models.pconv.data"):
+        assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)])] == ["a.jpg"]
+    assert "skipping 2 photos in formats training cannot read (e.g. " in caplog.text
+    with pytest.raises(FileNotFoundError, match=r"only 2 photos in formats training cannot read .*\.webp; "
+                                                r"convert them first"):
+        data.expand_sources([str(tmp_path / "other")])
 
 
 def test_small_photos_are_upscaled_without_aspect_distortion():

@@ -29,6 +29,7 @@ logger = logging.getLogger("models.pconv.data")
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+_OTHER_PHOTO_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".jpx", ".jxl", ".mpo", ".psd")
 # Shards of the seed's ImageNet set are named `train-00012-of-01024`, without an extension.
 _TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
 _TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string, default_value="")}
@@ -90,11 +91,23 @@ def expand_sources(patterns: Sequence[str], kinds: str = "images+tfrecords") -> 
     keep = is_image_file if kinds == "images" else (lambda p: is_image_file(p) or _is_tfrecord_file(p))
     found: set[str] = set()
     for pattern in patterns:
-        matches = [p for p in _glob(pattern) if keep(p)]
+        listed = _glob(pattern)
+        matches = [p for p in listed if keep(p)]
+        passed_over = [p for p in listed if _is_photo_training_cannot_read(p)]
+        why = (f"{len(passed_over)} photos in formats training cannot read (e.g. {passed_over[0]}): it "
+               f"reads {', '.join(IMAGE_EXTENSIONS)}; convert them first") if passed_over else ""
         if not matches:
-            raise FileNotFoundError(f"no {kinds.replace('+', ' or ')} found for {pattern!r}")
+            raise FileNotFoundError(f"no {kinds.replace('+', ' or ')} found for {pattern!r}"
+                                    + (f", only {why}" if why else ""))
+        if why:
+            logger.warning("%r: skipping %s", pattern, why)
         found.update(matches)
     return sorted(found)
+
+
+def _is_photo_training_cannot_read(path: str) -> bool:
+    """TIFF, HEIC, AVIF, ...: photos the pipeline cleans but TensorFlow's decoder cannot read."""
+    return path.lower().endswith(_OTHER_PHOTO_EXTENSIONS)
 
 
 def _glob(pattern: str) -> list[str]:
