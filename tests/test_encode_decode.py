@@ -497,3 +497,11 @@ def test_16_bit_colour_in_separate_planes_is_refused_not_read_as_noise():
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, (planes >> 8).astype(np.uint8), photometric="rgb", planarconfig="separate")
     np.testing.assert_array_equal(decode_image(buffer.getvalue()).rgb, np.moveaxis(planes >> 8, 0, 2))
+
+
+def test_an_icon_keeps_its_size():
+    data = _encoded(Image.fromarray(textured_image(22, 32, 1)), "ICO", sizes=[(32, 22)])
+    decoded, written = _round_trip(data, _paint_hole)
+    again = decode_image(written)
+    assert again.rgb.shape == decoded.rgb.shape == (22, 32, 3)
+    np.testing.assert_array_equal(_outside_hole(again.rgb), _outside_hole(decoded.rgb))

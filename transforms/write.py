@@ -101,6 +101,8 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         options["compression"] = encoding.tiff_compression
         if encoding.tiff_compression == "jpeg":
             options["quality"] = _JPEG_QUALITY
+    elif image_format == "ICO":
+        options["sizes"] = [image.size]  # else PIL writes only the standard sizes below it: a smaller icon
     # Writers that cannot store a resolution, a profile or EXIF ignore them.
     if encoding.dpi:
         options["dpi"] = encoding.dpi
