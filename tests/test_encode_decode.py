@@ -454,15 +454,25 @@ def test_16_bit_colour_keeps_its_metadata(fmt):
 
 
 def test_16_bit_colour_that_opencv_reads_otherwise_is_8_bits_with_a_note():
-    """A colour key (tRNS) makes OpenCV add an alpha channel PIL does not: PIL's 8 bits are kept."""
+    """Premultiplied alpha: PIL unpremultiplies its 8 bits, OpenCV does not. PIL's 8 bits are kept."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.random.default_rng(0).integers(0, 65536, (6, 7, 4)).astype(np.uint16),
+                     photometric="rgb", extrasamples=[1])
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.encoding.own_values is None
+    assert any(note.startswith("16-bit colour written as 8 bits") for note in decoded.notes)
+
+
+def test_16_bit_colour_key_becomes_its_alpha():
+    """A transparent colour (tRNS) in a 16-bit PNG: PIL's 8 bits never match it, so it was lost."""
     values = _colour16(3)
     png = _opencv_encoded(values, "PNG")
     colour_key = png_chunk(b"tRNS", values[0, 0].astype(">u2").tobytes())
-    png = png[:PNG_HEADER_BYTES] + colour_key + png[PNG_HEADER_BYTES:]
-    decoded = decode_image(png)
-    np.testing.assert_array_equal(decoded.rgb, values >> 8)  # PIL's reading
-    assert decoded.encoding.own_values is None
-    assert any(note.startswith("16-bit colour written as 8 bits") for note in decoded.notes)
+    decoded, written = _round_trip(png[:PNG_HEADER_BYTES] + colour_key + png[PNG_HEADER_BYTES:], _paint_hole)
+    assert decoded.alpha[0, 0] == 0 and (decoded.alpha > 0).sum() == decoded.alpha.size - 1
+    output = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_UNCHANGED)[..., [2, 1, 0, 3]]
+    assert output.dtype == np.uint16 and output[0, 0, 3] == 0 and output[0, 1, 3] == 65535
+    np.testing.assert_array_equal(_outside_hole(output[..., :3]), _outside_hole(values))
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])

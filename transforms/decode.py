@@ -81,7 +81,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     if colour16:
         # OpenCV's TIFF reader turns the pixels upright itself, whatever it is asked.
         opencv_orientation = orientation if image_format == "PNG" else None
-        pixels = _with_16_bit_colour(data, opencv_orientation, len(transposed.getbands()), pixels, notes)
+        pixels = _with_16_bit_colour(data, opencv_orientation, len(transposed.getbands()),
+                                     isinstance(image.info.get("transparency"), tuple), pixels, notes)
     encoding = _source_encoding(image, data, orientation, pixels, notes)
     return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding)
 
@@ -253,20 +254,20 @@ _UPRIGHT = {
 }
 
 
-def _with_16_bit_colour(data: bytes, orientation: int | None, channels: int, pixels: _Pixels,
-                        notes: list[str]) -> _Pixels:
+def _with_16_bit_colour(data: bytes, orientation: int | None, pil_bands: int, transparent_colour: bool,
+                        pixels: _Pixels, notes: list[str]) -> _Pixels:
     """The full 16 bits of the colour (and alpha) PIL read only the high bytes of, from OpenCV,
     turned upright by `orientation` as PIL turned its pixels. They are used only where their high
     bytes are PIL's pixels, so the two decoders agree on all but the low bytes; else PIL's 8 bits
-    stay, with a note."""
+    stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits never match, comes as
+    OpenCV's alpha."""
+    channels = 4 if transparent_colour else pil_bands
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:
         values = _UPRIGHT.get(orientation, lambda a: a)(bgr_order(bgr))
-        high_bytes = pixels.rgb
-        if channels == 4:
-            opaque = np.full(pixels.rgb.shape[:2], 255, np.uint8)
-            high_bytes = np.dstack([pixels.rgb, opaque if pixels.alpha is None else pixels.alpha])
-        if values.shape == high_bytes.shape and np.array_equal(values >> 8, high_bytes):
+        pil_alpha = np.full(pixels.rgb.shape[:2], 255, np.uint8) if pixels.alpha is None else pixels.alpha
+        if values.shape[:2] == pixels.rgb.shape[:2] and np.array_equal(values[..., :3] >> 8, pixels.rgb) and (
+                pil_bands == 3 or np.array_equal(values[..., 3] >> 8, pil_alpha)):
             values = np.ascontiguousarray(values)
             eight_bits = scaled_to_8_bits(values)
             alpha = None
