@@ -321,6 +321,14 @@ def test_16_bit_grey_keeps_its_16_bits_outside_the_hole(fmt):
     assert (pixels[4:12, 5:15] == FILL_LUMA * 257).all()
 
 
+def test_16_bit_grey_keeps_its_transparent_value():
+    values = np.random.default_rng(0).integers(0, 65536, (20, 30)).astype(np.uint16)
+    _, written = _round_trip(_encoded(Image.fromarray(values), "PNG", transparency=int(values[0, 0])),
+                             _grey_with_colour_fill)
+    output = Image.open(io.BytesIO(written))
+    assert output.mode == "I;16" and output.info["transparency"] == values[0, 0]
+
+
 def test_a_grey_profile_is_kept_for_grey_output():
     grey_profile = bytearray(_srgb_profile())
     grey_profile[16:20] = b"GRAY"  # only the header's colour space is read

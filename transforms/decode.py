@@ -129,6 +129,8 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
     if image.mode == "P" and isinstance(image.info.get("transparency", 0), int):
         palette = bytes(image.getpalette("RGB"))
         transparency = image.info.get("transparency")
+    elif pixels.mode == "I;16" and isinstance(image.info.get("transparency"), int):
+        transparency = image.info["transparency"]  # a 16-bit grey PNG's transparent value (tRNS)
     return SourceEncoding(mode=pixels.mode, own_values=pixels.own_values, icc_profile=icc_profile,
                           exif=exif_bytes, palette=palette, transparency=transparency,
                           lossless=image.format == "WEBP" and is_lossless_webp(data),

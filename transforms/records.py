@@ -36,7 +36,7 @@ class SourceEncoding:
     # what was removed) left out.
     exif: bytes | None = None
     palette: bytes | None = None  # RGB triplets of a palette input, written back on its palette
-    transparency: int | None = None  # the palette index that is transparent
+    transparency: int | None = None  # the palette index that is transparent, or a 16-bit grey value
     lossless: bool = False  # a lossless WebP input
     # A JPEG input's quantization tables and chroma subsampling (PIL's numbering), so its
     # re-encoding quantizes as the input was: close to lossless outside the hole, about its size.

@@ -84,6 +84,8 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
         image = cmyk_image(rgb, encoding.own_values)
     elif encoding.mode not in ("RGB", "CMYK"):
         image = grey_image(rgb, alpha if image_format in _ALPHA_FORMATS else None, encoding)
+        if encoding.transparency is not None:
+            options["transparency"] = encoding.transparency
     elif alpha is not None and image_format in _ALPHA_FORMATS:
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
