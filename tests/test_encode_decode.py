@@ -523,3 +523,14 @@ def test_an_icon_keeps_its_size():
     again = decode_image(written)
     assert again.rgb.shape == decoded.rgb.shape == (22, 32, 3)
     np.testing.assert_array_equal(_outside_hole(again.rgb), _outside_hole(decoded.rgb))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_bigtiff_is_written_with_its_tags(dtype):
+    """PIL failed to write a BigTIFF's EXIF back (struct.error): every cleaned one was an error row."""
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.random.default_rng(0).integers(0, 255, (20, 30, 3)).astype(dtype),
+                     photometric="rgb", bigtiff=True, metadata=None, extratags=[(MAKE, "s", 0, "Scanner", True)])
+    decoded, written = _round_trip(buffer.getvalue(), _paint_hole)
+    output = Image.open(io.BytesIO(written))
+    assert output.format == "TIFF" and output.getexif().get(MAKE) == "Scanner"

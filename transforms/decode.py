@@ -107,6 +107,7 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
                      f"{written_space.decode().strip().replace('GRAY', 'grey')}")
         icc_profile = None
     exif = image.getexif()
+    exif.bigtiff = False  # a BigTIFF's tags are written as classic TIFF ones, which every writer reads
     for tag in _TIFF_LAYOUT_TAGS.intersection(exif):
         del exif[tag]
     if orientation_applied:
