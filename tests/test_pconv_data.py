@@ -1,4 +1,5 @@
 """The PConv training input pipeline: mask generator, TFRecord/image sources, crops, mask folders."""
+import contextlib
 import io
 import logging
 import os
@@ -346,6 +347,21 @@ def _colour_of(crop: np.ndarray) -> tuple[int, ...]:
     return tuple(int(round(value * 255)) for value in crop[0, 0])
 
 
+@contextlib.contextmanager
+def _shard_in(where: str, local):
+    """The shard file `local` as a local path, or copied to fsspec's memory file system (a remote
+    shard's reader), removed afterwards."""
+    if where == "local":
+        yield str(local)
+        return
+    folder = f"/pconv-{local.parent.name}"
+    fsspec.filesystem("memory").pipe(f"{folder}/{local.name}", local.read_bytes())
+    try:
+        yield f"memory:/{folder}/{local.name}"
+    finally:
+        fsspec.filesystem("memory").rm(folder, recursive=True)
+
+
 @pytest.mark.parametrize("where", ["local", "memory"])
 def test_a_held_out_shard_lends_validation_its_first_records_and_trains_on_the_rest(tmp_path, caplog, where):
     """A held-out shard was held out whole: with 4 training shards, a quarter of the photos while
@@ -357,13 +373,8 @@ def test_a_held_out_shard_lends_validation_its_first_records_and_trains_on_the_r
         writer.write(_example(np.zeros((20, 30, 3), np.uint8), encoded=b"garbage"))
         for record in _flat_colour_records(colours):
             writer.write(record)
-    if where == "local":
-        shard = str(local)
-    else:
-        fsspec.filesystem("memory").pipe("/pconv-held/train-00000-of-00001", local.read_bytes())
-        shard = "memory://pconv-held/train-00000-of-00001"
-    held_out = {shard: 3}  # the garbage record and the first two photos
-    try:
+    with _shard_in(where, local) as shard:
+        held_out = {shard: 3}  # the garbage record and the first two photos
         val = data.validation_set([shard], image_size=16, image_count=4, held_out_records=held_out)
         assert {_colour_of(image) for image in val.images} == set(colours[:2]), "not a record after the third"
         assert len(val) == 2 * 6
@@ -376,9 +387,6 @@ def test_a_held_out_shard_lends_validation_its_first_records_and_trains_on_the_r
         trained = {_colour_of(crop) for _, truth in batches.take(4).as_numpy_iterator() for crop in truth}
         assert trained == set(colours[2:]), "every record after the held-out ones, and none of those"
         assert data.first_decodable_photo([shard], {shard: 7}) is None, "nothing left to train on"
-    finally:
-        if where == "memory":
-            fsspec.filesystem("memory").rm("/pconv-held", recursive=True)
     [warning] = set(_skip_warnings(caplog))  # no other record is named (none was cut short)
     assert warning.startswith(f"skipping {shard}#0: undecodable photo: Unknown image file format")
 
@@ -395,19 +403,11 @@ def test_a_record_that_is_not_an_example_is_named_once(tmp_path, caplog, where):
     with tf.io.TFRecordWriter(str(local)) as writer:
         for record in (_NOT_AN_EXAMPLE, *map(_example, images)):
             writer.write(record)
-    if where == "local":
-        shard = str(local)
-    else:
-        fsspec.filesystem("memory").pipe("/pconv-garbage/train-00000-of-00001", local.read_bytes())
-        shard = "memory://pconv-garbage/train-00000-of-00001"
-    try:
+    with _shard_in(where, local) as shard:
         batches = data.training_dataset([shard], image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
         assert len(list(batches.take(6))) == 6  # four passes over the three photos
         val = data.validation_set([shard], image_size=16, image_count=3)
         assert len(val) == 3 * 6, "the photos after it"
-    finally:
-        if where == "memory":
-            fsspec.filesystem("memory").rm("/pconv-garbage", recursive=True)
     # Once in training, once in validation (which reads the shard apart).
     assert _skip_warnings(caplog) == [f"skipping {shard}#0: not a tf.train.Example (the record does not "
                                       "parse as one)"] * 2
