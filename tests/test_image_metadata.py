@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import struct
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image, IptcImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTags
 
@@ -124,3 +126,22 @@ def test_tiff_photoshop_resources_lose_their_thumbnail():
 def test_every_spelling_of_an_xmp_orientation_is_set_upright(written):
     assert upright_xmp(b"<x " + written + b"/>", orientation_applied=True) == b"<x " + written.replace(b"6", b"1") + b"/>"
     assert upright_xmp(b"<x " + written + b"/>", orientation_applied=False) == b"<x " + written + b"/>"
+
+
+@pytest.mark.parametrize("sixteen_bits", [False, True])
+def test_png_keeps_how_its_values_are_meant_to_be_shown(sixteen_bits):
+    """gAMA, cHRM and sRGB, which PIL reads but does not write back."""
+    from transforms.write import PNG_HEADER_BYTES, png_chunk
+
+    pixels = textured_image(20, 30, 1).astype(np.uint16) * 257 if sixteen_bits else textured_image(20, 30, 1)
+    buffer = io.BytesIO()
+    if sixteen_bits:
+        buffer.write(cv2.imencode(".png", pixels[..., ::-1])[1].tobytes())
+    else:
+        Image.fromarray(pixels).save(buffer, "PNG")
+    colour = (png_chunk(b"gAMA", struct.pack(">I", 45455)) + png_chunk(b"sRGB", b"\x01")
+              + png_chunk(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)))
+    png = buffer.getvalue()
+    _, output = _cleaned(png[:PNG_HEADER_BYTES] + colour + png[PNG_HEADER_BYTES:])
+    assert output.info["gamma"] == pytest.approx(0.45455) and output.info["srgb"] == 1
+    assert output.info["chromaticity"] == pytest.approx((0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06))

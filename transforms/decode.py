@@ -10,7 +10,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from transforms.image_metadata import photoshop_resources, png_text, upright_xmp, without_thumbnails
+from transforms.image_metadata import (photoshop_resources, png_colour_chunks, png_text, upright_xmp,
+                                       without_thumbnails)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, skip_type_inference
 
@@ -140,6 +141,7 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
                           xmp=upright_xmp(xmp, orientation_applied) if (xmp := image.info.get("xmp")) else None,
                           photoshop=photoshop_resources(image, notes),
                           comment=image.info.get("comment") or None, text=png_text(image),
+                          png_colour=png_colour_chunks(data) if image.format == "PNG" else (),
                           **_jpeg_quantization(image))
 
 

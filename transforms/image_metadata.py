@@ -1,6 +1,6 @@
 """What an archive records about a photo beside its pixels (XMP, IPTC, comments, PNG text: captions,
-credits, copyright), read from the input so the writer can put it back: a cleaned photo must not
-lose its rights statement. Thumbnails are left out (they would still show what was removed), and
+credits, copyright; a PNG's colour chunks), read from the input so the writer can put it back: a
+cleaned photo must not lose its rights statement, nor show other colours. Thumbnails are left out (they would still show what was removed), and
 an XMP orientation is set upright where the pixels were turned.
 """
 from __future__ import annotations
@@ -75,6 +75,23 @@ def with_photoshop_resources(jpeg: bytes, resources: bytes) -> bytes:
         b"\xff\xed" + struct.pack(">H", 2 + len(_PHOTOSHOP) + len(chunk)) + _PHOTOSHOP + chunk
         for chunk in (resources[i:i + room] for i in range(0, len(resources), room)))
     return jpeg[:position] + segments + jpeg[position:]
+
+
+_PNG_COLOUR_CHUNKS = {b"gAMA", b"cHRM", b"sRGB", b"cICP"}
+
+
+def png_colour_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """A PNG's gamma, chromaticities, sRGB intent and cICP: how its values are meant to be shown,
+    which PIL reads but does not write back. Read from the chunks before the image data."""
+    chunks, position = [], 8  # after the signature
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        if kind == b"IDAT":
+            break
+        if kind in _PNG_COLOUR_CHUNKS:
+            chunks.append((kind, data[position + 8:position + 8 + length]))
+        position += 12 + length  # length, type, data, CRC
+    return tuple(chunks)
 
 
 def png_text(image: Image.Image) -> tuple[tuple[str, str], ...]:

@@ -51,6 +51,7 @@ class SourceEncoding:
     photoshop: bytes | None = None
     comment: bytes | None = None
     text: tuple[tuple[str, str], ...] = ()
+    png_colour: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's gAMA, cHRM, sRGB, cICP chunks
 
 
 @dataclass(frozen=True)

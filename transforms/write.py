@@ -121,14 +121,16 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
 
 
 def _descriptive_metadata(image_format: str, encoding: SourceEncoding) -> dict:
-    """PIL's save options that put back the input's XMP, comment and PNG text."""
+    """PIL's save options that put back the input's XMP, comment, PNG text and colour chunks."""
     options = {}
     if encoding.xmp and image_format in ("JPEG", "WEBP", "HEIF", "AVIF"):
         options["xmp"] = encoding.xmp
     if encoding.comment and image_format in ("JPEG", "GIF"):
         options["comment"] = encoding.comment
-    if image_format == "PNG" and (encoding.text or encoding.xmp):
+    if image_format == "PNG" and (encoding.text or encoding.xmp or encoding.png_colour):
         info = PngImagePlugin.PngInfo()
+        for kind, data in encoding.png_colour:
+            info.add(kind, data)  # PIL puts these before the palette and image data, as PNG requires
         for key, value in encoding.text:
             info.add_text(key, value)  # iTXt where the value is not Latin-1
         if encoding.xmp:
