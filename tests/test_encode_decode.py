@@ -534,3 +534,14 @@ def test_a_bigtiff_is_written_with_its_tags(dtype):
     decoded, written = _round_trip(buffer.getvalue(), _paint_hole)
     output = Image.open(io.BytesIO(written))
     assert output.format == "TIFF" and output.getexif().get(MAKE) == "Scanner"
+
+
+def test_16_bit_ppm_stays_16_bit():
+    """PIL scales a 16-bit PPM to 8 bits, silently."""
+    values = _colour16(3)
+    ppm = cv2.imencode(".ppm", values[..., ::-1])[1].tobytes()
+    decoded, written = _round_trip(ppm, _paint_hole)
+    assert written.startswith(b"P6") and not decoded.notes
+    output = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert output.dtype == np.uint16
+    np.testing.assert_array_equal(_outside_hole(output), _outside_hole(values))

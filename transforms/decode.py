@@ -233,11 +233,14 @@ def scaled_to_8_bits(values16: np.ndarray) -> np.ndarray:
 
 
 def _pil_reads_only_8_of_16_bits(image: Image.Image) -> bool:
-    """PIL opens a 16-bit RGB(A) PNG or TIFF as 8-bit RGB(A), keeping each sample's high byte; only
-    its tile's raw mode (`RGB;16B`, `RGBA;16N`, ...) tells, before the pixels are loaded."""
-    if image.format not in ("PNG", "TIFF") or image.mode not in ("RGB", "RGBA") or not image.tile:
+    """PIL opens a 16-bit RGB(A) PNG or TIFF as 8-bit RGB(A), keeping each sample's high byte, and a
+    16-bit PPM scaled to 8 bits; only its tile (raw mode `RGB;16B`, `RGBA;16N`, ...; a PPM's
+    maximum value) tells, before the pixels are loaded."""
+    if image.format not in ("PNG", "TIFF", "PPM") or image.mode not in ("RGB", "RGBA") or not image.tile:
         return False
     args = image.tile[0].args
+    if image.format == "PPM":
+        return isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
     rawmode = args[0] if isinstance(args, tuple) else args
     return isinstance(rawmode, str) and ";16" in rawmode
 
@@ -263,16 +266,16 @@ def _with_16_bit_colour(data: bytes, orientation: int | None, pil_bands: int, tr
                         pixels: _Pixels, notes: list[str]) -> _Pixels:
     """The full 16 bits of the colour (and alpha) PIL read only the high bytes of, from OpenCV,
     turned upright by `orientation` as PIL turned its pixels. They are used only where their high
-    bytes are PIL's pixels, so the two decoders agree on all but the low bytes; else PIL's 8 bits
-    stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits never match, comes as
+    bytes are PIL's pixels within a level, so the two decoders agree on all but the low bytes;
+    else PIL's 8 bits stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits never match, comes as
     OpenCV's alpha."""
     channels = 4 if transparent_colour else pil_bands
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:
         values = _UPRIGHT.get(orientation, lambda a: a)(bgr_order(bgr))
         pil_alpha = np.full(pixels.rgb.shape[:2], 255, np.uint8) if pixels.alpha is None else pixels.alpha
-        if values.shape[:2] == pixels.rgb.shape[:2] and np.array_equal(values[..., :3] >> 8, pixels.rgb) and (
-                pil_bands == 3 or np.array_equal(values[..., 3] >> 8, pil_alpha)):
+        if values.shape[:2] == pixels.rgb.shape[:2] and _within_a_level(values[..., :3], pixels.rgb) and (
+                pil_bands == 3 or _within_a_level(values[..., 3], pil_alpha)):
             values = np.ascontiguousarray(values)
             eight_bits = scaled_to_8_bits(values)
             alpha = None
@@ -283,6 +286,12 @@ def _with_16_bit_colour(data: bytes, orientation: int | None, pil_bands: int, tr
     notes.append("16-bit colour written as 8 bits: OpenCV did not read its 16 bits as PIL read "
                  "their high bytes")
     return pixels
+
+
+def _within_a_level(values16: np.ndarray, eight_bits: np.ndarray) -> bool:
+    """Whether PIL's 8 bits are these 16 (its high byte, or a PPM's rounded scaling): the two
+    decoders read one image, not two layouts of it."""
+    return bool((np.abs((values16 >> 8).astype(np.int16) - eight_bits) <= 1).all())
 
 
 @skip_type_inference

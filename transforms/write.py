@@ -201,7 +201,9 @@ def _colour16(rgb: np.ndarray, image_format: str, encoding: SourceEncoding) -> b
         return _png16(values, encoding)
     if image_format == "TIFF":
         return _tiff16(values, encoding)
-    raise ValueError("16-bit colour is written as PNG or TIFF only")
+    if image_format == "PPM":  # no metadata to keep
+        return _opencv_encoded(".ppm", values, [])
+    raise ValueError("16-bit colour is written as PNG, TIFF or PPM only")
 
 
 def _png16(values: np.ndarray, encoding: SourceEncoding) -> bytes:
