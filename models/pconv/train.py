@@ -354,14 +354,21 @@ def _file_identity(path: str) -> str:
     return path if is_remote(path) else os.path.realpath(path)
 
 
-def _check_same_validation_files(run_dir: str, val_files: list[str]) -> None:
-    """A resumed run must validate on the files it validated on before: a split recomputed from
-    other sources or settings would hold out photos already trained on, or train on held-out ones."""
+def _saved_data(run_dir: str) -> dict | None:
+    """The `data` block of the metadata.json of the run in `run_dir` (None where it has none)."""
     path = os.path.join(run_dir, "metadata.json")
     if not os.path.exists(path):
-        return
+        return None
     with open(path) as f:
-        before = sorted(json.load(f)["data"]["val_file_names"])
+        return json.load(f)["data"]
+
+
+def _check_same_validation_files(saved_data: dict | None, val_files: list[str]) -> None:
+    """A resumed run must validate on the files it validated on before: a split recomputed from
+    other sources or settings would hold out photos already trained on, or train on held-out ones."""
+    if saved_data is None:
+        return
+    before = sorted(saved_data["val_file_names"])
     now = sorted(os.path.basename(p) for p in val_files)
     if now != before:
         differing = sorted(set(now) ^ set(before)) or now
@@ -369,16 +376,6 @@ def _check_same_validation_files(run_dir: str, val_files: list[str]) -> None:
                          f"{len(now)} now, e.g. {differing[0]}), so validation could see photos already "
                          "trained on: resume with the same --train_data, --val_data, --val_holdout and "
                          "--val_every 0 or not (paths may move, the files may not change)")
-
-
-def _held_out_records_before(run_dir: str) -> dict[str, int] | None:
-    """Shard name -> records held out for validation by the run in `run_dir`, from its metadata.json
-    (None where it has none: a run from before shards lent only their first records)."""
-    path = os.path.join(run_dir, "metadata.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)["data"].get("held_out_records")
 
 
 def _use_cache(config: TrainConfig, files: list[str]) -> bool:
@@ -780,10 +777,11 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
     keras.config.set_dtype_policy(policy)
     batches = None
     try:
-        split = split_train_val(config, _held_out_records_before(run_dir) if saved else None)
+        # A run from before shards lent only their first records saved no held_out_records.
+        saved_data = _saved_data(run_dir) if saved else None
+        split = split_train_val(config, (saved_data or {}).get("held_out_records"))
         train_files, val_files = split.train, split.val
-        if saved:
-            _check_same_validation_files(run_dir, val_files)
+        _check_same_validation_files(saved_data, val_files)
         if pipeline.first_decodable_photo(train_files, split.held_out_records) is None:
             raise SystemExit(f"no decodable training photos in {', '.join(config.train_data)} "
                              f"({len(train_files)} files, all unreadable or corrupt; see the warnings above)")
