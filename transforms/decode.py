@@ -267,8 +267,8 @@ def _with_16_bit_colour(data: bytes, orientation: int | None, pil_bands: int, tr
     """The full 16 bits of the colour (and alpha) PIL read only the high bytes of, from OpenCV,
     turned upright by `orientation` as PIL turned its pixels. They are used only where their high
     bytes are PIL's pixels within a level, so the two decoders agree on all but the low bytes;
-    else PIL's 8 bits stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits never match, comes as
-    OpenCV's alpha."""
+    else PIL's 8 bits stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits
+    never match, comes as OpenCV's alpha."""
     channels = 4 if transparent_colour else pil_bands
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:

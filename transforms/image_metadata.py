@@ -1,7 +1,8 @@
 """What an archive records about a photo beside its pixels (XMP, IPTC, comments, PNG text: captions,
 credits, copyright; a PNG's colour chunks), read from the input so the writer can put it back: a
-cleaned photo must not lose its rights statement, nor show other colours. Thumbnails are left out (they would still show what was removed), and
-an XMP orientation is set upright where the pixels were turned.
+cleaned photo must not lose its rights statement, nor show other colours. Thumbnails are left out
+(they would still show what was removed), and an XMP orientation is set upright where the pixels
+were turned.
 """
 from __future__ import annotations
 

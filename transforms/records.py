@@ -45,8 +45,9 @@ class SourceEncoding:
     progressive: bool = False
     tiff_compression: str | None = None  # PIL's name of a TIFF input's compression
     dpi: tuple[float, float] | None = None  # a scan's resolution: its print size
-    # Captions, credits, rights (transforms/image_metadata.py): XMP of a JPEG, PNG or WebP (a
-    # TIFF's travels in `exif`), a JPEG's Photoshop resources (IPTC), a JPEG or GIF comment, PNG text.
+    # Captions, credits, rights (transforms/image_metadata.py): XMP of a JPEG, PNG, WebP, HEIF or
+    # AVIF (a TIFF's travels in `exif`), a JPEG's Photoshop resources (IPTC), a JPEG or GIF comment,
+    # PNG text.
     xmp: bytes | None = None
     photoshop: bytes | None = None
     comment: bytes | None = None

@@ -207,7 +207,8 @@ def _colour16(rgb: np.ndarray, image_format: str, encoding: SourceEncoding) -> b
 
 
 def _png16(values: np.ndarray, encoding: SourceEncoding) -> bytes:
-    """With the chunks PIL writes for the 8-bit path: resolution, profile, EXIF, text and XMP."""
+    """With the chunks PIL writes for the 8-bit path: resolution, profile, EXIF, and those of
+    `_descriptive_metadata` (text, XMP, colour chunks)."""
     png = _opencv_encoded(".png", values, [cv2.IMWRITE_PNG_COMPRESSION, 6])  # PIL's level
     chunks = []
     if encoding.dpi:
@@ -228,7 +229,7 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 # What OpenCV's libtiff compresses; a 16-bit TIFF with another compression is written uncompressed.
-_OPENCV_TIFF_COMPRESSIONS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits"}
+_OPENCV_TIFF_COMPRESSIONS = _TIFF_LOSSLESS - {"zstd", "lzma"}
 # The tags of OpenCV's TIFF that describe its strips, kept beside the input's metadata.
 _TIFF_STRIP_LAYOUT = (TiffImagePlugin.IMAGEWIDTH, TiffImagePlugin.IMAGELENGTH, TiffImagePlugin.BITSPERSAMPLE,
                       TiffImagePlugin.COMPRESSION, TiffImagePlugin.PHOTOMETRIC_INTERPRETATION,
