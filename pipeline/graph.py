@@ -1,7 +1,9 @@
 """The pipeline graph: read -> decode -> segment -> select + dilate -> inpaint -> write -> Parquet.
 
 Whole images never cross a shuffle: the only Reshuffle is on file names, right after matching, and
-the per-image stages fuse behind it. Every input ends as exactly one `ImageInfo` -> one row.
+the per-image stages fuse behind it. A multi-frame input goes through the models frame by frame;
+its frames' small infos meet in a GroupByKey, their pixels in files (`transforms/frames.py`).
+Every input ends as exactly one `ImageInfo` -> one row.
 When a model fails on a batch, its images run again one at a time, so that only the image the
 model cannot take becomes an error row.
 """
@@ -16,6 +18,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from transforms.batching import ImageKeyedModelHandler
 from transforms.decode import DecodeImage
+from transforms.frames import FRAME, AssembleFrames, FramesApart
 from transforms.inpaint import InpaintModelHandler
 from transforms.metadata import WriteMetadata, to_row
 from transforms.progress import ReportProgress
@@ -172,6 +175,13 @@ def _segment(images, config: GraphConfig):
     return _run_model("Segment", images, _Model(handler, "segment", f"segment-{uuid.uuid4().hex}"))
 
 
+def _frames_apart(label: str, infos, frames: list):
+    """`infos` less the frames of multi-frame images, which are added to `frames`."""
+    apart = infos | f"FramesApart{label}" >> beam.ParDo(FramesApart()).with_outputs(FRAME, main="image")
+    frames.append(apart[FRAME])
+    return apart.image
+
+
 def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     """Adds the whole job to `pipeline`; returns the PCollection of final `ImageInfo`s."""
     errors, finished = [], []
@@ -216,8 +226,19 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     # One writer per branch rather than a Flatten of the pixels: the DirectRunner materialises
     # every multi-input Flatten, which held every image of the run in memory until the last.
     # Unchanged file inputs are copied as they are; TFRecord records are written as `<id>.png`.
-    write = WriteImage(config.output, copy_unchanged=bool(config.input))
-    written = [branch | f"WriteImages{name}" >> beam.ParDo(write) for name, branch in to_write]
+    copy_unchanged = bool(config.input)
+    write = WriteImage(config.output, copy_unchanged)
+    written, frames = [], []
+    for name, branch in to_write:
+        images = branch | f"WriteImages{name}" >> beam.ParDo(write).with_outputs(WriteImage.FRAME, main="image")
+        written.append(images.image)
+        frames.append(images[WriteImage.FRAME])
+    # The frames of multi-frame inputs, stored by the writer or failed before it, meet by image.
+    errors = [_frames_apart(f"Errors{index}", branch, frames) for index, branch in enumerate(errors)]
+    chosen_errors = [_frames_apart(f"ChosenErrors{index}", branch, frames)
+                     for index, branch in enumerate(chosen_errors)]
+    written.append(frames | "AllFrames" >> beam.Flatten()
+                   | "AssembleFrames" >> AssembleFrames(config.output, copy_unchanged))
     if config.write_masks:
         write_mask = WriteRemovedMask(config.output)
         written = [branch | f"WriteMasks{index}" >> beam.ParDo(write_mask)

@@ -140,8 +140,14 @@ class _InputReader:
         raise FileNotFoundError(f"{shard} has no record {offset}")
 
 
-def _open_rgb(data: bytes) -> Image.Image:
-    return Image.fromarray(decode_image(data).rgb)
+def _open_rgb(data: bytes, frame: int = 0) -> Image.Image:
+    return Image.fromarray(decode_image(data, frame=frame).rgb)
+
+
+def shown_frame(instances: list[dict]) -> int:
+    """The frame of a multi-frame image the report shows: the first one something was removed
+    from (rows written before frames were counted have no `frame`: theirs is the first)."""
+    return min((instance.get("frame") or 0 for instance in instances if instance["removed"]), default=0)
 
 
 def outlined_thumbnail(image: Image.Image, instances: list[dict]) -> Image.Image:
@@ -259,8 +265,11 @@ def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: s
         if isinstance(source, Exception):
             raise source
         data = source if source is not None else read_bytes(row["image_uri"])
-        before = outlined_thumbnail(_open_rgb(data), row["instances"] or [])
-        after = _thumbnail(_open_rgb(read_bytes(row["output_uri"])))
+        instances = row["instances"] or []
+        frame = shown_frame(instances)
+        before = outlined_thumbnail(_open_rgb(data, frame), [
+            instance for instance in instances if (instance.get("frame") or 0) == frame])
+        after = _thumbnail(_open_rgb(read_bytes(row["output_uri"]), frame))
         _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
         _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
     except Exception as e:  # noqa: BLE001
@@ -272,6 +281,9 @@ def _item(row: dict, stem: str, problem: Exception | None) -> str:
     if problem is not None:
         return f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(problem))}</div>'
     labels = ", ".join(sorted({i["label"] for i in row["instances"] or [] if i["removed"]})) or "nothing removed"
+    frame = shown_frame(row["instances"] or [])
+    if frame:
+        labels += f" (frame {frame + 1} shown)"
     return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">'
             f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
             f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '

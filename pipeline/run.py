@@ -23,7 +23,7 @@ from pipeline.graph import GraphConfig, build_graph
 from pipeline.logs import configure_command_line_logging
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
-from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
+from transforms.read import FRAMES_FOLDER, MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
 from transforms.user_masks import USER_MASKS_IDENTITY
 
 logger = logging.getLogger(__name__)
@@ -298,10 +298,11 @@ def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int
 
 
 def _clear_previous_run(output: str) -> None:
-    """Removes what a killed run left half-done (temporary images, Beam's temporary Parquet
-    files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
+    """Removes what a killed run left half-done (temporary images, stored frames, Beam's temporary
+    Parquet files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
     temporary_folders = FileSystems.join(output, "metadata", "beam-temp-*")
-    patterns = [FileSystems.join(temporary_folders, "*")]  # a match lists files, not folders
+    # A match lists files, not folders.
+    patterns = [FileSystems.join(temporary_folders, "*"), FileSystems.join(output, FRAMES_FOLDER, "*")]
     for folder in ("images", MASKS_FOLDER):
         patterns += [FileSystems.join(output, folder, "**", ".*.partial"),
                      FileSystems.join(output, folder, ".*.partial")]
@@ -309,8 +310,13 @@ def _clear_previous_run(output: str) -> None:
     if stale:
         logger.info("removing %d files of a previous run", len(stale))
         FileSystems.delete(sorted(stale))
-    if "://" not in output:  # object stores have no folders; local disks keep them, emptied
-        for folder in glob.glob(temporary_folders):
+    _remove_local_folders(glob.glob(temporary_folders) + [FileSystems.join(output, FRAMES_FOLDER)])
+
+
+def _remove_local_folders(folders: list[str]) -> None:
+    """Object stores have no folders; local disks keep them, emptied."""
+    for folder in folders:
+        if "://" not in folder:
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -349,6 +355,8 @@ def run(argv=None, test_pipeline=None):
     build_graph(pipeline, config)
     result = pipeline.run()
     result.wait_until_finish()
+    if not _dry_run(options):
+        _remove_local_folders([FileSystems.join(config.output, FRAMES_FOLDER)])  # its frames are written
     try:
         _print_summary(summarize(result), config)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded

@@ -309,18 +309,22 @@ class DecodeImage(beam.DoFn):
         Image.MAX_IMAGE_PIXELS = None
 
     def process(self, element):
+        """One element per frame: a multi-frame input's frames go through the models apart."""
         info, data = element
         if info.status is not None:  # failed upstream
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(self.ERROR, info)
             return
         try:
-            decoded = decode_image(data, self._max_pixels)
-        except Exception as e:  # noqa: BLE001 - any undecodable input is an error row
-            self._errors.inc()
+            for decoded in decode_frames(data, self._max_pixels):
+                height, width = decoded.rgb.shape[:2]
+                # From the first frame on, a failure is one frame's, and joins its image's frames.
+                info = info.replace(frames=decoded.frames)
+                yield info.replace(image_format=info.image_format or decoded.image_format, width=width,
+                                   height=height, notes=info.notes + tuple(decoded.notes),
+                                   alpha=decoded.alpha, encoding=decoded.encoding), decoded.rgb
+                info = info.replace(frame=info.frame + 1)
+        except Exception as e:  # noqa: BLE001 - any undecodable input (or frame) is an error row
+            if info.frames == 1:  # its image's frames counts it as theirs
+                self._errors.inc()
             yield beam.pvalue.TaggedOutput(self.ERROR, info.failed("decode", e))
-            return
-        height, width = decoded.rgb.shape[:2]
-        yield info.replace(image_format=info.image_format or decoded.image_format, width=width,
-                           height=height, notes=info.notes + tuple(decoded.notes), alpha=decoded.alpha,
-                           encoding=decoded.encoding), decoded.rgb

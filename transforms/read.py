@@ -76,7 +76,8 @@ def _as_folder_prefix(path: str) -> str:
 
 # What runs write under --output; an input found there is never read again.
 MASKS_FOLDER = "masks"  # --write_masks
-OUTPUT_FOLDERS = ("images", MASKS_FOLDER, "metadata", "report")
+FRAMES_FOLDER = ".frames"  # the frames of multi-frame inputs, while a run goes on
+OUTPUT_FOLDERS = ("images", MASKS_FOLDER, "metadata", "report", FRAMES_FOLDER)
 
 
 def match_inputs(pattern: str, output_root: str | None, limit: int | None = None) -> tuple[list, int]:

@@ -74,6 +74,10 @@ class ImageInfo:
     # When its bytes were read (wall clock: the image may end in another process): progress rates
     # count from it, so neither model loading nor one batch's images ending together skew them.
     read_at: float = field(default=0.0, compare=False, repr=False)
+    # A multi-frame input (an animation, a multi-page TIFF) travels through the models as one
+    # element per frame, `frame` of `frames`, until transforms/frames.py writes them together.
+    frame: int = 0
+    frames: int = 1
 
     def carried_bytes(self) -> int:
         """Bytes of the pixel arrays travelling with the image beside the 8-bit RGB (its alpha, its

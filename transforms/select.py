@@ -36,14 +36,15 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return grown
 
 
-def instance_rows(detections, removed: np.ndarray) -> tuple[dict, ...]:
-    """One metadata row per instance; each RLE encodes one image-sized mask at a time."""
+def instance_rows(detections, removed: np.ndarray, frame: int = 0) -> tuple[dict, ...]:
+    """One metadata row per instance (of `frame`, in a multi-frame image); each RLE encodes one
+    image-sized mask at a time."""
     areas = detections.areas()
     return tuple(
         {"label": detections.labels[i], "label_id": int(detections.label_ids[i]),
          "score": float(detections.scores[i]), "bbox": [float(v) for v in detections.boxes[i]],
          "mask": encode_rle(detections.full_mask(i)), "area": int(areas[i]),
-         "removed": bool(removed[i])}
+         "removed": bool(removed[i]), "frame": frame}
         for i in range(len(detections.labels)))
 
 
@@ -70,7 +71,7 @@ class SelectAndDilate(beam.DoFn):
         removed = detections.select(self._class_ids, self._min_score) & detections.nonempty()
         union = detections.union(removed)
         hole = dilate(union, self._dilate)
-        info = info.replace(instances=instance_rows(detections, removed),
+        info = info.replace(instances=instance_rows(detections, removed, info.frame),
                             removed_fraction=float(hole.mean()))
         if hole.all():
             self._errors.inc()

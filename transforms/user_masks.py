@@ -28,18 +28,26 @@ def mask_path(masks_root: str, relative_path: str) -> str:
     return FileSystems.join(masks_root.rstrip("/"), posixpath.splitext(relative_path)[0] + ".png")
 
 
-def read_user_mask(path: str, width: int, height: int) -> np.ndarray:
+def read_user_mask(path: str, width: int, height: int, frame: int = 0, frames: int = 1) -> np.ndarray:
+    """The mask of `frame` (of `frames`, in a multi-frame image): the same frame of a mask with as
+    many frames (an animated PNG, as `--write_masks` writes them), or a single mask for all."""
     if not FileSystems.exists(path):
         raise FileNotFoundError(f"no mask file at {path}")
     with FileSystems.open(path, compression_type="uncompressed") as f:
         data = f.read()
     try:
         mask_image = Image.open(io.BytesIO(data))
+        mask_frames = getattr(mask_image, "n_frames", 1)
+        if mask_frames > 1 and mask_frames == frames:
+            mask_image.seek(frame)
         mask_image.load()
     except Image.UnidentifiedImageError:  # its message names the buffer's memory address
         raise ValueError(f"mask {path} is not a readable image (starts with {data[:16]!r})") from None
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"mask {path} is not a readable image: {e}") from None
+    if mask_frames not in (1, frames):
+        raise ValueError(f"mask {path} has {mask_frames} frames, image has {frames}: give one mask "
+                         "for all frames or one frame per frame")
     mask_image = ImageOps.exif_transpose(mask_image)
     if mask_image.size != (width, height):
         raise ValueError(f"mask {path} is {mask_image.size[0]}x{mask_image.size[1]}, "
@@ -86,7 +94,8 @@ class ReadUserMasks(beam.DoFn):
     def process(self, element):
         info, rgb = element
         try:
-            mask = read_user_mask(mask_path(self._masks_root, info.relative_path), info.width, info.height)
+            mask = read_user_mask(mask_path(self._masks_root, info.relative_path), info.width, info.height,
+                                  info.frame, info.frames)
         except Exception as e:  # noqa: BLE001 - a missing or bad mask is this image's error row
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(self.ERROR, info.failed("mask", e))

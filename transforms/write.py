@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
 from transforms.decode import bgr_order, scaled_to_8_bits
+from transforms.frame_store import store_frame
 from transforms.image_metadata import XMP_PNG_KEY, with_photoshop_resources
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
@@ -337,7 +338,11 @@ class WriteImage(beam.DoFn):
 
     With `copy_unchanged` (file inputs) an image with nothing to remove is written as the input's
     own bytes; otherwise (TFRecord inputs, written as `<id>.png`) it is encoded like a cleaned one.
+    A frame of a multi-frame input is stored instead, its info on the 'frame' output, until
+    `transforms.frames.AssembleFrames` writes its image's frames together.
     """
+
+    FRAME = "frame"
 
     def __init__(self, output_root: str, copy_unchanged: bool):
         self._output_root = output_root
@@ -351,13 +356,27 @@ class WriteImage(beam.DoFn):
 
     def process(self, element):
         info, rgb = element
+        if info.frames > 1:
+            yield beam.pvalue.TaggedOutput(self.FRAME, self._stored(info, rgb))
+            return
+        yield self.written(info, lambda: encode_image(rgb, info.image_format, info.alpha, info.encoding))
+
+    def _stored(self, info, rgb):
+        info = info.replace(status=info.status or CLEANED)
+        try:
+            return store_frame(self._output_root, info, rgb)
+        except Exception as e:  # noqa: BLE001 - its image becomes an error row
+            return info.failed("write", e)
+
+    def written(self, info, encode):
+        """`info` once its image is written: `encode()` gives `encode_image`'s bytes and reason."""
         status = info.status or CLEANED
         path = output_path(self._output_root, info.relative_path)
         try:
             if status == UNCHANGED and self._copy_unchanged:
                 data = read_bytes(info.image_uri)
             else:
-                data, not_written_because = encode_image(rgb, info.image_format, info.alpha, info.encoding)
+                data, not_written_because = encode()
                 if not_written_because:
                     path = fallback_path(path)
                     info = info.with_note(f"{not_written_because}: written as {FALLBACK_FORMAT} "
@@ -365,7 +384,6 @@ class WriteImage(beam.DoFn):
             write_atomically(path, data)
         except Exception as e:  # noqa: BLE001 - a failed write is this image's error row
             self._errors.inc()
-            yield info.failed("write", e)
-            return
+            return info.failed("write", e)
         self._counters[status].inc()
-        yield info.replace(status=status, output_uri=path, alpha=None, encoding=None)
+        return info.replace(status=status, output_uri=path, alpha=None, encoding=None)

@@ -25,10 +25,11 @@ def written_mask_path(output_root: str, relative_path: str) -> str:
     return mask_path(FileSystems.join(output_root.rstrip("/"), MASKS_FOLDER), relative_path)
 
 
-def removed_region(info: ImageInfo) -> np.ndarray:
-    """The union of the instances chosen for removal, before `--dilate` grows it: masks mode
-    grows it again by its own `--dilate`."""
-    rles = [instance["mask"] for instance in info.instances if instance["removed"]]
+def removed_region(info: ImageInfo, frame: int = 0) -> np.ndarray:
+    """The union of the instances chosen for removal (from `frame` of a multi-frame image),
+    before `--dilate` grows it: masks mode grows it again by its own `--dilate`."""
+    rles = [instance["mask"] for instance in info.instances
+            if instance["removed"] and instance.get("frame", 0) == frame]
     if not rles:
         return np.zeros((info.height, info.width), bool)
     merged = coco_mask.merge([{"size": rle["size"], "counts": rle["counts"].encode("ascii")}
@@ -36,10 +37,15 @@ def removed_region(info: ImageInfo) -> np.ndarray:
     return coco_mask.decode(merged).astype(bool)
 
 
-def encode_mask(region: np.ndarray) -> bytes:
-    """8-bit grey PNG, 255 = remove: opens in any image editor, and masks mode reads it back."""
+def encode_mask(regions: list[np.ndarray]) -> bytes:
+    """8-bit grey PNG, 255 = remove: opens in any image editor, and masks mode reads it back. A
+    multi-frame image's mask is an animated PNG, one frame per frame (no duration given, so
+    PIL keeps repeated frames rather than merging them)."""
+    frames = [Image.fromarray(region.astype(np.uint8) * 255, "L") for region in regions]
+    if len({frame.size for frame in frames}) > 1:
+        raise ValueError("its frames differ in size, which an animated PNG cannot hold")
     buffer = io.BytesIO()
-    Image.fromarray(region.astype(np.uint8) * 255, "L").save(buffer, "PNG", optimize=False)
+    frames[0].save(buffer, "PNG", optimize=False, save_all=len(frames) > 1, append_images=frames[1:])
     return buffer.getvalue()
 
 
@@ -61,7 +67,7 @@ class WriteRemovedMask(beam.DoFn):
             return
         path = written_mask_path(self._output_root, info.relative_path)
         try:
-            write_atomically(path, encode_mask(removed_region(info)))
+            write_atomically(path, encode_mask([removed_region(info, frame) for frame in range(info.frames)]))
         except Exception as e:  # noqa: BLE001 - the image itself is written; say what is missing
             logger.warning("mask of %s not written to %s: %s", info.image_uri, path, e)
             yield info.with_note(f"mask not written: {type(e).__name__}: {e}")

@@ -1,0 +1,83 @@
+"""Stage 6c: the frames of a multi-frame input (an animated GIF, WebP or PNG, a multi-page TIFF,
+an MPO, a HEIF burst) written together as one image, with one metadata row.
+
+Each frame goes through the models as an element of its own, so frames batch like photos and no
+batch has to hold a whole animation. The writer stores each frame (`transforms/frame_store.py`);
+the frames' infos, small, are grouped by image here, and each image is written from its stored
+frames. A frame that failed anywhere makes its image an error row: writing the others would keep
+the removed object in that frame.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from transforms.frame_store import delete_stored_frames, load_frame
+from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference
+from transforms.write import WriteImage, encode_frames
+
+FRAME = WriteImage.FRAME
+
+
+@skip_type_inference
+class FramesApart(beam.DoFn):
+    """`ImageInfo` -> the same, on the 'frame' output when it is one frame of several."""
+
+    def process(self, info: ImageInfo):
+        yield beam.pvalue.TaggedOutput(FRAME, info) if info.frames > 1 else info
+
+
+def merged_info(frames: list[ImageInfo]) -> ImageInfo:
+    """One image's info from its frames' (in order): frame 0's size and encoding, every frame's
+    instances (each names its frame), the share of all frames' pixels replaced, and the first
+    failure, if any, as the image's error."""
+    first, count = frames[0], frames[0].frames
+    pixels = [frame.width * frame.height for frame in frames]
+    merged = first.replace(
+        frame=0, instances=tuple(instance for frame in frames for instance in frame.instances),
+        removed_fraction=sum(frame.removed_fraction * size for frame, size in zip(frames, pixels))
+        / max(1, sum(pixels)),
+        notes=tuple(dict.fromkeys(note for frame in frames for note in frame.notes)),
+        output_uri=None, alpha=None, encoding=None)
+    failed = next((frame for frame in frames if frame.status == ERROR), None)
+    if failed is not None:
+        return merged.replace(status=ERROR, error=f"{failed.error} (frame {failed.frame + 1} of {count})")
+    if [frame.frame for frame in frames] != list(range(count)):
+        return merged.failed("write", f"{len(frames)} of its {count} frames reached the writer")
+    cleaned = any(frame.status == CLEANED for frame in frames)
+    return merged.replace(status=CLEANED if cleaned else UNCHANGED)
+
+
+@skip_type_inference
+class WriteFrames(WriteImage):
+    """`(image_uri, frame infos)` -> the image's `ImageInfo`, its frames written as one file (or,
+    when nothing was removed from any, the input copied as it was); the stored frames deleted."""
+
+    def process(self, element):
+        _, frames = element
+        frames = sorted(frames, key=lambda frame: frame.frame)
+        image = merged_info(frames)
+        try:
+            if image.status == ERROR:
+                self._errors.inc()
+                yield image
+                return
+            yield self.written(image, lambda: encode_frames(
+                [(rgb, info.alpha, info.encoding) for rgb, info in map(load_frame, frames)],
+                image.image_format))
+        finally:
+            delete_stored_frames(frames)
+
+
+class AssembleFrames(beam.PTransform):
+    """Frame infos (the writer's 'frame' output, and frames that failed before it) -> one
+    `ImageInfo` per multi-frame image, once all its frames are in."""
+
+    def __init__(self, output_root: str, copy_unchanged: bool):
+        super().__init__()
+        self._write = WriteFrames(output_root, copy_unchanged)
+
+    def expand(self, frames):
+        return (frames
+                | "ByImage" >> beam.Map(lambda info: (info.image_uri, info))
+                | "GroupFrames" >> beam.GroupByKey()
+                | "WriteFrames" >> beam.ParDo(self._write))
