@@ -101,13 +101,15 @@ def _encoded(frames: Sequence[tuple[np.ndarray, np.ndarray | None, SourceEncodin
     images = [image for image, _ in built]
     for image, options in built[1:]:
         image.encoderinfo = options  # an MPO's later pictures take their own quantization tables
-    if image_format == "PNG":
+    if image_format in _ONE_MODE_FORMATS:
         images = _in_one_mode(images)
-    return _saved(images[0], image_format, {**built[0][1], **_animation_options(image_format, encodings)},
+    transparent = any(alpha is not None for _, alpha, _ in frames)
+    return _saved(images[0], image_format,
+                  {**built[0][1], **_animation_options(image_format, encodings, transparent)},
                   encodings[0], append_images=images[1:])
 
 
-def _animation_options(image_format: str, encodings: list[SourceEncoding]) -> dict:
+def _animation_options(image_format: str, encodings: list[SourceEncoding], transparent: bool) -> dict:
     """Each frame's duration and the loop count where the input had them; a HEIF's primary
     picture. Frames are written whole, as PIL composites them (disposal, blending and a GIF's
     background then change nothing): PIL's writers store only what changes between them."""
@@ -116,13 +118,23 @@ def _animation_options(image_format: str, encodings: list[SourceEncoding]) -> di
         options["duration"] = [encoding.duration for encoding in encodings]
     if encodings[0].loop is not None:
         options["loop"] = encodings[0].loop
+    if image_format == "GIF" and transparent:
+        options["disposal"] = 2  # each frame drawn on a cleared canvas, so its transparent pixels stay so
+    if image_format == "WEBP" and transparent:
+        # Every frame a key frame: libwebp's frame differences drop the alpha of transparent black
+        # pixels after opaque ones (which is how PIL decodes them), and of the whole file with it.
+        options.update(kmin=0, kmax=1)
     if image_format == "HEIF":
         options["primary_index"] = next((i for i, encoding in enumerate(encodings) if encoding.primary), 0)
     return options
 
 
+# Animations whose frames PIL writes in one mode (the first one's, or one for all).
+_ONE_MODE_FORMATS = {"PNG", "WEBP", "AVIF"}
+
+
 def _in_one_mode(images: list[Image.Image]) -> list[Image.Image]:
-    """An APNG's frames share the first one's mode (PIL converts the others to it): where they
+    """Frames that PIL writes in one mode: where they
     differ, all are RGBA if any has transparency, else RGB, so no frame loses its alpha."""
     if len({image.mode for image in images}) == 1:
         return images
