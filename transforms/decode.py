@@ -379,7 +379,7 @@ def _opencv_decoded(data: bytes, frame: int) -> np.ndarray | None:
     buffer = np.frombuffer(data, np.uint8)
     if frame == 0:
         return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    read, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, range=cv2.Range(frame, frame + 1))
+    read, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, range=(frame, frame + 1))
     return pages[0] if read and pages else None
 
 
