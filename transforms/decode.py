@@ -64,9 +64,12 @@ def decode_frames(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator
         yield _decoded_frame(image, data, frame, frames)
 
 
-def frame_count(image: Image.Image) -> int:
-    """The frames cleaned and written back: all that PIL reads, but a PSD's, which are its layers
-    (its frame 0 is the composite, the picture itself)."""
+def _frame_count(image: Image.Image) -> int:
+    """The frames cleaned and written back: every frame PIL reads. GIF, APNG, WebP, AVIF and FLI
+    animations: each frame whole, as PIL composites it (disposal and blending applied). TIFF: its
+    pages, each its own size, mode and tags. MPO: a camera's pictures; HEIF: its top-level images
+    (not thumbnails or depth maps). DCX, SPIDER and the like: whatever PIL reads as frames. But a
+    PSD's frames are its layers: it is one image, its composite (frame 0)."""
     return 1 if image.format == "PSD" else getattr(image, "n_frames", 1)
 
 
@@ -77,7 +80,7 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
         raise ValueError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
-        frames = frame_count(image)
+        frames = _frame_count(image)
     except Image.DecompressionBombError as e:
         raise ValueError(f"refused as a decompression bomb: {e}") from None
     except Image.UnidentifiedImageError:
