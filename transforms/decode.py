@@ -212,6 +212,12 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
                           primary=bool(image.info.get("primary")), **_jpeg_quantization(image))
 
 
+def packed_colours(colours: np.ndarray) -> np.ndarray:
+    """RGB triplets (..., 3) as one int each, to sort, search and count them fast."""
+    colours = colours.astype(np.int32)
+    return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
+
+
 def _duration(image: Image.Image) -> int | None:
     """The frame's display time in whole milliseconds, as PIL's writers take it (an APNG's may
     be a fraction); None where the format has none (TIFF, MPO, HEIF pictures)."""
@@ -224,7 +230,8 @@ def _own_palette(pixels: _Pixels) -> tuple[bytes | None, int | None]:
     it is written back on them rather than re-quantised; (None, None) where a frame composited
     from several palettes has more than 256."""
     opaque = pixels.rgb if pixels.alpha is None else pixels.rgb[pixels.alpha > 0]
-    colours = np.unique(opaque.reshape(-1, 3), axis=0)
+    keys = np.unique(packed_colours(opaque))
+    colours = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=-1).astype(np.uint8)
     transparent = pixels.alpha is not None
     if len(colours) + transparent > 256:
         return None, None

@@ -14,7 +14,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
-from transforms.decode import bgr_order, scaled_to_8_bits
+from transforms.decode import bgr_order, packed_colours, scaled_to_8_bits
 from transforms.image_metadata import XMP_PNG_KEY, with_photoshop_resources
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
@@ -382,10 +382,10 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
     indices = np.array(Image.fromarray(rgb, "RGB").quantize(palette=palette_image, dither=Image.Dither.NONE))
     opaque = np.flatnonzero(np.arange(len(colours)) != (-1 if transparency is None else transparency))
     if opaque.size:
-        keys = _packed(colours[opaque])
+        keys = packed_colours(colours[opaque])
         order = np.argsort(keys, kind="stable")
         keys, entries = keys[order], opaque[order]
-        packed = _packed(rgb)
+        packed = packed_colours(rgb)
         position = np.searchsorted(keys, packed).clip(max=len(keys) - 1)
         exact = keys[position] == packed
         indices[exact] = entries[position[exact]]
@@ -398,11 +398,6 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
     image = Image.fromarray(indices.astype(np.uint8), "P")
     image.putpalette(palette)
     return image
-
-
-def _packed(colours: np.ndarray) -> np.ndarray:
-    colours = colours.astype(np.int32)
-    return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
 
 
 def write_atomically(path: str, data: bytes) -> None:
