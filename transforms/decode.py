@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import apache_beam as beam
 import cv2
@@ -35,19 +35,52 @@ class DecodedImage(NamedTuple):
     image_format: str | None  # PIL format name
     notes: list[str]
     encoding: SourceEncoding
+    frames: int  # how many frames the file holds, each cleaned and written back: 1 for a single image
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """The declared size is checked against `max_pixels` from the header alone, so a decompression
-    bomb is refused without allocating it. EXIF orientation is applied, so what is segmented and
-    written is upright. 16-bit, 32-bit and float images are scaled to 8 bits for the models rather
-    than clipped (16-bit grey and colour keep their 16 bits in the written image).
+# Formats whose frames PIL composites onto one canvas (so each is a full picture the size of the
+# first) and seeks by decoding the frames before: their size is checked as frames x canvas.
+_CANVAS_FORMATS = frozenset({"GIF", "PNG", "WEBP", "AVIF", "FLI"})
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int = 0) -> DecodedImage:
+    """Frame `frame` (0-based) of the file. The declared size of all its frames is checked against
+    `max_pixels` from the headers alone, so a decompression bomb is refused without allocating it.
+    EXIF orientation is applied, so what is segmented and written is upright. 16-bit, 32-bit and
+    float images are scaled to 8 bits for the models rather than clipped (16-bit grey and colour
+    keep their 16 bits in the written image).
     """
+    image, frames = _opened(data, max_pixels)
+    if not 0 <= frame < frames:
+        raise ValueError(f"no frame {frame}: the image has {frames}")
+    return _decoded_frame(image, data, frame, frames)
+
+
+def decode_frames(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[DecodedImage]:
+    """Every frame of the file, decoded as `decode_image` decodes one, the file opened once and
+    each frame decoded only when asked for: one frame's pixels in memory at a time."""
+    image, frames = _opened(data, max_pixels)
+    for frame in range(frames):
+        yield _decoded_frame(image, data, frame, frames)
+
+
+def _frame_count(image: Image.Image) -> int:
+    """The frames cleaned and written back: every frame PIL reads. GIF, APNG, WebP, AVIF and FLI
+    animations: each frame whole, as PIL composites it (disposal and blending applied). TIFF: its
+    pages, each its own size, mode and tags. MPO: a camera's pictures; HEIF: its top-level images
+    (not thumbnails or depth maps). DCX, SPIDER and the like: whatever PIL reads as frames. But a
+    PSD's frames are its layers: it is one image, its composite (frame 0)."""
+    return 1 if image.format == "PSD" else getattr(image, "n_frames", 1)
+
+
+def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
+    """The file opened, its frames counted and their declared pixels checked: the writer holds
+    every frame of one image at once, so all of them together must fit `max_pixels`."""
     if not data:
         raise ValueError("empty file (0 bytes)")
-    notes = []
     try:
         image = Image.open(io.BytesIO(data))
+        frames = _frame_count(image)
     except Image.DecompressionBombError as e:
         raise ValueError(f"refused as a decompression bomb: {e}") from None
     except Image.UnidentifiedImageError:
@@ -57,18 +90,49 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt image header ({e})") from None
     width, height = image.size
-    if width * height > max_pixels:
-        raise ValueError(f"image declares {width}x{height} = {width * height:,} pixels, over the "
-                         f"limit of {max_pixels:,} (--max_image_pixels)")
+    if frames == 1:
+        if width * height > max_pixels:
+            raise ValueError(f"image declares {width}x{height} = {width * height:,} pixels, over the "
+                             f"limit of {max_pixels:,} (--max_image_pixels)")
+        return image, frames
+    pixels = frames * width * height if image.format in _CANVAS_FORMATS else _pages_pixels(image, frames)
+    if pixels > max_pixels:
+        raise ValueError(f"image declares {frames} frames of {pixels:,} pixels in all, over the limit "
+                         f"of {max_pixels:,} (--max_image_pixels), which bounds all the frames of one "
+                         f"image together")
+    return image, frames
+
+
+def _pages_pixels(image: Image.Image, frames: int) -> int:
+    """The pixels of frames that each have their own size (TIFF pages, an MPO's or a HEIF's
+    pictures), from each one's header: seeking them decodes nothing."""
+    try:
+        pixels = 0
+        for frame in range(frames):
+            image.seek(frame)
+            pixels += image.size[0] * image.size[1]
+    except (EOFError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"truncated or corrupt image header ({e})") from None
+    return pixels
+
+
+def _decoded_frame(image: Image.Image, data: bytes, frame: int, frames: int) -> DecodedImage:
+    notes = []
+    try:
+        if frames > 1:  # a single HEIF is opened at its primary image, which may not be its first
+            image.seek(frame)
+    except (EOFError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"truncated or corrupt {image.format} data ({e})") from None
     image_format = image.format
     if image_format == "TIFF" and image.tag_v2.get(PLANAR_CONFIGURATION) == 2 and max(
             image.tag_v2.get(BITS_PER_SAMPLE, (8,))) > 8:
         raise ValueError("a TIFF of more than 8 bits a sample in separate colour planes: PIL and "
                          "OpenCV would read it as noise")
     colour16 = _pil_reads_only_8_of_16_bits(image)  # before getexif(), which loads a PNG
-    frames = getattr(image, "n_frames", 1)
-    if frames > 1:
-        notes.append(f"first frame of {frames} processed")
+    if colour16 and frames > 1 and image_format != "TIFF":
+        notes.append("16-bit colour written as 8 bits: of the formats with several frames, only "
+                     "TIFF pages are written with 16 bits")
+        colour16 = False
     try:
         orientation = image.getexif().get(ORIENTATION)  # before loading: PIL applies a TIFF's as it loads
         image.load()
@@ -82,10 +146,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     if colour16:
         # OpenCV's TIFF reader turns the pixels upright itself, whatever it is asked.
         opencv_orientation = orientation if image_format == "PNG" else None
-        pixels = _with_16_bit_colour(data, opencv_orientation, len(transposed.getbands()),
+        pixels = _with_16_bit_colour(data, frame, opencv_orientation, len(transposed.getbands()),
                                      isinstance(image.info.get("transparency"), tuple), pixels, notes)
-    encoding = _source_encoding(image, data, orientation, pixels, notes)
-    return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding)
+    encoding = _source_encoding(image, data, frame, orientation, pixels, notes)
+    return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding, frames)
 
 
 class _Pixels(NamedTuple):
@@ -95,7 +159,7 @@ class _Pixels(NamedTuple):
     own_values: np.ndarray | None  # see SourceEncoding.own_values
 
 
-def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, pixels: _Pixels,
+def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: int | None, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
     # A HEIF's own orientation is applied as it is read (its EXIF then says 1).
     orientation_applied = orientation not in (None, 1) or image.info.get("original_orientation") not in (None, 1)
@@ -133,16 +197,45 @@ def _source_encoding(image: Image.Image, data: bytes, orientation: int | None, p
         transparency = image.info.get("transparency")
     elif pixels.mode == "I;16" and isinstance(image.info.get("transparency"), int):
         transparency = image.info["transparency"]  # a 16-bit grey PNG's transparent value (tRNS)
+    elif image.format == "GIF" and image.mode in ("RGB", "RGBA"):  # a frame after the first, composited
+        palette, transparency = _own_palette(pixels)
     return SourceEncoding(mode=pixels.mode, own_values=pixels.own_values, icc_profile=icc_profile,
                           exif=exif_bytes, palette=palette, transparency=transparency,
-                          lossless=image.format == "WEBP" and is_lossless_webp(data),
+                          lossless=image.format == "WEBP" and is_lossless_webp(data, frame),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           dpi=_upright_dpi(image.info.get("dpi"), orientation),
                           xmp=upright_xmp(xmp, orientation_applied) if (xmp := image.info.get("xmp")) else None,
                           photoshop=photoshop_resources(image, notes),
                           comment=image.info.get("comment") or None, text=png_text(image),
                           png_colour=png_colour_chunks(data) if image.format == "PNG" else (),
-                          **_jpeg_quantization(image))
+                          duration=_duration(image), loop=image.info.get("loop"),
+                          primary=bool(image.info.get("primary")), **_jpeg_quantization(image))
+
+
+def packed_colours(colours: np.ndarray) -> np.ndarray:
+    """RGB triplets (..., 3) as one int each, to sort, search and count them fast."""
+    colours = colours.astype(np.int32)
+    return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
+
+
+def _duration(image: Image.Image) -> int | None:
+    """The frame's display time in whole milliseconds, as PIL's writers take it (an APNG's may
+    be a fraction); None where the format has none (TIFF, MPO, HEIF pictures)."""
+    duration = image.info.get("duration")
+    return None if duration is None else round(duration)
+
+
+def _own_palette(pixels: _Pixels) -> tuple[bytes | None, int | None]:
+    """A GIF frame's colours as its palette, its transparent pixels on one entry after them, so
+    it is written back on them rather than re-quantised; (None, None) where a frame composited
+    from several palettes has more than 256."""
+    opaque = pixels.rgb if pixels.alpha is None else pixels.rgb[pixels.alpha > 0]
+    keys = np.unique(packed_colours(opaque))
+    colours = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=-1).astype(np.uint8)
+    transparent = pixels.alpha is not None
+    if len(colours) + transparent > 256:
+        return None, None
+    return (colours.tobytes() + b"\0\0\0" * transparent), (len(colours) if transparent else None)
 
 
 def _upright_dpi(dpi, orientation) -> tuple[float, float] | None:
@@ -160,16 +253,19 @@ def _jpeg_quantization(image: Image.Image) -> dict:
             "progressive": bool(image.info.get("progressive"))}
 
 
-def is_lossless_webp(data: bytes) -> bool:
-    """Whether a WebP file's (first) image is VP8L, i.e. lossless: PIL does not say."""
+def is_lossless_webp(data: bytes, frame: int = 0) -> bool:
+    """Whether a WebP file's image (an animation's frame `frame`) is VP8L, i.e. lossless: PIL does
+    not say."""
     position = 12  # after RIFF <size> WEBP
     while position + 8 <= len(data):
         kind = data[position:position + 4]
         if kind in (b"VP8L", b"VP8 "):
             return kind == b"VP8L"
         if kind == b"ANMF":  # an animation frame: its own chunks follow its 16-byte header
-            position += 8 + 16
-            continue
+            if frame == 0:
+                position += 8 + 16
+                continue
+            frame -= 1
         size = int.from_bytes(data[position + 4:position + 8], "little")
         position += 8 + size + (size & 1)
     return False
@@ -262,15 +358,15 @@ _UPRIGHT = {
 }
 
 
-def _with_16_bit_colour(data: bytes, orientation: int | None, pil_bands: int, transparent_colour: bool,
-                        pixels: _Pixels, notes: list[str]) -> _Pixels:
+def _with_16_bit_colour(data: bytes, frame: int, orientation: int | None, pil_bands: int,
+                        transparent_colour: bool, pixels: _Pixels, notes: list[str]) -> _Pixels:
     """The full 16 bits of the colour (and alpha) PIL read only the high bytes of, from OpenCV,
     turned upright by `orientation` as PIL turned its pixels. They are used only where their high
     bytes are PIL's pixels within a level, so the two decoders agree on all but the low bytes;
     else PIL's 8 bits stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits
     never match, comes as OpenCV's alpha."""
     channels = 4 if transparent_colour else pil_bands
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    bgr = _opencv_decoded(data, frame)
     if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:
         values = _UPRIGHT.get(orientation, lambda a: a)(bgr_order(bgr))
         pil_alpha = np.full(pixels.rgb.shape[:2], 255, np.uint8) if pixels.alpha is None else pixels.alpha
@@ -286,6 +382,15 @@ def _with_16_bit_colour(data: bytes, orientation: int | None, pil_bands: int, tr
     notes.append("16-bit colour written as 8 bits: OpenCV did not read its 16 bits as PIL read "
                  "their high bytes")
     return pixels
+
+
+def _opencv_decoded(data: bytes, frame: int) -> np.ndarray | None:
+    """Frame `frame` (a TIFF's page) as OpenCV reads it, None where it cannot."""
+    buffer = np.frombuffer(data, np.uint8)
+    if frame == 0:
+        return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    read, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, range=(frame, frame + 1))
+    return pages[0] if read and pages else None
 
 
 def _within_a_level(values16: np.ndarray, eight_bits: np.ndarray) -> bool:

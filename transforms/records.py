@@ -53,6 +53,13 @@ class SourceEncoding:
     comment: bytes | None = None
     text: tuple[tuple[str, str], ...] = ()
     png_colour: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's gAMA, cHRM, sRGB, cICP chunks
+    # A frame of an animation or a page of a multi-page file (each frame has its own encoding, as a
+    # TIFF's pages their own size, mode and tags): how long it is shown, in ms (GIF, APNG, WebP,
+    # AVIF, FLI; None where the format has no timing), and the file's loop count (0: forever; None
+    # where the file has none, e.g. a GIF that plays once).
+    duration: int | None = None
+    loop: int | None = None
+    primary: bool = False  # the picture a HEIF's viewers show first (not always its first)
 
 
 @dataclass(frozen=True)

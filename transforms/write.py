@@ -1,10 +1,12 @@
 """Stage 6: encode each image in its input's format and write it atomically under <output>/images/."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import posixpath
 import uuid
 import zlib
+from collections.abc import Sequence
 
 import apache_beam as beam
 import cv2
@@ -12,13 +14,13 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
-from transforms.decode import bgr_order, scaled_to_8_bits
+from transforms.decode import bgr_order, packed_colours, scaled_to_8_bits
 from transforms.frame_store import store_frame
 from transforms.image_metadata import XMP_PNG_KEY, with_photoshop_resources
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
 
-# Formats PIL writes that keep what the input had; anything else (GIF frames, TIFF pages, ...)
+# Formats PIL writes that keep what the input had; anything else (XPM, PCX, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
 _JPEG_QUALITY = 95  # lossy WebP, HEIF and AVIF (no input says its own), and JPEG in TIFF
 _LOSSY_FORMATS = {"JPEG", "HEIF", "AVIF"}
@@ -30,8 +32,9 @@ _PROFILE_SPACES = {"RGB": b"RGB ", "RGBA": b"RGB ", "P": b"RGB ", "L": b"GRAY", 
                    "I;16": b"GRAY", "CMYK": b"CMYK"}
 _TIFF_LOSSLESS = {"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd", "lzma"}
 _TIFF_FAX = {"group3", "group4", "tiff_ccitt"}
-# An MPO (a camera's multi-picture JPEG) is written as the JPEG of its first picture.
+# An MPO (a camera's multi-picture JPEG) of one picture is written as a JPEG.
 _WRITTEN_AS = {"MPO": "JPEG"}
+_JPEG_FORMATS = {"JPEG", "MPO"}  # an MPO's pictures are JPEGs: each keeps its own tables
 FALLBACK_FORMAT = "PNG"
 PNG_HEADER_BYTES = 8 + 12 + 13  # the signature, then the IHDR chunk, which must come first
 
@@ -61,37 +64,128 @@ def encode_image(rgb: np.ndarray, image_format: str | None, alpha: np.ndarray | 
                  encoding: SourceEncoding | None = None) -> tuple[bytes, str | None]:
     """Returns the image encoded in its input's format and None, or, where PIL cannot write that
     format, PNG bytes and the reason."""
+    return encode_frames([(rgb, alpha, encoding or SourceEncoding())], image_format)
+
+
+def encode_frames(frames: Sequence[tuple[np.ndarray, np.ndarray | None, SourceEncoding]],
+                  image_format: str | None) -> tuple[bytes, str | None]:
+    """The frames of one image (each its RGB, alpha or None, and encoding) as `encode_image`
+    encodes one: in the input's format and None or, where PIL cannot write it (or not several
+    frames of it), PNG bytes, an animated PNG of every frame, and the reason."""
     image_format = (image_format or FALLBACK_FORMAT).upper()
-    image_format = _WRITTEN_AS.get(image_format, image_format)
-    encoding = encoding or SourceEncoding()
+    if len(frames) == 1:
+        image_format = _WRITTEN_AS.get(image_format, image_format)
     Image.init()
+    as_fallback = f" (its {len(frames)} frames as an animated {FALLBACK_FORMAT})" if len(frames) > 1 else ""
     if image_format not in Image.SAVE:
-        return _encode(rgb, alpha, FALLBACK_FORMAT, encoding), f"PIL cannot write {image_format}"
+        return _encoded(frames, FALLBACK_FORMAT), f"PIL cannot write {image_format}{as_fallback}"
+    if len(frames) > 1 and image_format not in Image.SAVE_ALL:
+        return _encoded(frames, FALLBACK_FORMAT), f"PIL cannot write several frames as {image_format}{as_fallback}"
     try:
-        return _encode(rgb, alpha, image_format, encoding), None
+        return _encoded(frames, image_format), None
     except (KeyError, OSError, ValueError) as e:
-        return _encode(rgb, alpha, FALLBACK_FORMAT, encoding), f"PIL could not write {image_format} ({e})"
+        return _encoded(frames, FALLBACK_FORMAT), f"PIL could not write {image_format} ({e}){as_fallback}"
+
+
+def _encoded(frames: Sequence[tuple[np.ndarray, np.ndarray | None, SourceEncoding]], image_format: str) -> bytes:
+    """A TIFF's pages are encoded one by one, each in its own mode, size, compression and tags
+    (16-bit colour through OpenCV), then chained; other formats' frames are saved together, the
+    file's metadata and options from the first (PIL's writers take them once)."""
+    if len(frames) == 1 or image_format == "TIFF":
+        pages = [_encode(rgb, alpha, image_format, encoding) for rgb, alpha, encoding in frames]
+        return pages[0] if len(pages) == 1 else _joined_tiff(pages)
+    # 16-bit colour as 8 bits: no format PIL animates holds it.
+    encodings = [dataclasses.replace(encoding, mode="RGB", own_values=None)
+                 if encoding.mode in ("RGB;16", "RGBA;16") else encoding for _, _, encoding in frames]
+    built = [_frame_image(rgb, alpha, image_format, encoding)
+             for (rgb, alpha, _), encoding in zip(frames, encodings)]
+    images = [image for image, _ in built]
+    for image, options in built[1:]:
+        image.encoderinfo = options  # an MPO's later pictures take their own quantization tables
+    if image_format in _ONE_MODE_FORMATS:
+        images = _in_one_mode(images)
+    transparent = any(alpha is not None for _, alpha, _ in frames)
+    return _saved(images[0], image_format,
+                  {**built[0][1], **_animation_options(image_format, encodings, transparent)},
+                  encodings[0], append_images=images[1:])
+
+
+def _animation_options(image_format: str, encodings: list[SourceEncoding], transparent: bool) -> dict:
+    """Each frame's duration and the loop count where the input had them; a HEIF's primary
+    picture. Frames are written whole, as PIL composites them (disposal, blending and a GIF's
+    background then change nothing): PIL's writers store only what changes between them."""
+    options = {"save_all": True}
+    if all(encoding.duration is not None for encoding in encodings):
+        options["duration"] = [encoding.duration for encoding in encodings]
+    if encodings[0].loop is not None:
+        options["loop"] = encodings[0].loop
+    if image_format == "GIF" and transparent:
+        options["disposal"] = 2  # each frame drawn on a cleared canvas, so its transparent pixels stay so
+    if image_format == "WEBP" and transparent:
+        # Every frame a key frame: libwebp's frame differences drop the alpha of transparent black
+        # pixels after opaque ones (which is how PIL decodes them), and of the whole file with it.
+        options.update(kmin=0, kmax=1)
+    if image_format == "HEIF":
+        options["primary_index"] = next((i for i, encoding in enumerate(encodings) if encoding.primary), 0)
+    return options
+
+
+# Animations whose frames PIL writes in one mode (the first one's, or one for all).
+_ONE_MODE_FORMATS = {"PNG", "WEBP", "AVIF"}
+
+
+def _in_one_mode(images: list[Image.Image]) -> list[Image.Image]:
+    """Frames that PIL writes in one mode: where they
+    differ, all are RGBA if any has transparency, else RGB, so no frame loses its alpha."""
+    if len({image.mode for image in images}) == 1:
+        return images
+    mode = "RGBA" if any(image.has_transparency_data for image in images) else "RGB"
+    return [image.convert(mode) for image in images]
+
+
+def _joined_tiff(pages: list[bytes]) -> bytes:
+    """Single-page TIFFs chained into one by PIL's own appending writer, which moves their offsets."""
+    buffer = io.BytesIO()
+    with TiffImagePlugin.AppendingTiffWriter(buffer) as tiff:
+        for page in pages:
+            tiff.write(page)
+            tiff.newFrame()
+    return buffer.getvalue()
 
 
 def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encoding: SourceEncoding) -> bytes:
     if encoding.mode in ("RGB;16", "RGBA;16"):
         return _colour16(rgb, image_format, encoding)
+    image, options = _frame_image(rgb, alpha, image_format, encoding)
+    return _saved(image, image_format, options, encoding)
+
+
+def _saved(image: Image.Image, image_format: str, options: dict, encoding: SourceEncoding, **more) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options, **more)
+    if image_format == "JPEG" and encoding.photoshop:
+        return with_photoshop_resources(buffer.getvalue(), encoding.photoshop)
+    return buffer.getvalue()
+
+
+def _frame_image(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str,
+                 encoding: SourceEncoding) -> tuple[Image.Image, dict]:
+    """One frame in the input's own mode (palette, grey, bilevel, 16-bit grey, CMYK, alpha), and
+    PIL's save options that keep its compression, quality and metadata."""
     options = {}
     if image_format in _PALETTE_FORMATS and encoding.palette:
         image = onto_palette(rgb, alpha, encoding.palette, encoding.transparency)
-        if encoding.transparency is not None:
-            options["transparency"] = encoding.transparency
     elif encoding.mode == "CMYK" and image_format in _CMYK_FORMATS:
         image = cmyk_image(rgb, encoding.own_values)
     elif encoding.mode not in ("RGB", "CMYK"):
         image = grey_image(rgb, alpha if image_format in _ALPHA_FORMATS else None, encoding)
-        if encoding.transparency is not None:
-            options["transparency"] = encoding.transparency
     elif alpha is not None and image_format in _ALPHA_FORMATS:
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
         image = Image.fromarray(rgb, "RGB")
-    if image_format == "JPEG" and encoding.jpeg_tables:
+    if encoding.transparency is not None and image.mode in ("P", "I;16"):
+        image.info["transparency"] = encoding.transparency  # where a GIF's writer reads each frame's
+    if image_format in _JPEG_FORMATS and encoding.jpeg_tables:
         options.update(qtables=[list(table) for table in encoding.jpeg_tables],
                        progressive=encoding.progressive)
         if encoding.jpeg_subsampling >= 0:
@@ -114,19 +208,15 @@ def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encodi
     if encoding.exif:
         options["exif"] = encoding.exif
     options.update(_descriptive_metadata(image_format, encoding))
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format, **options)
-    if image_format == "JPEG" and encoding.photoshop:
-        return with_photoshop_resources(buffer.getvalue(), encoding.photoshop)
-    return buffer.getvalue()
+    return image, options
 
 
 def _descriptive_metadata(image_format: str, encoding: SourceEncoding) -> dict:
     """PIL's save options that put back the input's XMP, comment, PNG text and colour chunks."""
     options = {}
-    if encoding.xmp and image_format in ("JPEG", "WEBP", "HEIF", "AVIF"):
+    if encoding.xmp and image_format in ("JPEG", "MPO", "WEBP", "HEIF", "AVIF"):
         options["xmp"] = encoding.xmp
-    if encoding.comment and image_format in ("JPEG", "GIF"):
+    if encoding.comment and image_format in ("JPEG", "MPO", "GIF"):
         options["comment"] = encoding.comment
     if image_format == "PNG" and (encoding.text or encoding.xmp or encoding.png_colour):
         info = PngImagePlugin.PngInfo()
@@ -293,10 +383,10 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
     indices = np.array(Image.fromarray(rgb, "RGB").quantize(palette=palette_image, dither=Image.Dither.NONE))
     opaque = np.flatnonzero(np.arange(len(colours)) != (-1 if transparency is None else transparency))
     if opaque.size:
-        keys = _packed(colours[opaque])
+        keys = packed_colours(colours[opaque])
         order = np.argsort(keys, kind="stable")
         keys, entries = keys[order], opaque[order]
-        packed = _packed(rgb)
+        packed = packed_colours(rgb)
         position = np.searchsorted(keys, packed).clip(max=len(keys) - 1)
         exact = keys[position] == packed
         indices[exact] = entries[position[exact]]
@@ -309,11 +399,6 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
     image = Image.fromarray(indices.astype(np.uint8), "P")
     image.putpalette(palette)
     return image
-
-
-def _packed(colours: np.ndarray) -> np.ndarray:
-    colours = colours.astype(np.int32)
-    return (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
 
 
 def write_atomically(path: str, data: bytes) -> None:
