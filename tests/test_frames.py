@@ -213,6 +213,21 @@ def test_frames_pil_cannot_write_together_are_an_animated_png_with_the_reason():
     assert Image.open(io.BytesIO(written)).n_frames == 2
 
 
+def test_gif_frames_on_their_own_palettes_keep_their_colours_as_an_animated_png():
+    """A TFRecord's GIF is written as `<id>.png`: an animated PNG holds one palette, so frames
+    with palettes of their own are written as RGB rather than read through the first's."""
+    frames = [Image.fromarray(textured_image(20, 30, seed)) for seed in range(3)]
+    decoded = list(decode_frames(_encoded(frames[0], "GIF", save_all=True, append_images=frames[1:],
+                                          duration=90)))
+    written, not_written_because = encode_frames(
+        [(frame.rgb, frame.alpha, frame.encoding) for frame in decoded], "PNG")
+    assert not_written_because is None
+    again = list(decode_frames(written))
+    assert len(again) == 3
+    for before, after in zip(decoded, again):
+        np.testing.assert_array_equal(after.rgb, before.rgb)
+
+
 def test_the_pixel_limit_bounds_all_frames_of_an_image_together():
     frames = _gif_frames()  # 3 frames of 30 x 20
     gif = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])

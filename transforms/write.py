@@ -135,9 +135,11 @@ _ONE_MODE_FORMATS = {"PNG", "WEBP", "AVIF"}
 
 
 def _in_one_mode(images: list[Image.Image]) -> list[Image.Image]:
-    """Frames that PIL writes in one mode: where they
-    differ, all are RGBA if any has transparency, else RGB, so no frame loses its alpha."""
-    if len({image.mode for image in images}) == 1:
+    """Frames that PIL writes in one mode (and on one palette): where they differ, all are RGBA if
+    any has transparency, else RGB, so no frame loses its alpha or its colours (a GIF's frames
+    each have their own palette)."""
+    palettes = {bytes(image.getpalette() or ()) for image in images if image.mode == "P"}
+    if len({image.mode for image in images}) == 1 and len(palettes) <= 1:
         return images
     mode = "RGBA" if any(image.has_transparency_data for image in images) else "RGB"
     return [image.convert(mode) for image in images]
