@@ -23,7 +23,7 @@ from transforms.inpaint import InpaintModelHandler
 from transforms.metadata import WriteMetadata, to_row
 from transforms.progress import ReportProgress
 from transforms.read import NAMESPACE, ListImageFiles, ReadImageBytes, ReadTFRecordImages
-from transforms.records import ERROR, skip_type_inference
+from transforms.records import ERROR, count_error, skip_type_inference
 from transforms.select import SelectAndDilate
 from transforms.skip_existing import KeepPreviousRows, SkipExisting
 from transforms.user_masks import ReadUserMasks
@@ -122,7 +122,7 @@ def _error_infos(stage: str):
     def expand(failure):
         batch, exception = failure
         for info, _ in _batch_elements(batch):
-            errors.inc()
+            count_error(errors, info)
             logger.warning("%s failed on %s:\n%s", stage, info.image_uri, "".join(exception[2]))
             yield info.failed(stage, error_text(exception))
     return expand

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.report import shown_frame
+from pipeline.run import summarize
 from tests.conftest import rectangle_mask, textured_image
 from tests.pipeline_helpers import read_rows, run_pipeline
 
@@ -118,8 +119,10 @@ def test_a_failed_frame_fails_its_image_and_an_untouched_one_is_copied(tmp_path,
     _save_all(images / "still.gif", _frames(3, 40), duration=80, loop=0)
     Image.fromarray(np.zeros((HEIGHT, WIDTH), np.uint8)).save(masks / "still.png")
     output = tmp_path / "out"
-    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    result = run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
 
+    counters = summarize(result)  # images, not frames
+    assert (counters["errors"], counters["images_unchanged"], counters.get("images_cleaned", 0)) == (1, 1, 0)
     rows = read_rows(output)
     failed = rows[str(images / "wrong.gif")]
     assert failed["status"] == "error" and failed["output_uri"] is None

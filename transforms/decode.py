@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, JpegImagePlugin
 from transforms.image_metadata import (photoshop_resources, png_colour_chunks, png_text, upright_xmp,
                                        without_thumbnails)
 from transforms.read import NAMESPACE
-from transforms.records import SourceEncoding, skip_type_inference
+from transforms.records import SourceEncoding, count_error, skip_type_inference
 
 DEFAULT_MAX_PIXELS = 100_000_000
 # HEIC/HEIF, phones' photos, read and written through PIL like the formats it knows; its
@@ -430,6 +430,5 @@ class DecodeImage(beam.DoFn):
                                    alpha=decoded.alpha, encoding=decoded.encoding), decoded.rgb
                 info = info.replace(frame=info.frame + 1)
         except Exception as e:  # noqa: BLE001 - any undecodable input (or frame) is an error row
-            if info.frames == 1:  # its image's frames counts it as theirs
-                self._errors.inc()
+            count_error(self._errors, info)
             yield beam.pvalue.TaggedOutput(self.ERROR, info.failed("decode", e))

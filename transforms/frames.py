@@ -9,6 +9,8 @@ the removed object in that frame.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import apache_beam as beam
 
 from transforms.frame_store import delete_stored_frames, load_frame
@@ -68,6 +70,11 @@ class WriteFrames(WriteImage):
             delete_stored_frames(frames)
 
 
+@beam.typehints.with_output_types(beam.typehints.KV[str, Any])  # declared, so Beam reads no bytecode
+def _by_image(info: ImageInfo) -> tuple[str, ImageInfo]:
+    return info.image_uri, info
+
+
 class AssembleFrames(beam.PTransform):
     """Frame infos (the writer's 'frame' output, and frames that failed before it) -> one
     `ImageInfo` per multi-frame image, once all its frames are in."""
@@ -78,6 +85,6 @@ class AssembleFrames(beam.PTransform):
 
     def expand(self, frames):
         return (frames
-                | "ByImage" >> beam.Map(lambda info: (info.image_uri, info))
+                | "ByImage" >> beam.Map(_by_image)
                 | "GroupFrames" >> beam.GroupByKey()
                 | "WriteFrames" >> beam.ParDo(self._write))

@@ -62,6 +62,13 @@ class SourceEncoding:
     primary: bool = False  # the picture a HEIF's viewers show first (not always its first)
 
 
+def count_error(errors, info: "ImageInfo") -> None:
+    """Adds a failed image to the `errors` counter; a failed frame is counted once, with its image,
+    when its frames meet (transforms/frames.py)."""
+    if info.frames == 1:
+        errors.inc()
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     image_uri: str

@@ -7,7 +7,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from transforms.read import NAMESPACE
-from transforms.records import ERROR, UNCHANGED, skip_type_inference
+from transforms.records import ERROR, UNCHANGED, count_error, skip_type_inference
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -74,7 +74,7 @@ class SelectAndDilate(beam.DoFn):
         info = info.replace(instances=instance_rows(detections, removed, info.frame),
                             removed_fraction=float(hole.mean()))
         if hole.all():
-            self._errors.inc()
+            count_error(self._errors, info)
             dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"
             yield beam.pvalue.TaggedOutput(self.ERROR, info.failed(
                 "select", f"the instances to remove{dilated} cover the whole image: no pixel is "

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 
 from models.segmentation.detections import Detections
 from transforms.read import NAMESPACE
-from transforms.records import skip_type_inference
+from transforms.records import count_error, skip_type_inference
 
 USER_MASK_LABEL = "mask"
 USER_MASK_LABEL_ID = 0
@@ -97,7 +97,7 @@ class ReadUserMasks(beam.DoFn):
             mask = read_user_mask(mask_path(self._masks_root, info.relative_path), info.width, info.height,
                                   info.frame, info.frames)
         except Exception as e:  # noqa: BLE001 - a missing or bad mask is this image's error row
-            self._errors.inc()
+            count_error(self._errors, info)
             yield beam.pvalue.TaggedOutput(self.ERROR, info.failed("mask", e))
             return
         yield info, PredictionResult(rgb, user_mask_detections(mask))
