@@ -54,9 +54,10 @@ class BareLoop:
                 with open(path, "rb") as f:
                     decoded.append(decode_image(f.read()))
             started = time.perf_counter()
-            detections = self.segmenter.segment([rgb for rgb, *_ in decoded])
+            detections = self.segmenter.segment([image.rgb for image in decoded])
             self.model_seconds += time.perf_counter() - started
-            for path, (rgb, alpha, image_format, _, encoding), found in zip(chunk, decoded, detections):
+            for path, image, found in zip(chunk, decoded, detections):
+                rgb, alpha, image_format, encoding = image.rgb, image.alpha, image.image_format, image.encoding
                 keep = found.select(None, self.min_score) & found.nonempty()
                 hole = dilate(found.union(keep), self.dilate)
                 info = ImageInfo(path, os.path.basename(path), width=rgb.shape[1], height=rgb.shape[0],
@@ -100,7 +101,7 @@ def warm_up_process(path, config, checkpoint, weights) -> None:
 
     configure_tensorflow("cpu")
     with open(path, "rb") as f:
-        rgb = decode_image(f.read())[0]
+        rgb = decode_image(f.read()).rgb
     MaskRCNNSegmenter(config, checkpoint).segment([rgb])
     Inpainter.load(weights).inpaint([rgb], [centre_hole(*rgb.shape[:2])])
     import pipeline.run  # noqa: F401

@@ -21,3 +21,32 @@ def test_the_overhead_benchmark_counts_the_workers_model_loading(masks_corpus, t
     assert figures["loading"] > 0
     assert figures["model"] > 0
     assert figures["inpaint batches"] != "none"
+
+
+def test_the_bare_loop_cleans_every_image_and_writes_its_row(masks_corpus, tmp_path, tiny_inpaint_weights,
+                                                              monkeypatch):
+    """The loop the pipeline is measured against must do the pipeline's work; a stale unpacking of
+    the decoder's result once broke it unseen."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    from common import centre_hole
+    from pipeline_overhead import BareLoop
+
+    from models.pconv import Inpainter
+    from transforms.user_masks import user_mask_detections
+
+    class CentreSegmenter:
+        def segment(self, images):
+            return [user_mask_detections(centre_hole(*rgb.shape[:2])) for rgb in images]
+
+    images, _, specs = masks_corpus
+    paths = sorted(str(images / relative) for relative in specs)
+    output = tmp_path / "bare"
+    loop = BareLoop(CentreSegmenter(), Inpainter.load(tiny_inpaint_weights), str(output), seg_batch=2,
+                    inpaint_batch=2, dilate=2, min_score=0.5)
+    loop.run(paths)
+    rows = pq.read_table(output / "metadata.parquet").to_pylist()
+    assert sorted(row["image_uri"] for row in rows) == paths
+    assert all(row["status"] == "cleaned" and os.path.isfile(row["output_uri"]) for row in rows)
+    assert loop.model_seconds > 0
