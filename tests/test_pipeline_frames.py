@@ -66,10 +66,12 @@ def animation_corpus(tmp_path):
     return images, masks, animation, pages
 
 
-def test_every_frame_is_cleaned_and_written_back_together(animation_corpus, tmp_path, tiny_inpaint_weights):
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])  # frames stored by one process, written by another
+def test_every_frame_is_cleaned_and_written_back_together(animation_corpus, tmp_path, tiny_inpaint_weights, mode):
     images, masks, animation, pages = animation_corpus
     output = tmp_path / "out"
-    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--write_masks"))
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--write_masks",
+                       "--direct_running_mode", mode, "--direct_num_workers", "2"))
 
     rows = read_rows(output)
     assert len(rows) == 2  # one row per file, not per frame
