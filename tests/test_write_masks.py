@@ -82,3 +82,20 @@ def test_skip_existing_redoes_an_image_whose_mask_is_missing(masks_corpus, tmp_p
     assert statuses == {"a.png": "cleaned", "sub/b.jpg": "cleaned", "sub/c.png": "unchanged"}
     notes = {uri.split("/in/")[1]: row["notes"] for uri, row in read_rows(output).items()}
     assert notes["sub/b.jpg"] == [] and notes["a.png"] == ["kept from the previous run (--skip_existing)"]
+
+
+def test_a_multi_frame_image_gets_a_mask_frame_per_frame_or_a_note_why_not(tmp_path):
+    removed = np.zeros((4, 6), bool)
+    removed[1:3, 2:4] = True
+    info = _info("anim.gif", CLEANED, [{**_instance(removed, True), "frame": 1}]).replace(
+        frames=3, frame_sizes=((4, 6),) * 3)
+    assert _write(tmp_path, info) == info
+    path = str(tmp_path / "masks" / "anim.png")
+    for frame in range(3):  # masks mode reads each frame's back
+        np.testing.assert_array_equal(read_user_mask(path, 6, 4, frame, 3), 
+                                      removed if frame == 1 else np.zeros_like(removed))
+
+    # A page of another size, even one with nothing removed, cannot be a frame of an animated PNG.
+    pages = info.replace(relative_path="pages.tif", frame_sizes=((4, 6), (4, 6), (8, 10)))
+    assert _write(tmp_path, pages).notes == (
+        "mask not written: ValueError: its frames differ in size, which an animated PNG cannot hold",)

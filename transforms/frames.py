@@ -39,6 +39,7 @@ def merged_info(frames: list[ImageInfo]) -> ImageInfo:
         removed_fraction=sum(frame.removed_fraction * size for frame, size in zip(frames, pixels))
         / max(1, sum(pixels)),
         notes=tuple(dict.fromkeys(note for frame in frames for note in frame.notes)),
+        frame_sizes=tuple((frame.height, frame.width) for frame in frames),
         output_uri=None, alpha=None, encoding=None)
     failed = next((frame for frame in frames if frame.status == ERROR), None)
     if failed is not None:

@@ -92,6 +92,7 @@ class ImageInfo:
     # element per frame, `frame` of `frames`, until transforms/frames.py writes them together.
     frame: int = 0
     frames: int = 1
+    frame_sizes: tuple[tuple[int, int], ...] = ()  # (height, width) of each, once they have met
 
     def carried_bytes(self) -> int:
         """Bytes of the pixel arrays travelling with the image beside the 8-bit RGB (its alpha, its

@@ -31,7 +31,7 @@ def removed_region(info: ImageInfo, frame: int = 0) -> np.ndarray:
     rles = [instance["mask"] for instance in info.instances
             if instance["removed"] and instance.get("frame", 0) == frame]
     if not rles:
-        return np.zeros((info.height, info.width), bool)
+        return np.zeros(info.frame_sizes[frame] if info.frame_sizes else (info.height, info.width), bool)
     merged = coco_mask.merge([{"size": rle["size"], "counts": rle["counts"].encode("ascii")}
                               for rle in rles], intersect=False)
     return coco_mask.decode(merged).astype(bool)
