@@ -3,6 +3,7 @@ written back together as one file with one metadata row."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def animation_corpus(tmp_path):
 def test_every_frame_is_cleaned_and_written_back_together(animation_corpus, tmp_path, tiny_inpaint_weights, mode):
     images, masks, animation, pages = animation_corpus
     output = tmp_path / "out"
-    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--write_masks",
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--write_masks", "--report",
                        "--direct_running_mode", mode, "--direct_num_workers", "2"))
 
     rows = read_rows(output)
@@ -91,6 +92,14 @@ def test_every_frame_is_cleaned_and_written_back_together(animation_corpus, tmp_
             assert not np.array_equal(after[~outside], before[~outside])
         else:
             np.testing.assert_array_equal(after, before)
+
+    # The report shows frame 1, the first one something was removed from.
+    index = (output / "report" / "index.html").read_text()
+    [stem] = re.findall(r'src="thumbs/([^"]+)-before.jpg"[^<]*<img[^>]*><div class="caption">[^<]*anim\.png[^<]*'
+                        r'\(frame 2 shown\)', index)
+    shown = np.asarray(Image.open(output / "report" / "thumbs" / f"{stem}-before.jpg"), float)
+    distances = [np.abs(shown - frame).mean() for frame in animation]
+    assert np.argmin(distances) == 1, distances
 
     # The mask written for it has its frames, and masks mode reads it back frame by frame.
     written_masks, _ = _read_all(output / "masks" / "anim.png")
