@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin, TiffTags
 
 from tests.conftest import textured_image
 from transforms.write import png_chunk
@@ -93,6 +93,15 @@ def mpo_jpeg(h, w) -> bytes:
     return _encode(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=95)
 
 
+def tiff_with_tags(tags: dict[int, tuple[int, object]]) -> bytes:
+    """A small RGB TIFF carrying `tags` ({tag: (TIFF type, value)}), e.g. a camera raw's."""
+    directory = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, (kind, value) in tags.items():
+        directory.tagtype[tag] = kind
+        directory[tag] = value
+    return _encode(_rgb(16, 24, 14), "TIFF", tiffinfo=directory)
+
+
 def mask_png(w: int, h: int) -> bytes:
     """A hole over the middle half of a w x h image (at least one pixel)."""
     mask = np.zeros((h, w), np.uint8)
@@ -146,6 +155,11 @@ def build_cases() -> list[Case]:
         Case("float.tif", float_tiff(20, 30), "cleaned", mask=mask_png(30, 20),
              note_contains="32-bit float values 0-1 scaled to 8 bits"),
         Case("camera.jpg", mpo_jpeg(20, 30), "cleaned", mask=mask_png(30, 20)),
+        # Camera raw files: by their name, or by the tags of one built on TIFF whatever its name.
+        Case("raw/camera.nef", _encode(_rgb(16, 24, 15), "JPEG"), "error", "a camera raw file (.nef): its raw pixels"),
+        Case("raw/renamed-dng.tif", tiff_with_tags({50706: (TiffTags.BYTE, 1)}), "error", "a camera raw file (DNG)"),
+        Case("raw/preview-first.tif", tiff_with_tags({254: (TiffTags.LONG, 1), 330: (TiffTags.LONG, 8)}), "error",
+             "a camera raw file (its first image a reduced-resolution preview"),
         Case("icon.xpm", xpm_image(12, 16), "cleaned", mask=mask_png(16, 12),
              note_contains="PIL cannot write XPM: written as PNG to icon.xpm.png", written_as="icon.xpm.png"),
         Case("names/with space.png", good_png, "cleaned", mask=mask_png(40, 32)),

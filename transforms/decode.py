@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import posixpath
 from typing import Iterator, NamedTuple
 
 import apache_beam as beam
@@ -22,6 +23,14 @@ pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_image
 ORIENTATION = 0x0112
 XMP_TAG, PHOTOSHOP_TAG = 700, 34377  # a TIFF's XMP and Photoshop resources
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION = 258, 284
+NEW_SUBFILE_TYPE, SUB_IFDS, DNG_VERSION = 254, 330, 50706
+# Camera raw files: PIL reads some as the preview they embed, others not at all; none can be
+# written back with its raw pixels.
+CAMERA_RAW_EXTENSIONS = frozenset({
+    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dng", ".erf", ".iiq", ".kdc", ".mrw", ".nef", ".nrw",
+    ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f"})
+CAMERA_RAW_ADVICE = ("its raw pixels cannot be cleaned and written back (PIL reads at most the "
+                     "preview it embeds); develop it to TIFF or JPEG first")
 # TIFF tags that describe how the input's pixels were stored: the writer sets its own, and copied
 # ones (a float SampleFormat, a ColorMap, tiles, ...) would misdescribe the pixels it writes.
 _TIFF_LAYOUT_TAGS = frozenset({
@@ -89,6 +98,8 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
         raise ValueError(f"not an image file (starts with {data[:16]!r})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt image header ({e})") from None
+    if image.format == "TIFF":
+        _refuse_camera_raw(image)
     width, height = image.size
     if frames == 1:
         if width * height > max_pixels:
@@ -101,6 +112,20 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
                          f"of {max_pixels:,} (--max_image_pixels), which bounds all the frames of one "
                          f"image together")
     return image, frames
+
+
+def _refuse_camera_raw(image: Image.Image) -> None:
+    """Camera raw files built on TIFF (DNG, NEF, PEF, ...) open as a TIFF of the preview they
+    embed: cleaning that and writing it under the raw file's name would lose the raw pixels. Those
+    under their own extension are refused by name (`DecodeImage`), these whatever their name."""
+    tags = image.tag_v2
+    if DNG_VERSION in tags:
+        kind = "DNG"
+    elif tags.get(NEW_SUBFILE_TYPE, 0) & 1 and SUB_IFDS in tags:
+        kind = "its first image a reduced-resolution preview of one in a sub-IFD"
+    else:
+        return
+    raise ValueError(f"a camera raw file ({kind}): {CAMERA_RAW_ADVICE}")
 
 
 def _pages_pixels(image: Image.Image, frames: int) -> int:
@@ -419,6 +444,12 @@ class DecodeImage(beam.DoFn):
         if info.status is not None:  # failed upstream
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(self.ERROR, info)
+            return
+        extension = posixpath.splitext(info.relative_path)[1].lower()
+        if extension in CAMERA_RAW_EXTENSIONS:
+            self._errors.inc()
+            yield beam.pvalue.TaggedOutput(self.ERROR, info.failed(
+                "decode", f"a camera raw file ({extension}): {CAMERA_RAW_ADVICE}"))
             return
         try:
             for decoded in decode_frames(data, self._max_pixels):
