@@ -122,7 +122,7 @@ def _require_matching_input(options: RemoverOptions, count: bool = True) -> int:
         raise UsageError(f"cannot list {flag} {pattern}: {e}") from None
     if not matched:
         raise UsageError(f"no file matches {flag} {pattern}" + (
-            f" but the outputs of a run under --output {options.output}" if left_out else ""))
+            f" but {left_out.says('--output ' + options.output)}" if any(left_out) else ""))
     return len(matched)
 
 

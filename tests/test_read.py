@@ -5,10 +5,12 @@ import io
 import logging
 import os
 import posixpath
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from apache_beam.io.filesystem import FileMetadata, FileSystem
 from PIL import Image
@@ -254,3 +256,30 @@ def test_a_corrupt_shard_is_an_error_row_that_says_from_where(tmp_path):
         return [(info.image_uri, info.error.split(":")[1].strip()) for info in infos if info.error]
     assert errors(cut) == [(f"{cut}#1", "TFRecord shard unreadable after record 0")]
     assert errors(garbage) == [(f"{garbage}#0", "TFRecord shard unreadable from its first record")]
+
+
+def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inpaint_weights, caplog):
+    """A real archive's folders hold .DS_Store, Thumbs.db, macOS's ._ companions and editors'
+    sidecars: each would be an error row, `not an image file`."""
+    import pipeline.run
+    from pipeline.options import RemoverOptions
+
+    tree, masks = tmp_path / "tree", tmp_path / "masks"
+    _image(tree / "a.png", (200, 0, 0))
+    _empty_masks(masks, "a.png")
+    never = [".DS_Store", "Thumbs.db", "sub/desktop.ini", "._a.png", "a.xmp", "sub/IMG_0001.AAE"]
+    for relative in never:
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tree / relative).write_bytes(b"\x00\x05\x16\x07 not an image")
+    with caplog.at_level(logging.INFO, logger="transforms.read"):
+        rows = _masks_run(str(tree), masks, tmp_path / "out", tiny_inpaint_weights)
+    assert list(rows) == [str(tree / "a.png")]
+    assert any(r.getMessage().startswith(f"{len(never)} files matching ") and "system files or sidecars"
+               in r.getMessage() for r in caplog.records)
+
+    (tree / "a.png").unlink()
+    options = RemoverOptions(["--input", str(tree), "--output", str(tmp_path / "out2"), "--segmenter", "masks",
+                              "--masks", str(masks)])
+    with pytest.raises(pipeline.run.UsageError, match=re.escape(
+            f"no file matches --input {tree} but 6 system files or sidecars (.DS_Store, ._*, .xmp, ...)")):
+        pipeline.run._require_matching_input(options)

@@ -6,6 +6,7 @@ import os
 import posixpath
 import re
 import time
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
@@ -80,16 +81,43 @@ FRAMES_FOLDER = ".frames"  # the frames of multi-frame inputs, while a run goes 
 OUTPUT_FOLDERS = ("images", MASKS_FOLDER, "metadata", "report", FRAMES_FOLDER)
 
 
-def match_inputs(pattern: str, output_root: str | None, limit: int | None = None) -> tuple[list, int]:
-    """`match_input_files` without what runs wrote under `output_root` (its OUTPUT_FOLDERS), and
-    how many files that left out. Relative local paths mean the caller's working directory."""
+# Files found beside photos that are never images: systems' folder files, macOS's AppleDouble
+# `._<name>` companions (their name ends like the image's) and editors' sidecars (XMP, iOS edits).
+# Read, each would be an error row: an archive's folder holds thousands.
+NEVER_IMAGES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
+SIDECAR_EXTENSIONS = frozenset({".xmp", ".aae"})
+
+
+def never_an_image(path: str) -> bool:
+    name = posixpath.basename(path.rstrip("/"))
+    return (name.lower() in NEVER_IMAGES or name.startswith("._")
+            or posixpath.splitext(name)[1].lower() in SIDECAR_EXTENSIONS)
+
+
+class LeftOut(NamedTuple):
+    """Matched files that are not inputs: what runs wrote under --output, and `never_an_image`."""
+    outputs: int = 0
+    not_images: int = 0
+
+    def says(self, output_root: str | None) -> str:
+        """`3 outputs of a run under out and 2 system files or sidecars (.DS_Store, ._*, .xmp, ...)`"""
+        parts = [f"{self.outputs} output{'s' * (self.outputs != 1)} of a run under {output_root}" if self.outputs else "",
+                 f"{self.not_images} system file{'s' * (self.not_images != 1)} or sidecar"
+                 f"{'s' * (self.not_images != 1)} (.DS_Store, ._*, .xmp, ...)" if self.not_images else ""]
+        return " and ".join(part for part in parts if part)
+
+
+def match_inputs(pattern: str, output_root: str | None, limit: int | None = None) -> tuple[list, LeftOut]:
+    """`match_input_files` without what runs wrote under `output_root` (its OUTPUT_FOLDERS) and
+    files that are never images, and what that left out. Relative local paths mean the caller's
+    working directory."""
     matched = match_input_files(pattern, limit)
-    if not output_root:
-        return matched, 0
     written = tuple(_as_folder_prefix(FileSystems.join(output_root, folder))
-                    for folder in OUTPUT_FOLDERS)
-    inputs = [m for m in matched if not _as_folder_prefix(m.path).startswith(written)]
-    return inputs, len(matched) - len(inputs)
+                    for folder in OUTPUT_FOLDERS) if output_root else ()
+    inputs = [m for m in matched if not (written and _as_folder_prefix(m.path).startswith(written))]
+    outputs = len(matched) - len(inputs)
+    images = [m for m in inputs if not never_an_image(m.path)]
+    return images, LeftOut(outputs, len(inputs) - len(images))
 
 
 def pattern_root(pattern: str) -> str:
@@ -169,12 +197,15 @@ class _MatchFiles(beam.DoFn):
 
     def process(self, pattern):
         inputs, left_out = match_inputs(pattern, self._output_root)
-        if left_out:
+        if left_out.outputs:
             logger.info("%d files matching %s are outputs of a run under %s and are not read",
-                        left_out, pattern, self._output_root)
+                        left_out.outputs, pattern, self._output_root)
+        if left_out.not_images:
+            logger.info("%d files matching %s are system files or sidecars, never images, and are "
+                        "not read (.DS_Store, Thumbs.db, ._*, .xmp, .aae)", left_out.not_images, pattern)
         if not inputs:
             raise FileNotFoundError(f"no file matches {pattern}" + (
-                f" but the outputs under {self._output_root}" if left_out else ""))
+                f" but {left_out.says(self._output_root)}" if any(left_out) else ""))
         yield from inputs
 
 
