@@ -191,3 +191,24 @@ def test_a_tfrecord_animation_is_written_as_an_animated_png_of_all_its_frames(tm
         for before, after in zip(inputs, written):
             np.testing.assert_array_equal(after[outside], before[outside])
             assert np.array_equal(after, before) == (name == "untouched")
+
+
+def test_only_frames_that_cannot_be_decoded_again_are_stored(tmp_path):
+    """An archive's animations mostly have nothing to remove: their frames are not written out
+    only to be deleted. A TFRecord record cannot be read again by its uri: all its frames wait."""
+    from transforms.records import UNCHANGED, ImageInfo
+    from transforms.write import WriteImage
+
+    rgb = textured_image(HEIGHT, WIDTH, 1)
+    unchanged = ImageInfo("/in/anim.gif", "anim.gif", width=WIDTH, height=HEIGHT, frame=1, frames=3,
+                          status=UNCHANGED)
+    for copy_unchanged, stored in ((True, False), (False, True)):
+        write = WriteImage(str(tmp_path / str(copy_unchanged)), copy_unchanged)
+        write.setup()
+        [frame] = list(write.process((unchanged, rgb)))
+        assert frame.tag == WriteImage.FRAME and frame.value.status == UNCHANGED
+        assert (frame.value.output_uri is not None) == stored
+        assert os.path.exists(tmp_path / str(copy_unchanged) / ".frames") == stored
+    cleaned = unchanged.replace(status=None)
+    [frame] = list(WriteImage(str(tmp_path / "cleaned"), copy_unchanged=True).process((cleaned, rgb)))
+    assert frame.value.status == "cleaned" and os.path.isfile(frame.value.output_uri)

@@ -1,8 +1,8 @@
 """Where the frames of a multi-frame input wait, between the writer and `transforms/frames.py`.
 
-Each frame leaves the models as an element of its own; its pixels (with the alpha and own values
-the writer needs) are stored under `<output>/.frames/` and only its small `ImageInfo` travels on
-to be grouped with its image's other frames. Pixels never pass through a GroupByKey, which the
+Each frame leaves the models as an element of its own; the pixels of a cleaned one (with the
+alpha and own values the writer needs) are stored under `<output>/.frames/` and only its small
+`ImageInfo` travels on to be grouped with its image's other frames. Pixels never pass through a GroupByKey, which the
 DirectRunner holds in memory until the whole input is read.
 """
 from __future__ import annotations

@@ -2,18 +2,23 @@
 an MPO, a HEIF burst) written together as one image, with one metadata row.
 
 Each frame goes through the models as an element of its own, so frames batch like photos and no
-batch has to hold a whole animation. The writer stores each frame (`transforms/frame_store.py`);
-the frames' infos, small, are grouped by image here, and each image is written from its stored
-frames. A frame that failed anywhere makes its image an error row: writing the others would keep
+batch has to hold a whole animation. The writer stores each frame that cannot be decoded again
+from the input (`transforms/frame_store.py`): the cleaned ones, and every frame of a TFRecord
+record. The frames' infos, small, are grouped by image here, and each image is written from
+its stored frames and, where some were left unchanged, its input decoded again; an image with
+nothing removed from any frame is copied. A frame that failed anywhere makes its image an error row: writing the others would keep
 the removed object in that frame.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import apache_beam as beam
 
+from transforms.decode import decode_frames
 from transforms.frame_store import delete_stored_frames, load_frame
+from transforms.read import read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference
 from transforms.write import WriteImage, encode_frames
 
@@ -64,11 +69,25 @@ class WriteFrames(WriteImage):
                 self._errors.inc()
                 yield image
                 return
-            yield self.written(image, lambda: encode_frames(
-                [(rgb, info.alpha, info.encoding) for rgb, info in map(load_frame, frames)],
-                image.image_format))
+            yield self.written(image, lambda: encode_frames(list(_frames_to_write(frames)), image.image_format))
         finally:
             delete_stored_frames(frames)
+
+
+def _frames_to_write(frames: list[ImageInfo]):
+    """`(rgb, alpha, encoding)` of each frame, in order: stored ones loaded, the others (unchanged
+    frames of a file input) decoded again from the input, as the decoder first gave them."""
+    decoded = None
+    if not all(frame.output_uri for frame in frames):
+        # The file passed --max_image_pixels when first decoded.
+        decoded = decode_frames(read_bytes(frames[0].image_uri), max_pixels=sys.maxsize)
+    for frame in frames:
+        again = next(decoded) if decoded is not None else None  # in step, so frame k is frame k
+        if frame.output_uri:
+            rgb, stored = load_frame(frame)
+            yield rgb, stored.alpha, stored.encoding
+        else:
+            yield again.rgb, again.alpha, again.encoding
 
 
 @beam.typehints.with_output_types(beam.typehints.KV[str, Any])  # declared, so Beam reads no bytecode

@@ -449,7 +449,11 @@ class WriteImage(beam.DoFn):
         yield self.written(info, lambda: encode_image(rgb, info.image_format, info.alpha, info.encoding))
 
     def _stored(self, info, rgb):
+        """The frame's info, its pixels stored; an unchanged frame of a file input is not stored:
+        decoded again from the input, should another frame of it be cleaned."""
         info = info.replace(status=info.status or CLEANED)
+        if info.status == UNCHANGED and self._copy_unchanged:
+            return info.replace(alpha=None, encoding=None)
         try:
             return store_frame(self._output_root, info, rgb)
         except Exception as e:  # noqa: BLE001 - its image becomes an error row
