@@ -230,7 +230,8 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     write = WriteImage(config.output, copy_unchanged)
     written, frames = [], []
     for name, branch in to_write:
-        images = branch | f"WriteImages{name}" >> beam.ParDo(write).with_outputs(WriteImage.FRAME, main="image")
+        images = branch | f"WriteImages{name}" >> beam.ParDo(write).with_outputs(
+            WriteImage.FRAME, main="image")
         written.append(images.image)
         frames.append(images[WriteImage.FRAME])
     # The frames of multi-frame inputs, stored by the writer or failed before it, meet by image.

@@ -2,8 +2,8 @@
 
 Each frame leaves the models as an element of its own; the pixels of a cleaned one (with the
 alpha and own values the writer needs) are stored under `<output>/.frames/` and only its small
-`ImageInfo` travels on to be grouped with its image's other frames. Pixels never pass through a GroupByKey, which the
-DirectRunner holds in memory until the whole input is read.
+`ImageInfo` travels on to be grouped with its image's other frames. Pixels never pass through a
+GroupByKey, which the DirectRunner holds in memory until the whole input is read.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from transforms.read import FRAMES_FOLDER
 from transforms.records import ImageInfo
 
 logger = logging.getLogger(__name__)
-
 
 
 def frames_folder(output_root: str) -> str:

@@ -6,8 +6,8 @@ batch has to hold a whole animation. The writer stores each frame that cannot be
 from the input (`transforms/frame_store.py`): the cleaned ones, and every frame of a TFRecord
 record. The frames' infos, small, are grouped by image here, and each image is written from
 its stored frames and, where some were left unchanged, its input decoded again; an image with
-nothing removed from any frame is copied. A frame that failed anywhere makes its image an error row: writing the others would keep
-the removed object in that frame.
+nothing removed from any frame is copied. A frame that failed anywhere makes its image an error
+row: writing the others would keep the removed object in that frame.
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ class WriteFrames(WriteImage):
                 self._errors.inc()
                 yield image
                 return
-            yield self.written(image, lambda: encode_frames(list(_frames_to_write(frames)), image.image_format))
+            yield self.written(image, lambda: encode_frames(list(_frames_to_write(frames)),
+                                                            image.image_format))
         finally:
             delete_stored_frames(frames)
 

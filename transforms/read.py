@@ -101,9 +101,10 @@ class LeftOut(NamedTuple):
 
     def says(self, output_root: str | None) -> str:
         """`3 outputs of a run under out and 2 system files or sidecars (.DS_Store, ._*, .xmp, ...)`"""
-        parts = [f"{self.outputs} output{'s' * (self.outputs != 1)} of a run under {output_root}" if self.outputs else "",
-                 f"{self.not_images} system file{'s' * (self.not_images != 1)} or sidecar"
-                 f"{'s' * (self.not_images != 1)} (.DS_Store, ._*, .xmp, ...)" if self.not_images else ""]
+        outputs, others = ("s" * (count != 1) for count in self)
+        parts = [f"{self.outputs} output{outputs} of a run under {output_root}" if self.outputs else "",
+                 f"{self.not_images} system file{others} or sidecar{others} (.DS_Store, ._*, .xmp, ...)"
+                 if self.not_images else ""]
         return " and ".join(part for part in parts if part)
 
 
