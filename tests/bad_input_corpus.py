@@ -102,10 +102,45 @@ def tiff_with_tags(tags: dict[int, tuple[int, object]]) -> bytes:
     return _encode(_rgb(16, 24, 14), "TIFF", tiffinfo=directory)
 
 
+# Alice (left) and Bob (right) as Lightroom/Picasa (MWG, Alice's area as attributes, Bob's as
+# elements) and Windows Photo Gallery (Microsoft's rectangles) tag them, and in IPTC's PersonInImage.
+REGIONS_XMP = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    b'xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/" '
+    b'xmlns:stArea="http://ns.adobe.com/xmp/sType/Area#" xmlns:stDim="http://ns.adobe.com/xap/1.0/sType/Dimensions#" '
+    b'xmlns:MP="http://ns.microsoft.com/photo/1.2/" xmlns:MPRI="http://ns.microsoft.com/photo/1.2/t/RegionInfo#" '
+    b'xmlns:MPReg="http://ns.microsoft.com/photo/1.2/t/Region#" '
+    b'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+    b'<dc:rights>(c) City Archive</dc:rights>'
+    b'<mwg-rs:Regions rdf:parseType="Resource"><mwg-rs:AppliedToDimensions stDim:w="40" stDim:h="20" stDim:unit="pixel"/>'
+    b'<mwg-rs:RegionList><rdf:Bag>'
+    b'<rdf:li><rdf:Description mwg-rs:Name="Alice" mwg-rs:Type="Face"><mwg-rs:Area stArea:x="0.25" stArea:y="0.5" '
+    b'stArea:w="0.2" stArea:h="0.4" stArea:unit="normalized"/></rdf:Description></rdf:li>'
+    b'<rdf:li rdf:parseType="Resource"><mwg-rs:Name>Bob</mwg-rs:Name><mwg-rs:Type>Face</mwg-rs:Type>'
+    b'<mwg-rs:Area rdf:parseType="Resource"><stArea:x>0.75</stArea:x><stArea:y>0.5</stArea:y><stArea:w>0.2</stArea:w>'
+    b'<stArea:h>0.4</stArea:h><stArea:unit>normalized</stArea:unit></mwg-rs:Area></rdf:li>'
+    b'</rdf:Bag></mwg-rs:RegionList></mwg-rs:Regions>'
+    b'<MP:RegionInfo rdf:parseType="Resource"><MPRI:Regions><rdf:Bag>'
+    b'<rdf:li MPReg:Rectangle="0.15, 0.3, 0.2, 0.4" MPReg:PersonDisplayName="Alice"/>'
+    b'<rdf:li MPReg:Rectangle="0.65, 0.3, 0.2, 0.4" MPReg:PersonDisplayName="Bob"/>'
+    b'</rdf:Bag></MPRI:Regions></MP:RegionInfo>'
+    b'<Iptc4xmpExt:PersonInImage><rdf:Bag><rdf:li>Alice</rdf:li><rdf:li>Bob</rdf:li></rdf:Bag></Iptc4xmpExt:PersonInImage>'
+    b'</rdf:Description></rdf:RDF></x:xmpmeta>\n<?xpacket end="w"?>')
+
+
 def mask_png(w: int, h: int) -> bytes:
     """A hole over the middle half of a w x h image (at least one pixel)."""
     mask = np.zeros((h, w), np.uint8)
     mask[h // 4:max(h // 4 + 1, 3 * h // 4), w // 4:max(w // 4 + 1, 3 * w // 4)] = 255
+    return _encode(Image.fromarray(mask), "PNG")
+
+
+def left_mask_png(w: int, h: int) -> bytes:
+    """A hole over the left 45% of a w x h image: where REGIONS_XMP puts Alice."""
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, :w * 45 // 100] = 255
     return _encode(Image.fromarray(mask), "PNG")
 
 
@@ -160,6 +195,8 @@ def build_cases() -> list[Case]:
         Case("raw/renamed-dng.tif", tiff_with_tags({50706: (TiffTags.BYTE, 1)}), "error", "a camera raw file (DNG)"),
         Case("raw/preview-first.tif", tiff_with_tags({254: (TiffTags.LONG, 1), 330: (TiffTags.LONG, 8)}), "error",
              "a camera raw file (its first image a reduced-resolution preview"),
+        Case("tagged-people.jpg", _encode(_rgb(20, 40, 16), "JPEG", xmp=REGIONS_XMP), "cleaned",
+             mask=left_mask_png(40, 20), note_contains="2 XMP face or person regions of what was removed dropped"),
         Case("icon.xpm", xpm_image(12, 16), "cleaned", mask=mask_png(16, 12),
              note_contains="PIL cannot write XPM: written as PNG to icon.xpm.png", written_as="icon.xpm.png"),
         Case("names/with space.png", good_png, "cleaned", mask=mask_png(40, 32)),

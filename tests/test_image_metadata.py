@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, IptcImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTags
 
+from tests.bad_input_corpus import REGIONS_XMP
 from tests.conftest import textured_image
 from transforms.decode import decode_image
 from transforms.image_metadata import photoshop_resources, upright_xmp, with_photoshop_resources
@@ -145,3 +146,69 @@ def test_png_keeps_how_its_values_are_meant_to_be_shown(sixteen_bits):
     _, output = _cleaned(png[:PNG_HEADER_BYTES] + colour + png[PNG_HEADER_BYTES:])
     assert output.info["gamma"] == pytest.approx(0.45455) and output.info["srgb"] == 1
     assert output.info["chromaticity"] == pytest.approx((0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06))
+
+
+def _names(xmp: bytes) -> list[str]:
+    from xml.etree import ElementTree
+    root = ElementTree.fromstring(xmp[xmp.index(b"<x:xmpmeta"):xmp.index(b"</x:xmpmeta>") + 12])
+    mwg = "{http://www.metadataworkinggroup.com/schemas/regions/}Name"
+    mp = "{http://ns.microsoft.com/photo/1.2/t/Region#}PersonDisplayName"
+    people = "{http://iptc.org/std/Iptc4xmpExt/2008-02-29/}PersonInImage"
+    return ([e.get(mwg) or e.text for e in root.iter() if mwg in e.attrib or e.tag == mwg]
+            + [e.get(mp) for e in root.iter() if mp in e.attrib]
+            + [li.text for p in root.iter(people) for li in p.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li")])
+
+
+def test_xmp_regions_of_a_removed_person_go_with_their_name_the_others_stay():
+    from transforms.image_metadata import without_removed_regions
+
+    assert _names(REGIONS_XMP) == ["Alice", "Bob", "Alice", "Bob", "Alice", "Bob"]
+    left_half = lambda box: box[2] <= 0.5  # noqa: E731
+    xmp, dropped = without_removed_regions(REGIONS_XMP, left_half)
+    assert dropped == 2 and _names(xmp) == ["Bob", "Bob", "Bob"]
+    assert b"(c) City Archive" in xmp and xmp.startswith(b'<?xpacket begin=') and xmp.endswith(b'<?xpacket end="w"?>')
+    assert b"xmlns:mwg-rs=" in xmp and b"<mwg-rs:RegionList>" in xmp  # its own prefixes, for readers that need them
+    assert without_removed_regions(REGIONS_XMP, lambda box: False) == (REGIONS_XMP, 0)
+    assert without_removed_regions(XMP, left_half) == (XMP, 0)  # no regions: untouched
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_a_cleaned_photo_loses_the_regions_of_what_was_removed(fmt):
+    from transforms.records import ImageInfo
+    from transforms.select import encode_rle
+    from transforms.write import without_removed_regions_in_xmp
+
+    buffer = io.BytesIO()
+    image = Image.fromarray(textured_image(20, 40, 2))
+    if fmt == "TIFF":
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[700] = REGIONS_XMP
+        image.save(buffer, fmt, tiffinfo=tags)
+    else:
+        image.save(buffer, fmt, xmp=REGIONS_XMP)
+    decoded = decode_image(buffer.getvalue())
+    person = np.zeros((20, 40), bool)
+    person[4:18, 4:16] = True  # Alice's box: x 0.15-0.35, y 0.3-0.7
+    info = ImageInfo("/in/x", "x", width=40, height=20, encoding=decoded.encoding, instances=(
+        {"label": "person", "label_id": 1, "score": 0.9, "bbox": [4.0, 4.0, 16.0, 18.0],
+         "mask": encode_rle(person), "area": int(person.sum()), "removed": True, "frame": 0},))
+    cleaned = without_removed_regions_in_xmp(info)
+    assert cleaned.notes == ("2 XMP face or person regions of what was removed dropped, with the names only they gave",)
+    written, _ = encode_image(decoded.rgb, fmt, None, cleaned.encoding)
+    output = Image.open(io.BytesIO(written))
+    assert _names(output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]) == ["Bob", "Bob", "Bob"]
+
+
+def test_a_region_is_read_on_the_upright_and_on_the_stored_pixels():
+    from transforms.decode import UPRIGHT
+    from transforms.write import _TURNED_BACK, _in_removed
+
+    stored = np.arange(6 * 4).reshape(6, 4)
+    for orientation, turn in UPRIGHT.items():  # turning back undoes each turn
+        np.testing.assert_array_equal(UPRIGHT[_TURNED_BACK.get(orientation, orientation)](turn(stored)), stored)
+    removed = np.zeros((30, 20), bool)  # upright 20 wide, 30 high: its top third removed
+    removed[:10] = True
+    top_of_upright, right_of_stored, left_of_stored = (0.2, 0.0, 0.8, 0.3), (0.7, 0.2, 1.0, 0.8), (0.0, 0.2, 0.3, 0.8)
+    assert _in_removed(removed, None)(top_of_upright) and not _in_removed(removed, None)(right_of_stored)
+    # Orientation 6 turned the stored 30x20 photo clockwise: the upright top was its left.
+    assert _in_removed(removed, 6)(left_of_stored) and not _in_removed(removed, 6)(right_of_stored)

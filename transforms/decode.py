@@ -187,7 +187,8 @@ class _Pixels(NamedTuple):
 def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: int | None, pixels: _Pixels,
                      notes: list[str]) -> SourceEncoding:
     # A HEIF's own orientation is applied as it is read (its EXIF then says 1).
-    orientation_applied = orientation not in (None, 1) or image.info.get("original_orientation") not in (None, 1)
+    turned = next((value for value in (orientation, image.info.get("original_orientation")) if value in UPRIGHT), None)
+    orientation_applied = turned is not None
     icc_profile = image.info.get("icc_profile") or None
     written_space = (b"RGB " if pixels.mode.startswith("RGB") else b"CMYK" if pixels.mode == "CMYK"
                      else b"GRAY")
@@ -233,7 +234,7 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
                           photoshop=photoshop_resources(image, notes),
                           comment=image.info.get("comment") or None, text=png_text(image),
                           png_colour=png_colour_chunks(data) if image.format == "PNG" else (),
-                          duration=_duration(image), loop=image.info.get("loop"),
+                          turned=turned, duration=_duration(image), loop=image.info.get("loop"),
                           primary=bool(image.info.get("primary")), **_jpeg_quantization(image))
 
 
@@ -372,7 +373,7 @@ def bgr_order(pixels: np.ndarray) -> np.ndarray:
 
 
 # What ImageOps.exif_transpose does to the image for each EXIF orientation, on an (H, W, ...) array.
-_UPRIGHT = {
+UPRIGHT = {
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
     4: lambda a: a[::-1],
@@ -393,7 +394,7 @@ def _with_16_bit_colour(data: bytes, frame: int, orientation: int | None, pil_ba
     channels = 4 if transparent_colour else pil_bands
     bgr = _opencv_decoded(data, frame)
     if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:
-        values = _UPRIGHT.get(orientation, lambda a: a)(bgr_order(bgr))
+        values = UPRIGHT.get(orientation, lambda a: a)(bgr_order(bgr))
         pil_alpha = np.full(pixels.rgb.shape[:2], 255, np.uint8) if pixels.alpha is None else pixels.alpha
         if values.shape[:2] == pixels.rgb.shape[:2] and _within_a_level(values[..., :3], pixels.rgb) and (
                 pil_bands == 3 or _within_a_level(values[..., 3], pil_alpha)):

@@ -6,8 +6,11 @@ were turned.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
+from collections.abc import Callable
+from xml.etree import ElementTree
 
 from PIL import Image
 
@@ -100,3 +103,86 @@ def png_text(image: Image.Image) -> tuple[tuple[str, str], ...]:
     text = getattr(image, "text", None) or {}
     return tuple((key, value) for key, value in text.items()
                  if key != XMP_PNG_KEY and isinstance(value, str))
+
+
+# Face and person regions that photo managers (Lightroom, digiKam, Picasa: MWG; Windows Photo
+# Gallery: Microsoft's) write into XMP, with the person's name: a removed person's would stay.
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_MWG_REGIONS = "http://www.metadataworkinggroup.com/schemas/regions/"
+_AREA = "http://ns.adobe.com/xmp/sType/Area#"
+_MP_REGION = "http://ns.microsoft.com/photo/1.2/t/Region#"
+_IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+_XMP_META = re.compile(rb"<(?:[\w.-]+:)?xmpmeta\b.*</(?:[\w.-]+:)?xmpmeta\s*>", re.DOTALL)
+_NAMESPACE = re.compile(rb"""xmlns:([\w.-]+)\s*=\s*["']([^"']*)["']""")
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1, as fractions of the width and height
+
+
+def has_regions(xmp: bytes) -> bool:
+    """Whether XMP (or what holds it) may name face or person regions."""
+    return any(uri in xmp for uri in (_MWG_REGIONS.encode(), _MP_REGION.encode()))
+
+
+def without_removed_regions(xmp: bytes, removed: Callable[[Box], bool]) -> tuple[bytes, int]:
+    """The XMP less the face and person regions (MWG or Microsoft's) that `removed` says lie in
+    the removed area, and less their names in IPTC's PersonInImage where no region left names
+    them; and how many regions were dropped. An XMP without regions comes back as it was."""
+    meta = _XMP_META.search(xmp)
+    if meta is None or not has_regions(xmp) or b"<!DOCTYPE" in xmp:
+        return xmp, 0  # XMP has no DOCTYPE: one would only declare entities to expand
+    for prefix, uri in _NAMESPACE.findall(xmp):  # written back under the prefixes it had
+        with contextlib.suppress(ValueError):  # a prefix ElementTree keeps for itself
+            ElementTree.register_namespace(prefix.decode(), uri.decode())
+    try:
+        root = ElementTree.fromstring(meta.group())
+    except ElementTree.ParseError:
+        return xmp, 0
+    dropped, kept = [], []
+    for bag in root.iter(f"{{{_RDF}}}Bag"):
+        for item in list(bag):
+            box = _region_box(item)
+            if box is None:
+                continue
+            name = _value(item, f"{{{_MWG_REGIONS}}}Name") or _value(item, f"{{{_MP_REGION}}}PersonDisplayName")
+            if removed(box):
+                bag.remove(item)
+                dropped.append(name)
+            else:
+                kept.append(name)
+    if not dropped:
+        return xmp, 0
+    for people in root.iter(f"{{{_IPTC_EXT}}}PersonInImage"):
+        for bag in people:
+            for item in list(bag):
+                if item.text in dropped and item.text not in kept:
+                    bag.remove(item)
+    # As text, not bytes: those would start with an XML declaration, out of place after the xpacket's.
+    text = ElementTree.tostring(root, encoding="unicode").encode("utf-8")
+    return xmp[:meta.start()] + text + xmp[meta.end():], len(dropped)
+
+
+def _region_box(item: ElementTree.Element) -> Box | None:
+    """An MWG region's area (its centre, width and height, normalized) or a Microsoft one's
+    rectangle (its top left corner, width and height), as corners; None for anything else."""
+    try:
+        if (rectangle := _value(item, f"{{{_MP_REGION}}}Rectangle")) is not None:
+            x, y, w, h = (float(part) for part in rectangle.split(","))
+            return x, y, x + w, y + h
+        area = next(item.iter(f"{{{_MWG_REGIONS}}}Area"), None)
+        if area is None or (_value(area, f"{{{_AREA}}}unit") or "normalized") != "normalized":
+            return None
+        x, y = (float(_value(area, f"{{{_AREA}}}{axis}")) for axis in "xy")
+        w, h = (float(_value(area, f"{{{_AREA}}}{size}") or 0) for size in "wh")  # a point has none
+    except (TypeError, ValueError):  # a region without its numbers
+        return None
+    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+
+
+def _value(element: ElementTree.Element, name: str) -> str | None:
+    """A property of `element` or of an element inside it, written as an attribute or an element."""
+    for inner in element.iter():
+        if name in inner.attrib:
+            return inner.attrib[name]
+        if inner.tag == name:
+            return (inner.text or "").strip()
+    return None

@@ -53,6 +53,7 @@ class SourceEncoding:
     comment: bytes | None = None
     text: tuple[tuple[str, str], ...] = ()
     png_colour: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's gAMA, cHRM, sRGB, cICP chunks
+    turned: int | None = None  # the EXIF (or HEIF) orientation, 2-8, the pixels were turned upright by
     # A frame of an animation or a page of a multi-page file (each frame has its own encoding, as a
     # TIFF's pages their own size, mode and tags): how long it is shown, in ms (GIF, APNG, WebP,
     # AVIF, FLI; None where the format has no timing), and the file's loop count (0: forever; None

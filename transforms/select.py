@@ -7,7 +7,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from transforms.read import NAMESPACE
-from transforms.records import ERROR, UNCHANGED, count_error, skip_type_inference
+from transforms.records import ERROR, UNCHANGED, ImageInfo, count_error, skip_type_inference
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -46,6 +46,18 @@ def instance_rows(detections, removed: np.ndarray, frame: int = 0) -> tuple[dict
          "mask": encode_rle(detections.full_mask(i)), "area": int(areas[i]),
          "removed": bool(removed[i]), "frame": frame}
         for i in range(len(detections.labels)))
+
+
+def removed_region(info: ImageInfo, frame: int = 0) -> np.ndarray:
+    """The union of the instances chosen for removal (from `frame` of a multi-frame image),
+    before `--dilate` grows it: masks mode grows it again by its own `--dilate`."""
+    rles = [instance["mask"] for instance in info.instances
+            if instance["removed"] and instance.get("frame", 0) == frame]
+    if not rles:
+        return np.zeros(info.frame_sizes[frame] if info.frame_sizes else (info.height, info.width), bool)
+    merged = coco_mask.merge([{"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+                              for rle in rles], intersect=False)
+    return coco_mask.decode(merged).astype(bool)
 
 
 @skip_type_inference

@@ -14,11 +14,12 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
-from transforms.decode import bgr_order, packed_colours, scaled_to_8_bits
+from transforms.decode import UPRIGHT, XMP_TAG, bgr_order, packed_colours, scaled_to_8_bits
 from transforms.frame_store import store_frame
-from transforms.image_metadata import XMP_PNG_KEY, with_photoshop_resources
+from transforms.image_metadata import XMP_PNG_KEY, has_regions, with_photoshop_resources, without_removed_regions
 from transforms.read import NAMESPACE, read_bytes
-from transforms.records import CLEANED, UNCHANGED, SourceEncoding, skip_type_inference
+from transforms.records import CLEANED, UNCHANGED, ImageInfo, SourceEncoding, skip_type_inference
+from transforms.select import removed_region
 
 # Formats PIL writes that keep what the input had; anything else (XPM, PCX, ...)
 # is written in its own format where PIL can, else as PNG (lossless) under `<name>.png`.
@@ -403,6 +404,54 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
     return image
 
 
+def without_removed_regions_in_xmp(info: ImageInfo) -> ImageInfo:
+    """The cleaned image's info less the XMP face and person regions (with their names) of what
+    was removed, in its XMP or a TIFF's (in its EXIF), and a note saying how many."""
+    encoding = info.encoding
+    if encoding is None or not any(has_regions(data) for data in (encoding.xmp, encoding.exif) if data):
+        return info
+    in_removed = _in_removed(removed_region(info), encoding.turned)
+    dropped = 0
+    if encoding.xmp:
+        xmp, dropped = without_removed_regions(encoding.xmp, in_removed)
+        encoding = dataclasses.replace(encoding, xmp=xmp)
+    if encoding.exif and has_regions(encoding.exif):  # a TIFF's, which PIL also gives as its XMP
+        exif = Image.Exif()
+        exif.load(encoding.exif)
+        if (xmp := exif.get(XMP_TAG)) is not None:
+            exif[XMP_TAG], dropped_in_exif = without_removed_regions(
+                xmp.encode() if isinstance(xmp, str) else bytes(xmp), in_removed)
+            dropped = max(dropped, dropped_in_exif)
+            encoding = dataclasses.replace(encoding, exif=exif.tobytes())
+    if not dropped:
+        return info
+    regions = "region" if dropped == 1 else "regions"
+    return info.replace(encoding=encoding).with_note(
+        f"{dropped} XMP face or person {regions} of what was removed dropped, with the names only they gave")
+
+
+def _in_removed(removed: np.ndarray, turned: int | None):
+    """Whether half a region's box or more was removed. The box is read on the written, upright
+    pixels and, where an orientation turned them, on the stored ones too: photo managers differ."""
+    views = [removed] + ([UPRIGHT[_TURNED_BACK.get(turned, turned)](removed)] if turned else [])
+
+    def test(box) -> bool:
+        return any(_share_removed(view, box) >= 0.5 for view in views)
+    return test
+
+
+_TURNED_BACK = {6: 8, 8: 6}  # the orientations whose turn undoes the other's; the rest undo their own
+
+
+def _share_removed(removed: np.ndarray, box) -> float:
+    height, width = removed.shape
+    x0, y0, x1, y1 = box
+    left, top = (min(max(int(v * size), 0), size - 1) for v, size in ((x0, width), (y0, height)))
+    right, bottom = (max(min(int(np.ceil(v * size)), size), start + 1)
+                     for v, size, start in ((x1, width, left), (y1, height, top)))
+    return float(removed[top:bottom, left:right].mean())
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Writes a uniquely named temporary beside `path`, then renames it: a reader (or a rerun)
     never sees a half-written image, and a retried bundle just replaces the file."""
@@ -446,6 +495,8 @@ class WriteImage(beam.DoFn):
         if info.frames > 1:
             yield beam.pvalue.TaggedOutput(self.FRAME, self._stored(info, rgb))
             return
+        if info.status is None:  # cleaned
+            info = without_removed_regions_in_xmp(info)
         yield self.written(info, lambda: encode_image(rgb, info.image_format, info.alpha, info.encoding))
 
     def _stored(self, info, rgb):

@@ -10,10 +10,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
-from pycocotools import mask as coco_mask
 
 from transforms.read import MASKS_FOLDER, NAMESPACE
 from transforms.records import CLEANED, UNCHANGED, ImageInfo, skip_type_inference
+from transforms.select import removed_region
 from transforms.user_masks import mask_path
 from transforms.write import write_atomically
 
@@ -23,18 +23,6 @@ logger = logging.getLogger(__name__)
 def written_mask_path(output_root: str, relative_path: str) -> str:
     """Where `--write_masks` puts an image's mask: the name masks mode reads it by."""
     return mask_path(FileSystems.join(output_root.rstrip("/"), MASKS_FOLDER), relative_path)
-
-
-def removed_region(info: ImageInfo, frame: int = 0) -> np.ndarray:
-    """The union of the instances chosen for removal (from `frame` of a multi-frame image),
-    before `--dilate` grows it: masks mode grows it again by its own `--dilate`."""
-    rles = [instance["mask"] for instance in info.instances
-            if instance["removed"] and instance.get("frame", 0) == frame]
-    if not rles:
-        return np.zeros(info.frame_sizes[frame] if info.frame_sizes else (info.height, info.width), bool)
-    merged = coco_mask.merge([{"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-                              for rle in rles], intersect=False)
-    return coco_mask.decode(merged).astype(bool)
 
 
 def encode_mask(regions: list[np.ndarray]) -> bytes:
