@@ -1,8 +1,8 @@
 """What an archive records about a photo beside its pixels (XMP, IPTC, comments, PNG text: captions,
 credits, copyright; a PNG's colour chunks), read from the input so the writer can put it back: a
 cleaned photo must not lose its rights statement, nor show other colours. Thumbnails are left out
-(they would still show what was removed), and an XMP orientation is set upright where the pixels
-were turned.
+(they would still show what was removed), an XMP orientation is set upright where the pixels
+were turned, and the XMP face and person regions of what was removed go, with their names.
 """
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def has_regions(xmp: bytes) -> bool:
 def without_removed_regions(xmp: bytes, removed: Callable[[Box], bool]) -> tuple[bytes, int]:
     """The XMP less the face and person regions (MWG or Microsoft's) that `removed` says lie in
     the removed area, and less their names in IPTC's PersonInImage where no region left names
-    them; and how many regions were dropped. An XMP without regions comes back as it was."""
+    them; and how many regions were dropped. An XMP without regions, or that is not well-formed
+    XML, comes back as it was."""
     meta = _XMP_META.search(xmp)
     if meta is None or not has_regions(xmp) or b"<!DOCTYPE" in xmp:
         return xmp, 0  # XMP has no DOCTYPE: one would only declare entities to expand
