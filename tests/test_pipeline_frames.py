@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from pipeline.report import shown_frame
 from pipeline.run import summarize
@@ -18,6 +18,13 @@ HEIGHT, WIDTH = 48, 64
 DURATIONS = [100, 150, 120, 200]
 BOXES = {1: (10, 8, 30, 24), 3: (30, 20, 50, 40)}  # frame: its hole; frames 0 and 2 keep all
 PAGE_BOX = (20, 10, 40, 30)
+# Carol's face, tagged by Windows Photo Gallery, where PAGE_BOX removes something from every page.
+CAROL_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+             b'<rdf:Description xmlns:MP="http://ns.microsoft.com/photo/1.2/" '
+             b'xmlns:MPRI="http://ns.microsoft.com/photo/1.2/t/RegionInfo#" '
+             b'xmlns:MPReg="http://ns.microsoft.com/photo/1.2/t/Region#"><MP:RegionInfo rdf:parseType="Resource">'
+             b'<MPRI:Regions><rdf:Bag><rdf:li MPReg:Rectangle="0.35, 0.25, 0.2, 0.3" MPReg:PersonDisplayName="Carol"/>'
+             b'</rdf:Bag></MPRI:Regions></MP:RegionInfo></rdf:Description></rdf:RDF></x:xmpmeta>')
 
 
 def _frames(count: int, first_seed: int) -> list[np.ndarray]:
@@ -62,7 +69,9 @@ def animation_corpus(tmp_path):
     _save_all(masks / "anim.png", [rectangle_mask(HEIGHT, WIDTH, BOXES[i]) if i in BOXES
                                    else np.zeros((HEIGHT, WIDTH), np.uint8) for i in range(4)])
     pages = _frames(3, 20)
-    _save_all(images / "pages.tif", pages, compression="tiff_lzw")
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[700] = CAROL_XMP
+    _save_all(images / "pages.tif", pages, compression="tiff_lzw", tiffinfo=tags)
     Image.fromarray(rectangle_mask(HEIGHT, WIDTH, PAGE_BOX)).save(masks / "pages.png")
     return images, masks, animation, pages
 
@@ -114,6 +123,10 @@ def test_every_frame_is_cleaned_and_written_back_together(animation_corpus, tmp_
     assert [instance["frame"] for instance in page_row["instances"]] == [0, 1, 2]
     written_pages, tiff = _read_all(page_row["output_uri"])
     assert len(written_pages) == 3 and tiff.info["compression"] == "tiff_lzw"
+    assert "1 XMP face or person region of what was removed dropped, with the names only they gave" in page_row["notes"]
+    for index in range(3):  # no page names Carol any more
+        tiff.seek(index)
+        assert b"MP:RegionInfo" in tiff.tag_v2[700] and b"Carol" not in tiff.tag_v2[700]
     outside = _outside(PAGE_BOX, 2)
     for before, after in zip(pages, written_pages):
         np.testing.assert_array_equal(after[outside], before[outside])

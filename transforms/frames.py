@@ -20,7 +20,7 @@ from transforms.decode import decode_frames
 from transforms.frame_store import delete_stored_frames, load_frame
 from transforms.read import read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference
-from transforms.write import WriteImage, encode_frames
+from transforms.write import WriteImage, encode_frames, without_removed_regions_in_xmp
 
 FRAME = WriteImage.FRAME
 
@@ -62,7 +62,8 @@ class WriteFrames(WriteImage):
 
     def process(self, element):
         _, frames = element
-        frames = sorted(frames, key=lambda frame: frame.frame)
+        frames = [without_removed_regions_in_xmp(frame) if frame.status == CLEANED else frame
+                  for frame in sorted(frames, key=lambda frame: frame.frame)]
         image = merged_info(frames)
         try:
             if image.status == ERROR:

@@ -405,12 +405,12 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
 
 
 def without_removed_regions_in_xmp(info: ImageInfo) -> ImageInfo:
-    """The cleaned image's info less the XMP face and person regions (with their names) of what
-    was removed, in its XMP or a TIFF's (in its EXIF), and a note saying how many."""
+    """The cleaned image's (or frame's) info less the XMP face and person regions (with their
+    names) of what was removed, in its XMP or a TIFF's (in its EXIF), and a note saying how many."""
     encoding = info.encoding
     if encoding is None or not any(has_regions(data) for data in (encoding.xmp, encoding.exif) if data):
         return info
-    in_removed = _in_removed(removed_region(info), encoding.turned)
+    in_removed = _in_removed(removed_region(info, info.frame), encoding.turned)
     dropped = 0
     if encoding.xmp:
         xmp, dropped = without_removed_regions(encoding.xmp, in_removed)
