@@ -23,7 +23,8 @@ from pipeline.graph import GraphConfig, build_graph
 from pipeline.logs import configure_command_line_logging
 from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
-from transforms.read import FRAMES_FOLDER, MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
+from transforms.frame_store import frames_folder
+from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
 from transforms.user_masks import USER_MASKS_IDENTITY
 
 logger = logging.getLogger(__name__)
@@ -302,7 +303,7 @@ def _clear_previous_run(output: str) -> None:
     Parquet files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
     temporary_folders = FileSystems.join(output, "metadata", "beam-temp-*")
     # A match lists files, not folders.
-    patterns = [FileSystems.join(temporary_folders, "*"), FileSystems.join(output, FRAMES_FOLDER, "*")]
+    patterns = [FileSystems.join(temporary_folders, "*"), FileSystems.join(frames_folder(output), "*")]
     for folder in ("images", MASKS_FOLDER):
         patterns += [FileSystems.join(output, folder, "**", ".*.partial"),
                      FileSystems.join(output, folder, ".*.partial")]
@@ -310,7 +311,7 @@ def _clear_previous_run(output: str) -> None:
     if stale:
         logger.info("removing %d files of a previous run", len(stale))
         FileSystems.delete(sorted(stale))
-    _remove_local_folders(glob.glob(temporary_folders) + [FileSystems.join(output, FRAMES_FOLDER)])
+    _remove_local_folders(glob.glob(temporary_folders) + [frames_folder(output)])
 
 
 def _remove_local_folders(folders: list[str]) -> None:
@@ -356,7 +357,7 @@ def run(argv=None, test_pipeline=None):
     result = pipeline.run()
     result.wait_until_finish()
     if not _dry_run(options):
-        _remove_local_folders([FileSystems.join(config.output, FRAMES_FOLDER)])  # its frames are written
+        _remove_local_folders([frames_folder(config.output)])  # its frames are written
     try:
         _print_summary(summarize(result), config)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded
