@@ -24,6 +24,7 @@ class Case:
     mask: bytes | None = None  # the user mask file for masks mode; None = none written
     note_contains: str = ""
     written_as: str = ""  # the output's path under images/ when it is not `relative`
+    written_format: str = ""  # the output's format when it is not the input's (nor PNG, as written_as)
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -91,6 +92,29 @@ def mpo_jpeg(h, w) -> bytes:
     """A camera's multi-picture JPEG (PIL opens it as MPO)."""
     pictures = [_rgb(h, w, seed) for seed in (13, 14)]
     return _encode(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=95)
+
+
+MP_VGA_PREVIEW, MP_DISPARITY = 0x010001, 0x020002
+
+
+def with_mp_types(mpo: bytes, *types: int) -> bytes:
+    """`mpo` (as PIL writes it) with its later pictures' MP types set: PIL writes 'Undefined'."""
+    header = mpo.index(b"MPF\x00") + 4  # a little-endian TIFF header, then the MP index's IFD
+    (ifd,) = struct.unpack_from("<L", mpo, header + 4)
+    (count,) = struct.unpack_from("<H", mpo, header + ifd)
+    tags = [struct.unpack_from("<HHLL", mpo, header + ifd + 2 + 12 * n) for n in range(count)]
+    at = header + next(offset for tag, _, _, offset in tags if tag == 0xB002) + 16  # after the primary's entry
+    for mp_type in types:
+        mpo = mpo[:at] + struct.pack("<L", mp_type) + mpo[at + 4:]
+        at += 16
+    return mpo
+
+
+def jpeg_with_preview(h, w) -> bytes:
+    """A camera JPEG with a smaller preview of itself in an MPF index, as Sony's, Nikon's and
+    Fujifilm's write them (PIL opens it as MPO)."""
+    mpo = _encode(_rgb(h, w, 15), "MPO", save_all=True, append_images=[_rgb(h // 2, w // 2, 16)], quality=95)
+    return with_mp_types(mpo, MP_VGA_PREVIEW)
 
 
 def tiff_with_tags(tags: dict[int, tuple[int, object]]) -> bytes:
@@ -190,6 +214,8 @@ def build_cases() -> list[Case]:
         Case("float.tif", float_tiff(20, 30), "cleaned", mask=mask_png(30, 20),
              note_contains="32-bit float values 0-1 scaled to 8 bits"),
         Case("camera.jpg", mpo_jpeg(20, 30), "cleaned", mask=mask_png(30, 20)),
+        Case("camera-with-preview.jpg", jpeg_with_preview(20, 30), "cleaned", mask=mask_png(30, 20),
+             note_contains="1 MPF preview picture not read", written_format="JPEG"),
         # Camera raw files: by their name, or by the tags of one built on TIFF whatever its name.
         Case("raw/camera.nef", _encode(_rgb(16, 24, 15), "JPEG"), "error", "a camera raw file (.nef): its raw pixels"),
         Case("raw/renamed-dng.tif", tiff_with_tags({50706: (TiffTags.BYTE, 1)}), "error", "a camera raw file (DNG)"),

@@ -56,7 +56,8 @@ def test_every_bad_input_becomes_a_row_with_the_right_status(tmp_path, tiny_inpa
             assert row["output_uri"] == str(written) and written.is_file()
             assert load_rgb(written).shape == (row["height"], row["width"], 3)
             input_format = Image.open(images / case.relative).format
-            expected_format = "PNG" if case.written_as else input_format  # an MPO's pictures: all of them
+            # An MPO's pictures: all of them, bar previews.
+            expected_format = "PNG" if case.written_as else case.written_format or input_format
             assert Image.open(written).format == expected_format, case.relative
             # --write_masks gives back the user's mask, upright, under its own name.
             written_mask = mask_path(str(output / "masks"), case.relative)

@@ -157,6 +157,26 @@ def test_16_bit_colour_on_a_later_tiff_page_keeps_its_16_bits():
     np.testing.assert_array_equal(pages[1][..., [2, 1, 0, 3]], rgba16)
 
 
+def test_an_mpos_preview_pictures_are_neither_read_nor_written_its_other_pictures_are():
+    from tests.bad_input_corpus import MP_DISPARITY, MP_VGA_PREVIEW, with_mp_types
+
+    pictures = [Image.fromarray(textured_image(h, w, seed)) for h, w, seed in ((30, 40, 1), (15, 20, 2), (30, 40, 3))]
+    data = with_mp_types(_encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=90),
+                         MP_VGA_PREVIEW, MP_DISPARITY)
+    decoded, written, _ = _cleaned(data)
+    assert [frame.frames for frame in decoded] == [2, 2]
+    assert decoded[0].notes == ["1 MPF preview picture not read: a cleaned image is written without it "
+                                "(it would still show what was removed)"]
+    np.testing.assert_array_equal(decoded[1].rgb, decode_image(_encoded(pictures[2], "JPEG", quality=90)).rgb)
+    output = Image.open(io.BytesIO(written))
+    assert output.format == "MPO" and output.n_frames == 2 and output.size == (40, 30)
+    output.seek(1)
+    assert output.size == (40, 30)
+    preview_only = with_mp_types(_encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:2]), MP_VGA_PREVIEW)
+    assert decode_image(preview_only).frames == 1
+    assert Image.open(io.BytesIO(encode_image(decode_image(preview_only).rgb, "MPO")[0])).format == "JPEG"
+
+
 def test_mpo_keeps_every_picture_with_its_quantization():
     pictures = [Image.fromarray(textured_image(30, 40, seed)) for seed in (1, 2)]
     data = _encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=90)

@@ -159,17 +159,21 @@ def _names(xmp: bytes) -> list[str]:
             + [li.text for p in root.iter(people) for li in p.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li")])
 
 
+def _left_half(box) -> bool:
+    """A stand-in for the removed area: whether a region lies in the left half of a 40x20 photo."""
+    return box(40, 20)[2] <= 0.5
+
+
 def test_xmp_regions_of_a_removed_person_go_with_their_name_the_others_stay():
     from transforms.image_metadata import without_removed_regions
 
     assert _names(REGIONS_XMP) == ["Alice", "Bob", "Alice", "Bob", "Alice", "Bob"]
-    left_half = lambda box: box[2] <= 0.5  # noqa: E731
-    xmp, dropped = without_removed_regions(REGIONS_XMP, left_half)
-    assert dropped == 2 and _names(xmp) == ["Bob", "Bob", "Bob"]
+    xmp, dropped, gone = without_removed_regions(REGIONS_XMP, _left_half)
+    assert dropped == 2 and gone == {"Alice"} and _names(xmp) == ["Bob", "Bob", "Bob"]
     assert b"(c) City Archive" in xmp and xmp.startswith(b'<?xpacket begin=') and xmp.endswith(b'<?xpacket end="w"?>')
     assert b"xmlns:mwg-rs=" in xmp and b"<mwg-rs:RegionList>" in xmp  # its own prefixes, for readers that need them
-    assert without_removed_regions(REGIONS_XMP, lambda box: False) == (REGIONS_XMP, 0)
-    assert without_removed_regions(XMP, left_half) == (XMP, 0)  # no regions: untouched
+    assert without_removed_regions(REGIONS_XMP, lambda box: False) == (REGIONS_XMP, 0, frozenset())
+    assert without_removed_regions(XMP, _left_half) == (XMP, 0, frozenset())  # no regions: untouched
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
@@ -209,6 +213,164 @@ def test_a_region_is_read_on_the_upright_and_on_the_stored_pixels():
     removed = np.zeros((30, 20), bool)  # upright 20 wide, 30 high: its top third removed
     removed[:10] = True
     top_of_upright, right_of_stored, left_of_stored = (0.2, 0.0, 0.8, 0.3), (0.7, 0.2, 1.0, 0.8), (0.0, 0.2, 0.3, 0.8)
-    assert _in_removed(removed, None)(top_of_upright) and not _in_removed(removed, None)(right_of_stored)
+    fixed = lambda box: lambda width, height: box  # noqa: E731 - a box in fractions, whatever the size
+    assert _in_removed(removed, None)(fixed(top_of_upright)) and not _in_removed(removed, None)(fixed(right_of_stored))
     # Orientation 6 turned the stored 30x20 photo clockwise: the upright top was its left.
-    assert _in_removed(removed, 6)(left_of_stored) and not _in_removed(removed, 6)(right_of_stored)
+    assert _in_removed(removed, 6)(fixed(left_of_stored)) and not _in_removed(removed, 6)(fixed(right_of_stored))
+    # A box in pixels is read on each view's own size: 9 columns by 15 rows at (0, 4), on the stored
+    # 30x20 photo all removed, on the upright one 6 rows of 15.
+    box_in_pixels = lambda width, height: (0, 4 / height, 9 / width, 19 / height)  # noqa: E731
+    assert _in_removed(removed, 6)(box_in_pixels) and not _in_removed(removed, None)(box_in_pixels)
+
+
+_IPTC_NS = (b'xmlns:x="adobe:ns:meta/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+            b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:lr="http://ns.adobe.com/lightroom/1.0/" '
+            b'xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+            b'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"')
+
+
+def _iptc_region(boundary: bytes, inside: bytes) -> bytes:
+    return (b'<rdf:li rdf:parseType="Resource"><Iptc4xmpExt:RegionBoundary rdf:parseType="Resource">'
+            + boundary + b'</Iptc4xmpExt:RegionBoundary>' + inside + b'</rdf:li>')
+
+
+def _bag(tag: bytes, *items: bytes) -> bytes:
+    return b"<%s><rdf:Bag>%s</rdf:Bag></%s>" % (tag, b"".join(b"<rdf:li>%s</rdf:li>" % i for i in items), tag)
+
+
+def _people(*names: bytes) -> bytes:
+    return _bag(b"Iptc4xmpExt:PersonInImage", *names)
+
+
+# A 40x20 photo as IPTC's image regions describe it: Alice left (a relative rectangle), Bob right
+# (a circle in pixels), Carol left (a polygon, with her details), a crop over the left half (stays),
+# and every name also a keyword, flat and in a hierarchy, as Lightroom and digiKam write them.
+IPTC_REGIONS_XMP = (
+    b'<x:xmpmeta ' + _IPTC_NS + b'><rdf:RDF><rdf:Description rdf:about="">'
+    b'<Iptc4xmpExt:ImageRegion><rdf:Bag>'
+    + _iptc_region(b'<Iptc4xmpExt:rbShape>rectangle</Iptc4xmpExt:rbShape><Iptc4xmpExt:rbUnit>relative</Iptc4xmpExt:rbUnit>'
+                   b'<Iptc4xmpExt:rbX>0.1</Iptc4xmpExt:rbX><Iptc4xmpExt:rbY>0.2</Iptc4xmpExt:rbY>'
+                   b'<Iptc4xmpExt:rbW>0.25</Iptc4xmpExt:rbW><Iptc4xmpExt:rbH>0.5</Iptc4xmpExt:rbH>',
+                   _people(b"Alice"))
+    + _iptc_region(b'<Iptc4xmpExt:rbShape>circle</Iptc4xmpExt:rbShape><Iptc4xmpExt:rbUnit>pixel</Iptc4xmpExt:rbUnit>'
+                   b'<Iptc4xmpExt:rbX>30</Iptc4xmpExt:rbX><Iptc4xmpExt:rbY>10</Iptc4xmpExt:rbY>'
+                   b'<Iptc4xmpExt:rbRx>4</Iptc4xmpExt:rbRx>',
+                   b'<Iptc4xmpExt:Name><rdf:Alt><rdf:li xml:lang="x-default">Bob</rdf:li></rdf:Alt></Iptc4xmpExt:Name>')
+    + _iptc_region(b'<Iptc4xmpExt:rbShape>polygon</Iptc4xmpExt:rbShape><Iptc4xmpExt:rbUnit>relative</Iptc4xmpExt:rbUnit>'
+                   b'<Iptc4xmpExt:rbVertices><rdf:Seq><rdf:li Iptc4xmpExt:rbX="0.05" Iptc4xmpExt:rbY="0.1"/>'
+                   b'<rdf:li Iptc4xmpExt:rbX="0.3" Iptc4xmpExt:rbY="0.5"/><rdf:li Iptc4xmpExt:rbX="0.1" Iptc4xmpExt:rbY="0.9"/>'
+                   b'</rdf:Seq></Iptc4xmpExt:rbVertices>',
+                   b'<Iptc4xmpExt:PersonInImageWDetails><rdf:Bag><rdf:li rdf:parseType="Resource"><Iptc4xmpExt:PersonName>'
+                   b'<rdf:Alt><rdf:li xml:lang="x-default">Carol</rdf:li></rdf:Alt></Iptc4xmpExt:PersonName></rdf:li>'
+                   b'</rdf:Bag></Iptc4xmpExt:PersonInImageWDetails>')
+    + _iptc_region(b'<Iptc4xmpExt:rbShape>rectangle</Iptc4xmpExt:rbShape><Iptc4xmpExt:rbUnit>relative</Iptc4xmpExt:rbUnit>'
+                   b'<Iptc4xmpExt:rbX>0</Iptc4xmpExt:rbX><Iptc4xmpExt:rbY>0</Iptc4xmpExt:rbY>'
+                   b'<Iptc4xmpExt:rbW>0.5</Iptc4xmpExt:rbW><Iptc4xmpExt:rbH>1</Iptc4xmpExt:rbH>',
+                   b'<Iptc4xmpExt:rRole><rdf:Bag><rdf:li rdf:parseType="Resource"><xmp:Identifier><rdf:Bag><rdf:li>'
+                   b'http://cv.iptc.org/newscodes/imageregionrole/cropping</rdf:li></rdf:Bag></xmp:Identifier></rdf:li>'
+                   b'</rdf:Bag></Iptc4xmpExt:rRole>')
+    + b'</rdf:Bag></Iptc4xmpExt:ImageRegion>'
+    + _people(b"Alice", b"Bob", b"Carol")
+    + b'<Iptc4xmpExt:PersonInImageWDetails><rdf:Bag><rdf:li rdf:parseType="Resource"><Iptc4xmpExt:PersonName>'
+      b'<rdf:Alt><rdf:li xml:lang="x-default">Carol</rdf:li></rdf:Alt></Iptc4xmpExt:PersonName></rdf:li>'
+      b'</rdf:Bag></Iptc4xmpExt:PersonInImageWDetails>'
+    + _bag(b"dc:subject", b"Alice", b"Bob", b"Carol", b"beach", b"Alice Springs")
+    + _bag(b"lr:hierarchicalSubject", b"People|Alice", b"People|Bob", b"People|Carol", b"Places|beach")
+    + _bag(b"digiKam:TagsList", b"People/Alice", b"People/Bob", b"Places/beach")
+    + b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+def _list(xmp: bytes, tag: str) -> list[str]:
+    from xml.etree import ElementTree
+    return [li.text for element in ElementTree.fromstring(xmp).iter(tag)
+            for li in element.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li") if li.text and li.text.strip()]
+
+
+def test_iptc_image_regions_of_removed_people_go_with_their_names_and_keywords_a_crop_stays():
+    from transforms.image_metadata import without_removed_regions
+
+    xmp, dropped, gone = without_removed_regions(IPTC_REGIONS_XMP, _left_half)
+    assert dropped == 2 and gone == {"Alice", "Carol"}
+    iptc = "{http://iptc.org/std/Iptc4xmpExt/2008-02-29/}"
+    regions = _list(xmp, f"{iptc}ImageRegion")
+    assert "Bob" in regions and "http://cv.iptc.org/newscodes/imageregionrole/cropping" in regions
+    assert not {"Alice", "Carol"} & set(regions)
+    people = [name for name in _list(xmp, f"{iptc}PersonInImage")]
+    assert people == ["Bob"] and _list(xmp, f"{iptc}PersonInImageWDetails") == []
+    assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs"]
+    assert _list(xmp, "{http://ns.adobe.com/lightroom/1.0/}hierarchicalSubject") == ["People|Bob", "Places|beach"]
+    assert _list(xmp, "{http://www.digikam.org/ns/1.0/}TagsList") == ["People/Bob", "Places/beach"]
+    # Bob's circle, 4 px around (30, 10): right of the middle on a 40x20 photo, left of it on a 100x20 one.
+    right_half = lambda box: box(40, 20)[0] >= 0.5  # noqa: E731
+    assert without_removed_regions(IPTC_REGIONS_XMP, right_half)[1:] == (1, {"Bob"})
+    assert without_removed_regions(IPTC_REGIONS_XMP, lambda box: box(100, 20)[0] >= 0.5)[1] == 0
+
+
+def _iim(*datasets: tuple[tuple[int, int], bytes]) -> bytes:
+    return b"".join(b"\x1c" + bytes(key) + struct.pack(">H", len(value)) + value for key, value in datasets)
+
+
+KEYWORDS = (2, 25)
+
+
+def test_a_removed_persons_name_leaves_iptc_keywords_and_the_digest_is_made_again():
+    import hashlib
+
+    from transforms.image_metadata import _resources, iim_without_keywords, photoshop_without_keywords
+
+    iim = _iim((COPYRIGHT, b"(c) City Archive"), (KEYWORDS, b"Alice"), (KEYWORDS, b"beach"),
+               (KEYWORDS, "Zoë".encode()), (KEYWORDS, "Zoë".encode("latin-1")))
+    expected = _iim((COPYRIGHT, b"(c) City Archive"), (KEYWORDS, b"beach"))
+    assert iim_without_keywords(iim, frozenset({"Alice", "Zoë"})) == expected
+    assert iim_without_keywords(iim + b"\0\0", frozenset({"Alice", "Zoë"})) == expected + b"\0\0"  # padding kept
+    resources = _resource(0x0404, iim) + _resource(0x0425, hashlib.md5(iim).digest()) + _resource(0x03ED, b"16 bytes of dpi.")
+    cleaned = dict((resource_id, data) for resource_id, _, data in _resources(
+        photoshop_without_keywords(resources, frozenset({"Alice", "Zoë"}))))
+    assert cleaned == {0x0404: expected, 0x0425: hashlib.md5(expected).digest(), 0x03ED: b"16 bytes of dpi."}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_a_cleaned_photo_loses_its_removed_persons_iptc_regions_and_keywords(fmt):
+    from transforms.records import ImageInfo
+    from transforms.select import encode_rle
+    from transforms.write import without_removed_regions_in_xmp
+
+    iim = _iim((COPYRIGHT, b"(c) City Archive"), (KEYWORDS, b"Alice"), (KEYWORDS, b"Bob"))
+    buffer = io.BytesIO()
+    image = Image.fromarray(textured_image(20, 40, 2))
+    if fmt == "TIFF":
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[700], tags[33723] = IPTC_REGIONS_XMP, iim
+        image.save(buffer, fmt, tiffinfo=tags)
+        data = buffer.getvalue()
+    else:
+        image.save(buffer, fmt, xmp=IPTC_REGIONS_XMP)
+        data = _with_app13(buffer.getvalue(), _resource(0x0404, iim))
+    decoded = decode_image(data)
+    people = np.zeros((20, 40), bool)
+    people[:, :14] = True  # Alice's and Carol's boxes
+    info = ImageInfo("/in/x", "x", width=40, height=20, encoding=decoded.encoding, instances=(
+        {"label": "person", "label_id": 1, "score": 0.9, "bbox": [0.0, 0.0, 14.0, 20.0],
+         "mask": encode_rle(people), "area": int(people.sum()), "removed": True, "frame": 0},))
+    cleaned = without_removed_regions_in_xmp(info)
+    assert cleaned.notes == ("2 XMP face or person regions of what was removed dropped, with the names only they gave",)
+    written, _ = encode_image(decoded.rgb, fmt, None, cleaned.encoding)
+    output = Image.open(io.BytesIO(written))
+    xmp = output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]
+    assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs"]
+    assert IptcImagePlugin.getiptcinfo(output)[KEYWORDS] == b"Bob"  # one keyword left: not a list
+    assert IptcImagePlugin.getiptcinfo(output)[COPYRIGHT] == b"(c) City Archive"
+
+
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_a_tiffs_iptc_typed_long_as_photoshop_writes_it_is_kept_whole(byte_order):
+    import tifffile
+
+    iim = _iim((COPYRIGHT, b"(c) City Archive"), (KEYWORDS, b"beach"))
+    padded = iim + b"\0" * (-len(iim) % 4)
+    longs = struct.unpack(f"{byte_order}{len(padded) // 4}I", padded)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, textured_image(8, 8, 3), photometric="rgb", byteorder=byte_order,
+                     extratags=[(33723, 4, len(longs), longs, True)])
+    _, output = _cleaned(buffer.getvalue())
+    assert output.tag_v2[33723] == padded  # PIL's own reading keeps only its first four bytes

@@ -21,9 +21,10 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # thumbnails and depth maps (they would still show what was removed) are neither read nor written.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 ORIENTATION = 0x0112
-XMP_TAG, PHOTOSHOP_TAG = 700, 34377  # a TIFF's XMP and Photoshop resources
+XMP_TAG, PHOTOSHOP_TAG, IPTC_TAG = 700, 34377, 33723  # a TIFF's XMP, Photoshop resources, IPTC
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION = 258, 284
 NEW_SUBFILE_TYPE, SUB_IFDS, DNG_VERSION = 254, 330, 50706
+MP_ENTRIES = 0xB002  # an MPO's list of its pictures
 # Camera raw files: PIL reads some as the preview they embed, others not at all; none can be
 # written back with its raw pixels.
 CAMERA_RAW_EXTENSIONS = frozenset({
@@ -59,37 +60,49 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int =
     float images are scaled to 8 bits for the models rather than clipped (16-bit grey and colour
     keep their 16 bits in the written image).
     """
-    image, frames = _opened(data, max_pixels)
-    if not 0 <= frame < frames:
-        raise ValueError(f"no frame {frame}: the image has {frames}")
-    return _decoded_frame(image, data, frame, frames)
+    image, pictures = _opened(data, max_pixels)
+    if not 0 <= frame < len(pictures):
+        raise ValueError(f"no frame {frame}: the image has {len(pictures)}")
+    return _decoded_frame(image, data, frame, pictures)
 
 
 def decode_frames(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[DecodedImage]:
     """Every frame of the file, decoded as `decode_image` decodes one, the file opened once and
     each frame decoded only when asked for: one frame's pixels in memory at a time."""
-    image, frames = _opened(data, max_pixels)
-    for frame in range(frames):
-        yield _decoded_frame(image, data, frame, frames)
+    image, pictures = _opened(data, max_pixels)
+    for frame in range(len(pictures)):
+        yield _decoded_frame(image, data, frame, pictures)
 
 
-def _frame_count(image: Image.Image) -> int:
-    """The frames cleaned and written back: every frame PIL reads. GIF, APNG, WebP, AVIF and FLI
-    animations: each frame whole, as PIL composites it (disposal and blending applied). TIFF: its
-    pages, each its own size, mode and tags. MPO: a camera's pictures; HEIF: its top-level images
-    (not thumbnails or depth maps). DCX, SPIDER and the like: whatever PIL reads as frames. But a
-    PSD's frames are its layers: it is one image, its composite (frame 0)."""
-    return 1 if image.format == "PSD" else getattr(image, "n_frames", 1)
+# An MPO picture that previews the first (cameras add one, VGA or Full HD, to many a JPEG): not
+# read, as thumbnails are not, since a cleaned photo written with it would still show what was removed.
+_MP_PREVIEWS = {"Large Thumbnail (VGA Equivalent)", "Large Thumbnail (Full HD Equivalent)"}
 
 
-def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
-    """The file opened, its frames counted and their declared pixels checked: the writer holds
-    every frame of one image at once, so all of them together must fit `max_pixels`."""
+def _pictures(image: Image.Image) -> list[int]:
+    """PIL's numbers of the frames cleaned and written back: every frame PIL reads. GIF, APNG,
+    WebP, AVIF and FLI animations: each frame whole, as PIL composites it (disposal and blending
+    applied). TIFF: its pages, each its own size, mode and tags. MPO: a camera's pictures, not its
+    previews; HEIF: its top-level images (not thumbnails or depth maps). DCX, SPIDER and the like:
+    whatever PIL reads as frames. But a PSD's frames are its layers: it is one image, its
+    composite (frame 0)."""
+    if image.format == "PSD":
+        return [0]
+    if image.format == "MPO":
+        return [number for number, entry in enumerate(image.mpinfo[MP_ENTRIES])
+                if number == 0 or entry["Attribute"]["MPType"] not in _MP_PREVIEWS]
+    return list(range(getattr(image, "n_frames", 1)))
+
+
+def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, list[int]]:
+    """The file opened, its frames listed (`_pictures`) and their declared pixels checked: the
+    writer holds every frame of one image at once, so all of them together must fit `max_pixels`."""
     if not data:
         raise ValueError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
-        frames = _frame_count(image)
+        pictures = _pictures(image)
+        frames = len(pictures)
     except Image.DecompressionBombError as e:
         raise ValueError(f"refused as a decompression bomb: {e}") from None
     except Image.UnidentifiedImageError:
@@ -105,13 +118,13 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
         if width * height > max_pixels:
             raise ValueError(f"image declares {width}x{height} = {width * height:,} pixels, over the "
                              f"limit of {max_pixels:,} (--max_image_pixels)")
-        return image, frames
-    pixels = frames * width * height if image.format in _CANVAS_FORMATS else _pages_pixels(image, frames)
+        return image, pictures
+    pixels = frames * width * height if image.format in _CANVAS_FORMATS else _pages_pixels(image, pictures)
     if pixels > max_pixels:
         raise ValueError(f"image declares {frames} frames of {pixels:,} pixels in all, over the limit "
                          f"of {max_pixels:,} (--max_image_pixels), which bounds all the frames of one "
                          f"image together")
-    return image, frames
+    return image, pictures
 
 
 def _refuse_camera_raw(image: Image.Image) -> None:
@@ -128,24 +141,28 @@ def _refuse_camera_raw(image: Image.Image) -> None:
     raise ValueError(f"a camera raw file ({kind}): {CAMERA_RAW_ADVICE}")
 
 
-def _pages_pixels(image: Image.Image, frames: int) -> int:
+def _pages_pixels(image: Image.Image, pictures: list[int]) -> int:
     """The pixels of frames that each have their own size (TIFF pages, an MPO's or a HEIF's
     pictures), from each one's header: seeking them decodes nothing."""
     try:
         pixels = 0
-        for frame in range(frames):
-            image.seek(frame)
+        for picture in pictures:
+            image.seek(picture)
             pixels += image.size[0] * image.size[1]
     except (EOFError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt image header ({e})") from None
     return pixels
 
 
-def _decoded_frame(image: Image.Image, data: bytes, frame: int, frames: int) -> DecodedImage:
-    notes = []
+def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[int]) -> DecodedImage:
+    notes, frames = [], len(pictures)
+    if frame == 0 and image.format == "MPO" and frames < image.n_frames:
+        previews = image.n_frames - frames
+        notes.append(f"{previews} MPF preview picture{'s' * (previews > 1)} not read: a cleaned image is "
+                     f"written without {'them' if previews > 1 else 'it'} (it would still show what was removed)")
     try:
         if frames > 1:  # a single HEIF is opened at its primary image, which may not be its first
-            image.seek(frame)
+            image.seek(pictures[frame])
     except (EOFError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt {image.format} data ({e})") from None
     image_format = image.format
@@ -158,6 +175,7 @@ def _decoded_frame(image: Image.Image, data: bytes, frame: int, frames: int) -> 
         notes.append("16-bit colour written as 8 bits: of the formats with several frames, only "
                      "TIFF pages are written with 16 bits")
         colour16 = False
+    iptc = image.tag.tagdata.get(IPTC_TAG) if image_format == "TIFF" else None  # raw: before getexif() reads it
     try:
         orientation = image.getexif().get(ORIENTATION)  # before loading: PIL applies a TIFF's as it loads
         image.load()
@@ -173,7 +191,7 @@ def _decoded_frame(image: Image.Image, data: bytes, frame: int, frames: int) -> 
         opencv_orientation = orientation if image_format == "PNG" else None
         pixels = _with_16_bit_colour(data, frame, opencv_orientation, len(transposed.getbands()),
                                      isinstance(image.info.get("transparency"), tuple), pixels, notes)
-    encoding = _source_encoding(image, data, frame, orientation, pixels, notes)
+    encoding = _source_encoding(image, data, frame, orientation, pixels, notes, iptc)
     return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding, frames)
 
 
@@ -185,7 +203,7 @@ class _Pixels(NamedTuple):
 
 
 def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: int | None, pixels: _Pixels,
-                     notes: list[str]) -> SourceEncoding:
+                     notes: list[str], tiff_iptc: bytes | None) -> SourceEncoding:
     # A HEIF's own orientation is applied as it is read (its EXIF then says 1).
     turned = next((value for value in (orientation, image.info.get("original_orientation")) if value in UPRIGHT), None)
     orientation_applied = turned is not None
@@ -205,6 +223,8 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
         exif[ORIENTATION] = 1  # the written pixels are upright
     if XMP_TAG in exif:
         exif[XMP_TAG] = upright_xmp(exif[XMP_TAG], orientation_applied)
+    if tiff_iptc is not None:  # as its bytes: Photoshop types it LONG, of which PIL keeps only the first
+        exif[IPTC_TAG] = bytes(tiff_iptc)
     if PHOTOSHOP_TAG in exif:
         resources = without_thumbnails(exif[PHOTOSHOP_TAG], notes)
         if resources:

@@ -7,6 +7,7 @@ were turned, and the XMP face and person regions of what was removed go, with th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import struct
 from collections.abc import Callable
@@ -48,7 +49,14 @@ def without_thumbnails(resources: bytes, notes: list[str]) -> bytes | None:
 
 
 def _without_thumbnails(resources: bytes) -> bytes:
-    kept, position = [], 0
+    return b"".join(header + struct.pack(">I", len(data)) + data + b"\0" * (len(data) & 1)
+                    for resource_id, header, data in _resources(resources)
+                    if resource_id not in _THUMBNAIL_RESOURCES)
+
+
+def _resources(resources: bytes):
+    """(id, its signature, id and name as written, its data) of each Photoshop resource."""
+    position = 0
     while position < len(resources):
         if resources[position:position + 4] != b"8BIM":
             raise ValueError(f"no 8BIM signature at byte {position}")
@@ -61,10 +69,8 @@ def _without_thumbnails(resources: bytes) -> bytes:
         end = size_at + 4 + size + (size & 1)
         if end > len(resources) + (size & 1):
             raise ValueError("cut short")
-        if resource_id not in _THUMBNAIL_RESOURCES:
-            kept.append(resources[position:end])
+        yield resource_id, resources[position:size_at], resources[size_at + 4:size_at + 4 + size]
         position = end
-    return b"".join(kept)
 
 
 def with_photoshop_resources(jpeg: bytes, resources: bytes) -> bytes:
@@ -106,7 +112,8 @@ def png_text(image: Image.Image) -> tuple[tuple[str, str], ...]:
 
 
 # Face and person regions that photo managers (Lightroom, digiKam, Picasa: MWG; Windows Photo
-# Gallery: Microsoft's) write into XMP, with the person's name: a removed person's would stay.
+# Gallery: Microsoft's; Photo Mechanic and news desks: IPTC's image regions) write into XMP, with
+# the person's name: a removed person's would stay.
 _RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _MWG_REGIONS = "http://www.metadataworkinggroup.com/schemas/regions/"
 _AREA = "http://ns.adobe.com/xmp/sType/Area#"
@@ -114,61 +121,75 @@ _MP_REGION = "http://ns.microsoft.com/photo/1.2/t/Region#"
 _IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 _XMP_META = re.compile(rb"<(?:[\w.-]+:)?xmpmeta\b.*</(?:[\w.-]+:)?xmpmeta\s*>", re.DOTALL)
 _NAMESPACE = re.compile(rb"""xmlns:([\w.-]+)\s*=\s*["']([^"']*)["']""")
+# The keyword lists photo managers add a tagged person's name to, and what parts a hierarchical
+# keyword's levels ("People|Alice"): a removed person's name is taken out of them too.
+_KEYWORD_LISTS = {
+    "{http://purl.org/dc/elements/1.1/}subject": None,
+    "{http://ns.adobe.com/lightroom/1.0/}hierarchicalSubject": "|",
+    "{http://www.digikam.org/ns/1.0/}TagsList": "/",
+    "{http://ns.microsoft.com/photo/1.0/}LastKeywordXMP": "/",
+    "{http://ns.microsoft.com/photo/1.0/}LastKeywordIPTC": "/",
+    "{http://ns.iview-multimedia.com/mediapro/1.0/}CatalogSets": "|",
+}
+_IIM_RESOURCE, _IIM_DIGEST_RESOURCE = 0x0404, 0x0425  # IPTC's IIM record, and its MD5 digest
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1, as fractions of the width and height
+RegionBox = Callable[[int, int], Box]  # a region's box on pixels of that width and height
 
 
 def has_regions(xmp: bytes) -> bool:
     """Whether XMP (or what holds it) may name face or person regions."""
-    return any(uri in xmp for uri in (_MWG_REGIONS.encode(), _MP_REGION.encode()))
+    return (any(uri in xmp for uri in (_MWG_REGIONS.encode(), _MP_REGION.encode()))
+            or (_IPTC_EXT.encode() in xmp and b"ImageRegion" in xmp))
 
 
-def without_removed_regions(xmp: bytes, removed: Callable[[Box], bool]) -> tuple[bytes, int]:
-    """The XMP less the face and person regions (MWG or Microsoft's) that `removed` says lie in
-    the removed area, and less their names in IPTC's PersonInImage where no region left names
-    them; and how many regions were dropped. An XMP without regions, or that is not well-formed
-    XML, comes back as it was."""
+def without_removed_regions(xmp: bytes, removed: Callable[[RegionBox], bool]) -> tuple[bytes, int, frozenset[str]]:
+    """The XMP less the face and person regions (MWG, Microsoft's, IPTC's) that `removed` says lie
+    in the removed area, and less the names only they gave (in IPTC's PersonInImage and its
+    details, and in keywords: `gone_names` takes them out of IPTC's own keywords); how many regions
+    were dropped; and those names. An XMP without regions, or that is not well-formed XML, comes
+    back as it was. An IPTC region marking a crop is not a person's: it stays."""
     meta = _XMP_META.search(xmp)
     if meta is None or not has_regions(xmp) or b"<!DOCTYPE" in xmp:
-        return xmp, 0  # XMP has no DOCTYPE: one would only declare entities to expand
+        return xmp, 0, frozenset()  # XMP has no DOCTYPE: one would only declare entities to expand
     for prefix, uri in _NAMESPACE.findall(xmp):  # written back under the prefixes it had
         with contextlib.suppress(ValueError):  # a prefix ElementTree keeps for itself
             ElementTree.register_namespace(prefix.decode(), uri.decode())
     try:
         root = ElementTree.fromstring(meta.group())
     except ElementTree.ParseError:
-        return xmp, 0
-    dropped, kept = [], []
-    for bag in root.iter(f"{{{_RDF}}}Bag"):
+        return xmp, 0, frozenset()
+    dropped, dropped_names, kept_names = 0, set(), set()
+    for bag in list(root.iter(f"{{{_RDF}}}Bag")):
         for item in list(bag):
             box = _region_box(item)
             if box is None:
                 continue
-            name = _value(item, f"{{{_MWG_REGIONS}}}Name") or _value(item, f"{{{_MP_REGION}}}PersonDisplayName")
             if removed(box):
                 bag.remove(item)
-                dropped.append(name)
+                dropped += 1
+                dropped_names |= _region_names(item)
             else:
-                kept.append(name)
+                kept_names |= _region_names(item)
     if not dropped:
-        return xmp, 0
-    for people in root.iter(f"{{{_IPTC_EXT}}}PersonInImage"):
-        for bag in people:
-            for item in list(bag):
-                if item.text in dropped and item.text not in kept:
-                    bag.remove(item)
+        return xmp, 0, frozenset()
+    gone = frozenset(dropped_names - kept_names)
+    _without_names(root, gone)
     # As text, not bytes: those would start with an XML declaration, out of place after the xpacket's.
     text = ElementTree.tostring(root, encoding="unicode").encode("utf-8")
-    return xmp[:meta.start()] + text + xmp[meta.end():], len(dropped)
+    return xmp[:meta.start()] + text + xmp[meta.end():], dropped, gone
 
 
-def _region_box(item: ElementTree.Element) -> Box | None:
-    """An MWG region's area (its centre, width and height, normalized) or a Microsoft one's
-    rectangle (its top left corner, width and height), as corners; None for anything else."""
+def _region_box(item: ElementTree.Element) -> RegionBox | None:
+    """An MWG region's area (its centre, width and height, normalized), a Microsoft one's
+    rectangle (its top left corner, width and height) or an IPTC one's boundary, as corners; None
+    for anything else."""
     try:
         if (rectangle := _value(item, f"{{{_MP_REGION}}}Rectangle")) is not None:
             x, y, w, h = (float(part) for part in rectangle.split(","))
-            return x, y, x + w, y + h
+            return _fixed((x, y, x + w, y + h))
+        if (boundary := next(item.iter(f"{{{_IPTC_EXT}}}RegionBoundary"), None)) is not None:
+            return _iptc_box(item, boundary)
         area = next(item.iter(f"{{{_MWG_REGIONS}}}Area"), None)
         if area is None or (_value(area, f"{{{_AREA}}}unit") or "normalized") != "normalized":
             return None
@@ -176,7 +197,117 @@ def _region_box(item: ElementTree.Element) -> Box | None:
         w, h = (float(_value(area, f"{{{_AREA}}}{size}") or 0) for size in "wh")  # a point has none
     except (TypeError, ValueError):  # a region without its numbers
         return None
-    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+    return _fixed((x - w / 2, y - h / 2, x + w / 2, y + h / 2))
+
+
+def _fixed(box: Box) -> RegionBox:
+    return lambda width, height: box
+
+
+def _iptc_box(item: ElementTree.Element, boundary: ElementTree.Element) -> RegionBox | None:
+    """An IPTC region boundary's box: a rectangle (top left corner, width, height), a circle
+    (centre, radius: a share of the width when relative) or a polygon (its vertices), in pixels or
+    relative to the image; None for a region marking a crop (its role says so)."""
+    roles = next(item.iter(f"{{{_IPTC_EXT}}}rRole"), None)
+    if roles is not None and any("cropping" in (text or "").lower() for text in roles.itertext()):
+        return None
+
+    def number(element, name):
+        return float(_value(element, f"{{{_IPTC_EXT}}}{name}"))
+
+    shape = (_value(boundary, f"{{{_IPTC_EXT}}}rbShape") or "rectangle").lower()
+    in_pixels = (_value(boundary, f"{{{_IPTC_EXT}}}rbUnit") or "relative").lower() == "pixel"
+    if shape == "polygon":
+        vertices = [(number(vertex, "rbX"), number(vertex, "rbY"))
+                    for vertex in boundary.iter(f"{{{_RDF}}}li")]
+        xs, ys = zip(*vertices) if vertices else ((), ())
+        corners = min(xs), min(ys), max(xs), max(ys)
+    elif shape == "circle":
+        x, y, r = (number(boundary, name) for name in ("rbX", "rbY", "rbRx"))
+        if not in_pixels:  # a relative radius is a share of the width
+            return lambda width, height: (x - r, y - r * width / height, x + r, y + r * width / height)
+        corners = x - r, y - r, x + r, y + r
+    else:
+        x, y, w, h = (number(boundary, name) for name in ("rbX", "rbY", "rbW", "rbH"))
+        corners = x, y, x + w, y + h
+    if not in_pixels:
+        return _fixed(corners)
+    x0, y0, x1, y1 = corners
+    return lambda width, height: (x0 / width, y0 / height, x1 / width, y1 / height)
+
+
+def _region_names(item: ElementTree.Element) -> set[str]:
+    """The names a region gives: an MWG region's, a Microsoft one's person, an IPTC one's own name
+    and its people's."""
+    names = {_value(item, f"{{{_MWG_REGIONS}}}Name"), _value(item, f"{{{_MP_REGION}}}PersonDisplayName")}
+    for name in ("Name", "PersonInImage", "PersonName"):
+        for element in item.iter(f"{{{_IPTC_EXT}}}{name}"):
+            names.update(_items(element))
+    return {name.strip() for name in names if name and name.strip()}
+
+
+def _items(element: ElementTree.Element) -> list[str]:
+    """The texts of an XMP list's (Bag, Seq or Alt) items."""
+    return [item.text for item in element.iter(f"{{{_RDF}}}li") if item.text]
+
+
+def _without_names(root: ElementTree.Element, names: frozenset[str]) -> None:
+    """Takes `names` out of IPTC's people in the image (and their details) and out of the keyword
+    lists, a hierarchical keyword where its last level is one."""
+    def drop(lists, gives_name: Callable[[ElementTree.Element], bool]):
+        for values in list(lists):
+            for array in values:
+                for item in list(array):
+                    if gives_name(item):
+                        array.remove(item)
+
+    drop(root.iter(f"{{{_IPTC_EXT}}}PersonInImage"), lambda item: (item.text or "").strip() in names)
+    drop(root.iter(f"{{{_IPTC_EXT}}}PersonInImageWDetails"),
+         lambda item: any(name.strip() in names for person in item.iter(f"{{{_IPTC_EXT}}}PersonName")
+                          for name in _items(person)))
+    for tag, separator in _KEYWORD_LISTS.items():
+        drop(root.iter(tag), lambda item, separator=separator: (
+            (item.text or "").rsplit(separator, 1)[-1] if separator else item.text or "").strip() in names)
+
+
+def iim_without_keywords(iim: bytes, names: frozenset[str]) -> bytes:
+    """IPTC's IIM record (a JPEG's or TIFF's IPTC) less the keywords (dataset 2:25) that are one of
+    `names`. What cannot be read is kept as it was."""
+    kept, position = [], 0
+    while position + 5 <= len(iim) and iim[position] == 0x1C:
+        record, dataset = iim[position + 1], iim[position + 2]
+        (length,) = struct.unpack_from(">H", iim, position + 3)
+        start = position + 5
+        if length & 0x8000:  # an extended dataset: the next bytes hold its length
+            start += length & 0x7FFF
+            length = int.from_bytes(iim[position + 5:start], "big")
+        end = start + length
+        if not ((record, dataset) == (2, 25) and _text(iim[start:end]).strip() in names):
+            kept.append(iim[position:end])
+        position = end
+    return b"".join(kept) + iim[position:]
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def photoshop_without_keywords(resources: bytes, names: frozenset[str]) -> bytes:
+    """Photoshop resources whose IIM record has lost the keywords that are one of `names`, its
+    digest made again (readers compare it to tell an IIM changed by software that ignores XMP)."""
+    parts, iim = [], None
+    for resource_id, header, data in _resources(resources):
+        if resource_id == _IIM_RESOURCE:
+            iim = data = iim_without_keywords(data, names)
+        parts.append((resource_id, header, data))
+    if iim is not None:
+        parts = [(resource_id, header, hashlib.md5(iim).digest() if resource_id == _IIM_DIGEST_RESOURCE else data)
+                 for resource_id, header, data in parts]
+    return b"".join(header + struct.pack(">I", len(data)) + data + b"\0" * (len(data) & 1)
+                    for _, header, data in parts)
 
 
 def _value(element: ElementTree.Element, name: str) -> str | None:

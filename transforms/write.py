@@ -14,9 +14,11 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
-from transforms.decode import UPRIGHT, XMP_TAG, bgr_order, packed_colours, scaled_to_8_bits
+from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_order, packed_colours, scaled_to_8_bits
 from transforms.frame_store import store_frame
-from transforms.image_metadata import XMP_PNG_KEY, has_regions, with_photoshop_resources, without_removed_regions
+from transforms.image_metadata import (
+    XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_photoshop_resources,
+    without_removed_regions)
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, ImageInfo, SourceEncoding, skip_type_inference
 from transforms.select import removed_region
@@ -405,26 +407,35 @@ def onto_palette(rgb: np.ndarray, alpha: np.ndarray | None, palette: bytes,
 
 
 def without_removed_regions_in_xmp(info: ImageInfo) -> ImageInfo:
-    """The cleaned image's (or frame's) info less the XMP face and person regions (with their
-    names) of what was removed, in its XMP or a TIFF's (in its EXIF), and a note saying how many."""
+    """The cleaned image's (or frame's) info less the XMP face and person regions of what was
+    removed, in its XMP or a TIFF's (in its EXIF), less the names only they gave (in XMP and in
+    IPTC's keywords), and with a note saying how many."""
     encoding = info.encoding
     if encoding is None or not any(has_regions(data) for data in (encoding.xmp, encoding.exif) if data):
         return info
     in_removed = _in_removed(removed_region(info, info.frame), encoding.turned)
-    dropped = 0
+    dropped, gone = 0, frozenset()
     if encoding.xmp:
-        xmp, dropped = without_removed_regions(encoding.xmp, in_removed)
+        xmp, dropped, gone = without_removed_regions(encoding.xmp, in_removed)
         encoding = dataclasses.replace(encoding, xmp=xmp)
-    if encoding.exif and has_regions(encoding.exif):  # a TIFF's, which PIL also gives as its XMP
-        exif = Image.Exif()
+    exif = Image.Exif()
+    if encoding.exif and has_regions(encoding.exif):  # a TIFF's XMP
         exif.load(encoding.exif)
-        if (xmp := exif.get(XMP_TAG)) is not None:
-            exif[XMP_TAG], dropped_in_exif = without_removed_regions(
-                xmp.encode() if isinstance(xmp, str) else bytes(xmp), in_removed)
-            dropped = max(dropped, dropped_in_exif)
-            encoding = dataclasses.replace(encoding, exif=exif.tobytes())
+    if (xmp := exif.get(XMP_TAG)) is not None:
+        exif[XMP_TAG], dropped_in_exif, gone_in_exif = without_removed_regions(
+            xmp.encode() if isinstance(xmp, str) else bytes(xmp), in_removed)
+        dropped, gone = max(dropped, dropped_in_exif), gone | gone_in_exif
     if not dropped:
         return info
+    if gone:  # out of IPTC's keywords too: a JPEG's Photoshop block, a TIFF's, or a TIFF's IPTC tag
+        if encoding.photoshop:
+            encoding = dataclasses.replace(encoding, photoshop=photoshop_without_keywords(encoding.photoshop, gone))
+        if PHOTOSHOP_TAG in exif:
+            exif[PHOTOSHOP_TAG] = photoshop_without_keywords(bytes(exif[PHOTOSHOP_TAG]), gone)
+        if IPTC_TAG in exif:
+            exif[IPTC_TAG] = iim_without_keywords(bytes(exif[IPTC_TAG]), gone)
+    if len(exif):
+        encoding = dataclasses.replace(encoding, exif=exif.tobytes())
     regions = "region" if dropped == 1 else "regions"
     return info.replace(encoding=encoding).with_note(
         f"{dropped} XMP face or person {regions} of what was removed dropped, with the names only they gave")
@@ -435,8 +446,8 @@ def _in_removed(removed: np.ndarray, turned: int | None):
     pixels and, where an orientation turned them, on the stored ones too: photo managers differ."""
     views = [removed] + ([UPRIGHT[_TURNED_BACK.get(turned, turned)](removed)] if turned else [])
 
-    def test(box) -> bool:
-        return any(_share_removed(view, box) >= 0.5 for view in views)
+    def test(box: RegionBox) -> bool:
+        return any(_share_removed(view, box(view.shape[1], view.shape[0])) >= 0.5 for view in views)
     return test
 
 
