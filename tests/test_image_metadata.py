@@ -13,7 +13,7 @@ from PIL import Image, IptcImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTag
 from tests.bad_input_corpus import REGIONS_XMP
 from tests.conftest import textured_image
 from transforms.decode import decode_image
-from transforms.image_metadata import photoshop_resources, upright_xmp, with_photoshop_resources
+from transforms.image_metadata import photoshop_resources, with_photoshop_resources, xmp_to_write
 from transforms.write import encode_image
 
 ORIENTATION = 0x0112
@@ -125,8 +125,8 @@ def test_tiff_photoshop_resources_lose_their_thumbnail():
 @pytest.mark.parametrize("written", [b'tiff:Orientation="6"', b"tiff:Orientation = '6'",
                                      b"<tiff:Orientation>6</tiff:Orientation>"])
 def test_every_spelling_of_an_xmp_orientation_is_set_upright(written):
-    assert upright_xmp(b"<x " + written + b"/>", orientation_applied=True) == b"<x " + written.replace(b"6", b"1") + b"/>"
-    assert upright_xmp(b"<x " + written + b"/>", orientation_applied=False) == b"<x " + written + b"/>"
+    assert xmp_to_write(b"<x " + written + b"/>", True, []) == b"<x " + written.replace(b"6", b"1") + b"/>"
+    assert xmp_to_write(b"<x " + written + b"/>", False, []) == b"<x " + written + b"/>"
 
 
 @pytest.mark.parametrize("sixteen_bits", [False, True])
@@ -374,3 +374,55 @@ def test_a_tiffs_iptc_typed_long_as_photoshop_writes_it_is_kept_whole(byte_order
                      extratags=[(33723, 4, len(longs), longs, True)])
     _, output = _cleaned(buffer.getvalue())
     assert output.tag_v2[33723] == padded  # PIL's own reading keeps only its first four bytes
+
+
+_PHONE_NS = (b'xmlns:x="adobe:ns:meta/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+             b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+             b'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+             b'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+             b'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" xmlns:xmpNote="http://ns.adobe.com/xmp/note/"')
+
+
+def _phone_xmp(properties: bytes, second_item: bytes) -> bytes:
+    """A phone photo's XMP: its own properties, and the list of the file's parts (the photo, then
+    `second_item`) that Google's container format gives."""
+    return (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n<x:xmpmeta ' + _PHONE_NS + b'>'
+            b'<rdf:RDF><rdf:Description rdf:about="" GCamera:BurstID="b-1" ' + properties + b'>'
+            b'<dc:rights>(c) City Archive</dc:rights><Container:Directory><rdf:Seq>'
+            b'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary"/></rdf:li>'
+            b'<rdf:li rdf:parseType="Resource"><Container:Item ' + second_item + b'/></rdf:li>'
+            b'</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>\n<?xpacket end="w"?>')
+
+
+MOTION_PHOTO_XMP = _phone_xmp(b'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1" '
+                              b'GCamera:MotionPhotoPresentationTimestampUs="968456" xmpNote:HasExtendedXMP="0123"',
+                              b'Item:Mime="video/mp4" Item:Semantic="MotionPhoto" Item:Length="5000"')
+ULTRA_HDR_XMP = _phone_xmp(b'hdrgm:Version="1.0"', b'Item:Mime="image/jpeg" Item:Semantic="GainMap" Item:Length="900"')
+
+
+def test_a_motion_photos_video_and_what_points_past_the_written_file_are_not_described():
+    from transforms.image_metadata import without_detached_parts
+
+    notes = []
+    xmp = without_detached_parts(MOTION_PHOTO_XMP, notes)
+    for gone in (b"MotionPhoto", b"Container:Directory", b"video/mp4", b"HasExtendedXMP"):
+        assert gone not in xmp
+    assert b'GCamera:BurstID="b-1"' in xmp and b"(c) City Archive" in xmp and xmp.endswith(b'<?xpacket end="w"?>')
+    assert notes == ["motion photo's video not read: a re-encoded image is written without it",
+                     "extended XMP not read: a re-encoded image is written without it"]
+    assert without_detached_parts(REGIONS_XMP, notes) == REGIONS_XMP and len(notes) == 2  # nothing beside it
+
+
+@pytest.mark.parametrize("pil_tells", [True, False])
+def test_an_ultra_hdr_jpeg_is_cleaned_as_its_photo_and_written_without_its_gain_map(pil_tells):
+    primary, gain_map = Image.fromarray(textured_image(20, 30, 1)), Image.fromarray(textured_image(10, 15, 2))
+    xmp = ULTRA_HDR_XMP if pil_tells else ULTRA_HDR_XMP.replace(  # PIL knows only this spelling of it
+        b'hdrgm:Version="1.0"', b'hdrgm:Version = "1.0"')
+    buffer = io.BytesIO()
+    primary.save(buffer, "MPO", save_all=True, append_images=[gain_map], xmp=xmp, quality=95)
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == ("JPEG" if pil_tells else "MPO")
+    decoded, output = _cleaned(buffer.getvalue())
+    assert decoded.frames == 1 and decoded.notes == ["Ultra HDR gain map not read: a re-encoded image is written without it"]
+    assert output.format == "JPEG" and not any(data.startswith(b"MPF") for _, data in output.applist)
+    assert b"hdrgm" not in output.info["xmp"] and b"GainMap" not in output.info["xmp"]
+    assert b"(c) City Archive" in output.info["xmp"]

@@ -11,7 +11,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from transforms.image_metadata import (photoshop_resources, png_colour_chunks, png_text, upright_xmp,
+from transforms.image_metadata import (HDR_GAIN_MAP, photoshop_resources, png_colour_chunks, png_text, xmp_to_write,
                                        without_thumbnails)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
@@ -89,9 +89,15 @@ def _pictures(image: Image.Image) -> list[int]:
     if image.format == "PSD":
         return [0]
     if image.format == "MPO":
+        if HDR_GAIN_MAP.encode() in image.info.get("xmp", b""):
+            return [0]  # an Ultra HDR JPEG (one PIL did not tell): its other picture is its gain map
         return [number for number, entry in enumerate(image.mpinfo[MP_ENTRIES])
-                if number == 0 or entry["Attribute"]["MPType"] not in _MP_PREVIEWS]
+                if number == 0 or not _is_preview(entry)]
     return list(range(getattr(image, "n_frames", 1)))
+
+
+def _is_preview(mp_entry: dict) -> bool:
+    return mp_entry["Attribute"]["MPType"] in _MP_PREVIEWS
 
 
 def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, list[int]]:
@@ -156,8 +162,7 @@ def _pages_pixels(image: Image.Image, pictures: list[int]) -> int:
 
 def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[int]) -> DecodedImage:
     notes, frames = [], len(pictures)
-    if frame == 0 and image.format == "MPO" and frames < image.n_frames:
-        previews = image.n_frames - frames
+    if frame == 0 and image.format == "MPO" and (previews := sum(map(_is_preview, image.mpinfo[MP_ENTRIES][1:]))):
         notes.append(f"{previews} MPF preview picture{'s' * (previews > 1)} not read: a cleaned image is "
                      f"written without {'them' if previews > 1 else 'it'} (it would still show what was removed)")
     try:
@@ -222,7 +227,7 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
     if orientation_applied:
         exif[ORIENTATION] = 1  # the written pixels are upright
     if XMP_TAG in exif:
-        exif[XMP_TAG] = upright_xmp(exif[XMP_TAG], orientation_applied)
+        exif[XMP_TAG] = xmp_to_write(exif[XMP_TAG], orientation_applied, notes)
     if tiff_iptc is not None:  # as its bytes: Photoshop types it LONG, of which PIL keeps only the first
         exif[IPTC_TAG] = bytes(tiff_iptc)
     if PHOTOSHOP_TAG in exif:
@@ -250,7 +255,7 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
                           lossless=image.format == "WEBP" and is_lossless_webp(data, frame),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           dpi=_upright_dpi(image.info.get("dpi"), orientation),
-                          xmp=upright_xmp(xmp, orientation_applied) if (xmp := image.info.get("xmp")) else None,
+                          xmp=xmp_to_write(xmp, orientation_applied, notes) if (xmp := image.info.get("xmp")) else None,
                           photoshop=photoshop_resources(image, notes),
                           comment=image.info.get("comment") or None, text=png_text(image),
                           png_colour=png_colour_chunks(data) if image.format == "PNG" else (),

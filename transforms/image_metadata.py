@@ -23,12 +23,14 @@ _XMP_ORIENTATION = re.compile(rb"""(tiff:Orientation(?:\s*=\s*["']|>))[1-8]""")
 _XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
 
 
-def upright_xmp(xmp: bytes | str, orientation_applied: bool) -> bytes:
-    """The XMP without thumbnails, with orientation 1 where the pixels were turned upright (else
-    viewers that read XMP would turn them again)."""
+def xmp_to_write(xmp: bytes | str, orientation_applied: bool, notes: list[str]) -> bytes:
+    """The XMP as a re-encoded image is to carry it: without thumbnails, with orientation 1 where
+    the pixels were turned upright (else viewers that read XMP would turn them again), and without
+    what describes parts of the file that are not written (`without_detached_parts`)."""
     xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
     xmp = _XMP_THUMBNAILS.sub(b"", xmp)
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if orientation_applied else xmp
+    xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if orientation_applied else xmp
+    return without_detached_parts(xmp, notes)
 
 
 def photoshop_resources(image: Image.Image, notes: list[str]) -> bytes | None:
@@ -133,6 +135,55 @@ _KEYWORD_LISTS = {
 }
 _IIM_RESOURCE, _IIM_DIGEST_RESOURCE = 0x0404, 0x0425  # IPTC's IIM record, and its MD5 digest
 
+# What phones and cameras store beside the photo in the same file, described in its XMP: a motion
+# photo's video (Google's Motion Photo and MicroVideo), an Ultra HDR gain map, a depth map and the
+# photo before its blur, the part of the XMP too big for its segment. None of it is read, and a
+# re-encoded image is written without it: its description would point past the end of the file,
+# or at the wrong bytes (and each would still show what was removed).
+HDR_GAIN_MAP = "http://ns.adobe.com/hdr-gain-map/1.0/"
+_DETACHED_PARTS = {  # namespace -> (the properties in it, or None for all; what they describe)
+    # The list of the file's parts: named in notes by the parts it lists.
+    "http://ns.google.com/photos/1.0/container/": (("Directory",), None),
+    "http://ns.google.com/photos/1.0/camera/": (("MotionPhoto", "MotionPhotoVersion", "MotionPhotoPresentationTimestampUs", "MicroVideo",
+                "MicroVideoVersion", "MicroVideoOffset", "MicroVideoPresentationTimestampUs"),
+               "motion photo's video"),
+    HDR_GAIN_MAP: (None, "Ultra HDR gain map"),
+    "http://ns.google.com/photos/1.0/depthmap/": (None, "depth map"),
+    "http://ns.google.com/photos/1.0/image/": (None, "photo before its blur"),
+    "http://ns.adobe.com/xmp/note/": (("HasExtendedXMP",), "extended XMP"),
+}
+
+
+def without_detached_parts(xmp: bytes, notes: list[str]) -> bytes:
+    """The XMP less its description of the parts of the file beside the photo (`_DETACHED_PARTS`),
+    each one found named in `notes`. XMP that is not well-formed comes back as it was."""
+    if not any(namespace.encode() in xmp for namespace in _DETACHED_PARTS):
+        return xmp
+    root, meta = _parsed(xmp)
+    if root is None:
+        return xmp
+    found = []
+    for element in list(root.iter()):
+        for name in [name for name in element.attrib if _is_detached(name)]:
+            del element.attrib[name]
+            found.append(_DETACHED_PARTS[name[1:].partition("}")[0]][1])
+        for child in [child for child in element if _is_detached(child.tag)]:
+            element.remove(child)
+            found.append(_DETACHED_PARTS[child.tag[1:].partition("}")[0]][1])
+    if not found:
+        return xmp
+    for part in dict.fromkeys(part for part in found if part):
+        if (note := f"{part} not read: a re-encoded image is written without it") not in notes:
+            notes.append(note)
+    return xmp[:meta.start()] + _xml_text(root) + xmp[meta.end():]
+
+
+def _is_detached(name: str) -> bool:
+    namespace, _, local = name[1:].partition("}")
+    properties, _ = _DETACHED_PARTS.get(namespace, ((), ""))
+    return properties is None or local in properties
+
+
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1, as fractions of the width and height
 RegionBox = Callable[[int, int], Box]  # a region's box on pixels of that width and height
 
@@ -146,18 +197,11 @@ def has_regions(xmp: bytes) -> bool:
 def without_removed_regions(xmp: bytes, removed: Callable[[RegionBox], bool]) -> tuple[bytes, int, frozenset[str]]:
     """The XMP less the face and person regions (MWG, Microsoft's, IPTC's) that `removed` says lie
     in the removed area, and less the names only they gave (in IPTC's PersonInImage and its
-    details, and in keywords: `gone_names` takes them out of IPTC's own keywords); how many regions
+    details, and in keywords: `photoshop_without_keywords` takes them out of IPTC's own); how many regions
     were dropped; and those names. An XMP without regions, or that is not well-formed XML, comes
     back as it was. An IPTC region marking a crop is not a person's: it stays."""
-    meta = _XMP_META.search(xmp)
-    if meta is None or not has_regions(xmp) or b"<!DOCTYPE" in xmp:
-        return xmp, 0, frozenset()  # XMP has no DOCTYPE: one would only declare entities to expand
-    for prefix, uri in _NAMESPACE.findall(xmp):  # written back under the prefixes it had
-        with contextlib.suppress(ValueError):  # a prefix ElementTree keeps for itself
-            ElementTree.register_namespace(prefix.decode(), uri.decode())
-    try:
-        root = ElementTree.fromstring(meta.group())
-    except ElementTree.ParseError:
+    root, meta = _parsed(xmp) if has_regions(xmp) else (None, None)
+    if root is None:
         return xmp, 0, frozenset()
     dropped, dropped_names, kept_names = 0, set(), set()
     for bag in list(root.iter(f"{{{_RDF}}}Bag")):
@@ -175,9 +219,27 @@ def without_removed_regions(xmp: bytes, removed: Callable[[RegionBox], bool]) ->
         return xmp, 0, frozenset()
     gone = frozenset(dropped_names - kept_names)
     _without_names(root, gone)
+    return xmp[:meta.start()] + _xml_text(root) + xmp[meta.end():], dropped, gone
+
+
+def _parsed(xmp: bytes) -> tuple[ElementTree.Element | None, re.Match | None]:
+    """The XMP's x:xmpmeta element parsed, and where it lies; (None, None) where it is missing or
+    not well-formed."""
+    meta = _XMP_META.search(xmp)
+    if meta is None or b"<!DOCTYPE" in xmp:
+        return None, None  # XMP has no DOCTYPE: one would only declare entities to expand
+    for prefix, uri in _NAMESPACE.findall(xmp):  # written back under the prefixes it had
+        with contextlib.suppress(ValueError):  # a prefix ElementTree keeps for itself
+            ElementTree.register_namespace(prefix.decode(), uri.decode())
+    try:
+        return ElementTree.fromstring(meta.group()), meta
+    except ElementTree.ParseError:
+        return None, None
+
+
+def _xml_text(root: ElementTree.Element) -> bytes:
     # As text, not bytes: those would start with an XML declaration, out of place after the xpacket's.
-    text = ElementTree.tostring(root, encoding="unicode").encode("utf-8")
-    return xmp[:meta.start()] + text + xmp[meta.end():], dropped, gone
+    return ElementTree.tostring(root, encoding="unicode").encode("utf-8")
 
 
 def _region_box(item: ElementTree.Element) -> RegionBox | None:
