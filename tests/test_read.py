@@ -283,3 +283,48 @@ def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inp
     with pytest.raises(pipeline.run.UsageError, match=re.escape(
             f"no file matches --input {tree} but 6 system files or sidecars (.DS_Store, ._*, .xmp, ...)")):
         pipeline.run._require_matching_input(options)
+
+
+def test_each_sidecar_goes_with_its_own_image():
+    from transforms.read import sidecars_by_image
+
+    images = ["/p/a.jpg", "/p/IMG_1.HEIC", "/p/c.jpg", "/p/c.png", "/p/sub/a.jpg", "/p/d.JPG"]
+    sidecars = ["/p/a.jpg.xmp", "/p/a.xmp", "/p/IMG_1.AAE", "/p/img_1.xmp", "/p/c.xmp", "/p/c.png.xmp",
+                "/p/sub/b.xmp", "/p/D.JPG.XMP"]
+    assert sidecars_by_image(images, sidecars) == {
+        "/p/a.jpg": ("/p/a.jpg.xmp", "/p/a.xmp"),  # its own name's, and its stem's
+        "/p/IMG_1.HEIC": ("/p/IMG_1.AAE", "/p/img_1.xmp"),  # whatever the case
+        "/p/c.png": ("/p/c.png.xmp",),  # c.xmp may describe c.jpg or c.png: neither's
+        "/p/d.JPG": ("/p/D.JPG.XMP",)}  # sub/b.xmp: no image of that name in its folder
+
+
+@pytest.mark.parametrize("pattern", ["{tree}", "{tree}/**/*g"])  # the second matches no sidecar itself
+def test_sidecars_are_written_beside_their_images_less_the_removed_persons_regions(
+        tmp_path, tiny_inpaint_weights, pattern):
+    from tests.bad_input_corpus import REGIONS_XMP, left_mask_png
+
+    tree, masks, output = tmp_path / "tree", tmp_path / "masks", tmp_path / "out"
+    _image(tree / "a.jpg", (120, 90, 60), size=(40, 20))
+    (masks / "a.png").parent.mkdir(parents=True)
+    (masks / "a.png").write_bytes(left_mask_png(40, 20))  # where REGIONS_XMP puts Alice
+    (tree / "a.jpg.xmp").write_bytes(REGIONS_XMP)
+    _image(tree / "b.png", (0, 200, 0))
+    _empty_masks(masks, "b.png")
+    (tree / "b.xmp").write_bytes(REGIONS_XMP)  # b has nothing removed: its sidecar stays as it was
+    _image(tree / "sub/IMG_1.png", (0, 0, 200), size=(40, 20))
+    (masks / "sub").mkdir()
+    (masks / "sub/IMG_1.png").write_bytes(left_mask_png(40, 20))
+    (tree / "sub/IMG_1.AAE").write_bytes(b"<plist>edits</plist>")
+    _image(tree / "c.png", (9, 9, 9))
+    _image(tree / "c.jpg", (9, 9, 9))
+    _empty_masks(masks, "c.png", "c.jpg")
+    (tree / "c.xmp").write_bytes(REGIONS_XMP)  # c.png's or c.jpg's?
+    rows = _masks_run(pattern.format(tree=tree), masks, output, tiny_inpaint_weights)
+    assert {posixpath.basename(uri): row["status"] for uri, row in rows.items()} == {
+        "a.jpg": "cleaned", "b.png": "unchanged", "IMG_1.png": "cleaned", "c.png": "unchanged", "c.jpg": "unchanged"}
+    written = output_files(output)
+    assert sorted(written) == ["a.jpg", "a.jpg.xmp", "b.png", "b.xmp", "c.jpg", "c.png", "sub/IMG_1.AAE", "sub/IMG_1.png"]
+    assert b"Alice" not in written["a.jpg.xmp"] and written["a.jpg.xmp"].count(b"Bob") == 3
+    assert written["b.xmp"] == REGIONS_XMP and written["sub/IMG_1.AAE"] == b"<plist>edits</plist>"
+    assert ("2 XMP face or person regions of what was removed dropped from its sidecar a.jpg.xmp, with the names "
+            "only they gave") in rows[str(tree / "a.jpg")]["notes"]

@@ -82,16 +82,54 @@ OUTPUT_FOLDERS = ("images", MASKS_FOLDER, "metadata", "report", FRAMES_FOLDER)
 
 
 # Files found beside photos that are never images: systems' folder files, macOS's AppleDouble
-# `._<name>` companions (their name ends like the image's) and editors' sidecars (XMP, iOS edits).
-# Read, each would be an error row: an archive's folder holds thousands.
+# `._<name>` companions (their name ends like the image's) and editors' sidecars (XMP, iOS edits:
+# each goes with its image, `sidecars_by_image`). Read, each would be an error row: an archive's
+# folder holds thousands.
 NEVER_IMAGES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
 SIDECAR_EXTENSIONS = frozenset({".xmp", ".aae"})
 
 
 def never_an_image(path: str) -> bool:
     name = posixpath.basename(path.rstrip("/"))
-    return (name.lower() in NEVER_IMAGES or name.startswith("._")
-            or posixpath.splitext(name)[1].lower() in SIDECAR_EXTENSIONS)
+    return name.lower() in NEVER_IMAGES or name.startswith("._") or is_sidecar(name)
+
+
+def is_sidecar(path: str) -> bool:
+    return posixpath.splitext(path)[1].lower() in SIDECAR_EXTENSIONS
+
+
+def sidecars_by_image(images: list[str], sidecars: list[str]) -> dict[str, tuple[str, ...]]:
+    """The sidecars that belong to each image: `<name>.xmp` is the image's own (darktable,
+    digiKam), `<stem>.xmp` or `<stem>.aae` (Lightroom, Apple Photos) that of the one image with that
+    stem in its folder. One that several images share a stem with is nobody's: it may describe
+    any of them (a RAW+JPEG pair's describes the raw, which is never written)."""
+    by_name, by_stem = {}, {}
+    for image in images:
+        folder, name = posixpath.split(image)
+        by_name[folder, name.lower()] = image
+        by_stem.setdefault((folder, posixpath.splitext(name)[0].lower()), []).append(image)
+    owned = {}
+    for sidecar in sidecars:
+        folder, name = posixpath.split(sidecar)
+        stem = posixpath.splitext(name)[0].lower()
+        sharing = by_stem.get((folder, stem), [])
+        owner = by_name.get((folder, stem)) or (sharing[0] if len(sharing) == 1 else None)
+        if owner is not None:
+            owned.setdefault(owner, []).append(sidecar)
+    return {image: tuple(sorted(found)) for image, found in owned.items()}
+
+
+def _sidecars_beside(pattern: str, images: list, others: list) -> list[str]:
+    """The sidecars in the images' folders: those the pattern matched and, in a folder where it
+    cannot match them (`photos/*.jpg`), those a listing of the folder finds."""
+    accepts = globstar_regex(pattern).match
+    found = {m.path for m in others if is_sidecar(m.path)}
+    for folder in sorted({posixpath.dirname(m.path) for m in images}):
+        if all(accepts(f"{folder}/name{extension}") for extension in SIDECAR_EXTENSIONS):
+            continue
+        listed = FileSystems.match([_GLOB_CHARS.sub(r"[\g<0>]", folder) + "/*"])[0].metadata_list
+        found.update(m.path for m in listed if is_sidecar(m.path) and posixpath.dirname(m.path) == folder)
+    return sorted(found)
 
 
 class LeftOut(NamedTuple):
@@ -112,13 +150,19 @@ def match_inputs(pattern: str, output_root: str | None, limit: int | None = None
     """`match_input_files` without what runs wrote under `output_root` (its OUTPUT_FOLDERS) and
     files that are never images, and what that left out. Relative local paths mean the caller's
     working directory."""
+    images, _, left_out = _matched_apart(pattern, output_root, limit)
+    return images, left_out
+
+
+def _matched_apart(pattern: str, output_root: str | None, limit: int | None = None) -> tuple[list, list, LeftOut]:
+    """`match_inputs`'s images, and the files matched beside them that are never images."""
     matched = match_input_files(pattern, limit)
     written = tuple(_as_folder_prefix(FileSystems.join(output_root, folder))
                     for folder in OUTPUT_FOLDERS) if output_root else ()
     inputs = [m for m in matched if not (written and _as_folder_prefix(m.path).startswith(written))]
-    outputs = len(matched) - len(inputs)
     images = [m for m in inputs if not never_an_image(m.path)]
-    return images, LeftOut(outputs, len(inputs) - len(images))
+    others = [m for m in inputs if never_an_image(m.path)]
+    return images, others, LeftOut(len(matched) - len(inputs), len(others))
 
 
 def pattern_root(pattern: str) -> str:
@@ -150,12 +194,13 @@ def safe_relative_path(path: str, root: str) -> str:
     return posixpath.join(*parts)
 
 
-def file_info(metadata, root: str) -> tuple[ImageInfo, None]:
-    """`FileMetadata` -> `(ImageInfo, None)`: the image is named before its bytes are read, so
-    `--skip_existing` can drop it without reading."""
+def file_info(listed, root: str) -> tuple[ImageInfo, None]:
+    """`(FileMetadata, its sidecars)` -> `(ImageInfo, None)`: the image is named before its bytes
+    are read, so `--skip_existing` can drop it without reading."""
+    metadata, sidecars = listed
     path = metadata.path
     try:
-        return ImageInfo(image_uri=path, relative_path=safe_relative_path(path, root)), None
+        return ImageInfo(image_uri=path, relative_path=safe_relative_path(path, root), sidecars=sidecars), None
     except ValueError as e:
         return ImageInfo(image_uri=path, relative_path="").failed("read", e), None
 
@@ -189,40 +234,50 @@ class _ReadFileBytes(beam.DoFn):
 @skip_type_inference
 class _MatchFiles(beam.DoFn):
     """Pattern -> `FileMetadata` of the files it matches, bar what this or an earlier run wrote
-    under `output_root` (its OUTPUT_FOLDERS), even when --output lies inside the input tree."""
+    under `output_root` (its OUTPUT_FOLDERS), even when --output lies inside the input tree. With
+    `sidecars`, `(FileMetadata, its sidecars)` of each image."""
 
-    def __init__(self, output_root: str | None):
+    def __init__(self, output_root: str | None, sidecars: bool = False):
         # Resolved here, in the launcher, whose working directory a relative --output means.
         self._output_root = os.path.abspath(output_root) if output_root and "://" not in output_root \
             else output_root
+        self._sidecars = sidecars
 
     def process(self, pattern):
-        inputs, left_out = match_inputs(pattern, self._output_root)
+        inputs, others, left_out = _matched_apart(pattern, self._output_root)
         if left_out.outputs:
             logger.info("%d files matching %s are outputs of a run under %s and are not read",
                         left_out.outputs, pattern, self._output_root)
         if left_out.not_images:
             logger.info("%d files matching %s are system files or sidecars, never images, and are "
-                        "not read (.DS_Store, Thumbs.db, ._*, .xmp, .aae)", left_out.not_images, pattern)
+                        "not read as images (.DS_Store, Thumbs.db, ._*, .xmp, .aae)", left_out.not_images, pattern)
         if not inputs:
             raise FileNotFoundError(f"no file matches {pattern}" + (
                 f" but {left_out.says(self._output_root)}" if any(left_out) else ""))
-        yield from inputs
+        if not self._sidecars:
+            yield from inputs
+            return
+        owned = sidecars_by_image([m.path for m in inputs], _sidecars_beside(pattern, inputs, others))
+        if owned:
+            logger.info("%d sidecars (.xmp, .aae) go with their images", sum(map(len, owned.values())))
+        for metadata in inputs:
+            yield metadata, owned.get(metadata.path, ())
 
 
 class MatchAndSpread(beam.PTransform):
     """Pattern -> `FileMetadata` (an empty match fails the job), reshuffled so the files, not
     their pixels, are what spreads over workers. Files under `output_root` are left out."""
 
-    def __init__(self, pattern: str, output_root: str | None = None):
+    def __init__(self, pattern: str, output_root: str | None = None, sidecars: bool = False):
         super().__init__()
         self._pattern = pattern
         self._output_root = output_root
+        self._sidecars = sidecars
 
     def expand(self, pbegin):
         return (pbegin
                 | "Pattern" >> beam.Create([self._pattern])
-                | "MatchFiles" >> beam.ParDo(_MatchFiles(self._output_root))
+                | "MatchFiles" >> beam.ParDo(_MatchFiles(self._output_root, self._sidecars))
                 | "Spread" >> beam.Reshuffle())
 
 
@@ -237,7 +292,7 @@ class ListImageFiles(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "Match" >> MatchAndSpread(self._pattern, self._output_root)
+                | "Match" >> MatchAndSpread(self._pattern, self._output_root, sidecars=True)
                 | "Name" >> beam.Map(file_info, pattern_root(self._pattern)))
 
 

@@ -94,6 +94,7 @@ class ImageInfo:
     frame: int = 0
     frames: int = 1
     frame_sizes: tuple[tuple[int, int], ...] = ()  # (height, width) of each, once they have met
+    sidecars: tuple[str, ...] = ()  # the XMP and AAE files beside the input that are its own
 
     def carried_bytes(self) -> int:
         """Bytes of the pixel arrays travelling with the image beside the 8-bit RGB (its alpha, its

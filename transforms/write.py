@@ -18,7 +18,7 @@ from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_ord
 from transforms.frame_store import store_frame
 from transforms.image_metadata import (
     XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_photoshop_resources,
-    without_removed_regions)
+    without_removed_regions, xmp_to_write)
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, ImageInfo, SourceEncoding, skip_type_inference
 from transforms.select import removed_region
@@ -534,9 +534,40 @@ class WriteImage(beam.DoFn):
                     path = fallback_path(path)
                     info = info.with_note(f"{not_written_because}: written as {FALLBACK_FORMAT} "
                                           f"to {posixpath.basename(path)}")
+            info = self._with_sidecars_written(info, status)  # first: an image written has its sidecars
             write_atomically(path, data)
         except Exception as e:  # noqa: BLE001 - a failed write is this image's error row
             self._errors.inc()
             return info.failed("write", e)
         self._counters[status].inc()
         return info.replace(status=status, output_uri=path, alpha=None, encoding=None)
+
+    def _with_sidecars_written(self, info: ImageInfo, status: str) -> ImageInfo:
+        """Each of the image's sidecars written beside its output, under its own name: beside an
+        unchanged image as it was; beside a cleaned one an XMP sidecar as the image's own XMP is
+        written (upright with it, less the face and person regions of what was removed and the
+        names only they gave). One that cannot be written is a note."""
+        folder = posixpath.dirname(info.relative_path)
+        for sidecar in info.sidecars:
+            name = posixpath.basename(sidecar)
+            try:
+                data = read_bytes(sidecar)
+                if status == CLEANED and name.lower().endswith(".xmp"):
+                    data, dropped = _cleaned_sidecar(info, data)
+                    if dropped:
+                        info = info.with_note(f"{dropped} XMP face or person region{'s' * (dropped > 1)} of "
+                                              f"what was removed dropped from its sidecar {name}, with the "
+                                              f"names only they gave")
+                write_atomically(output_path(self._output_root, posixpath.join(folder, name)), data)
+            except Exception as e:  # noqa: BLE001 - the image still counts
+                info = info.with_note(f"sidecar {name} not written: {type(e).__name__}: {e}")
+        return info
+
+
+def _cleaned_sidecar(info: ImageInfo, xmp: bytes) -> tuple[bytes, int]:
+    """An XMP sidecar of the cleaned image `info` as its own XMP is written, and how many regions
+    it lost. Those of a multi-frame image's are tested on its first frame."""
+    turned = info.encoding.turned if info.encoding is not None else None
+    xmp = xmp_to_write(xmp, turned is not None, [])
+    xmp, dropped, _ = without_removed_regions(xmp, _in_removed(removed_region(info, 0), turned))
+    return xmp, dropped
