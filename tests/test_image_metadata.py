@@ -251,7 +251,9 @@ IPTC_REGIONS_XMP = (
     + _iptc_region(b'<Iptc4xmpExt:rbShape>rectangle</Iptc4xmpExt:rbShape><Iptc4xmpExt:rbUnit>relative</Iptc4xmpExt:rbUnit>'
                    b'<Iptc4xmpExt:rbX>0.1</Iptc4xmpExt:rbX><Iptc4xmpExt:rbY>0.2</Iptc4xmpExt:rbY>'
                    b'<Iptc4xmpExt:rbW>0.25</Iptc4xmpExt:rbW><Iptc4xmpExt:rbH>0.5</Iptc4xmpExt:rbH>',
-                   _people(b"Alice"))
+                   _people(b"Alice") + b'<Iptc4xmpExt:rCtype><rdf:Bag><rdf:li rdf:parseType="Resource">'
+                   b'<Iptc4xmpExt:Name><rdf:Alt><rdf:li xml:lang="en">Human</rdf:li></rdf:Alt></Iptc4xmpExt:Name>'
+                   b'</rdf:li></rdf:Bag></Iptc4xmpExt:rCtype>')
     + _iptc_region(b'<Iptc4xmpExt:rbShape>circle</Iptc4xmpExt:rbShape><Iptc4xmpExt:rbUnit>pixel</Iptc4xmpExt:rbUnit>'
                    b'<Iptc4xmpExt:rbX>30</Iptc4xmpExt:rbX><Iptc4xmpExt:rbY>10</Iptc4xmpExt:rbY>'
                    b'<Iptc4xmpExt:rbRx>4</Iptc4xmpExt:rbRx>',
@@ -274,7 +276,7 @@ IPTC_REGIONS_XMP = (
     + b'<Iptc4xmpExt:PersonInImageWDetails><rdf:Bag><rdf:li rdf:parseType="Resource"><Iptc4xmpExt:PersonName>'
       b'<rdf:Alt><rdf:li xml:lang="x-default">Carol</rdf:li></rdf:Alt></Iptc4xmpExt:PersonName></rdf:li>'
       b'</rdf:Bag></Iptc4xmpExt:PersonInImageWDetails>'
-    + _bag(b"dc:subject", b"Alice", b"Bob", b"Carol", b"beach", b"Alice Springs")
+    + _bag(b"dc:subject", b"Alice", b"Bob", b"Carol", b"beach", b"Alice Springs", b"Human")
     + _bag(b"lr:hierarchicalSubject", b"People|Alice", b"People|Bob", b"People|Carol", b"Places|beach")
     + _bag(b"digiKam:TagsList", b"People/Alice", b"People/Bob", b"Places/beach")
     + b'</rdf:Description></rdf:RDF></x:xmpmeta>')
@@ -297,7 +299,7 @@ def test_iptc_image_regions_of_removed_people_go_with_their_names_and_keywords_a
     assert not {"Alice", "Carol"} & set(regions)
     people = [name for name in _list(xmp, f"{iptc}PersonInImage")]
     assert people == ["Bob"] and _list(xmp, f"{iptc}PersonInImageWDetails") == []
-    assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs"]
+    assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs", "Human"]
     assert _list(xmp, "{http://ns.adobe.com/lightroom/1.0/}hierarchicalSubject") == ["People|Bob", "Places|beach"]
     assert _list(xmp, "{http://www.digikam.org/ns/1.0/}TagsList") == ["People/Bob", "Places/beach"]
     # Bob's circle, 4 px around (30, 10): right of the middle on a 40x20 photo, left of it on a 100x20 one.
@@ -357,7 +359,7 @@ def test_a_cleaned_photo_loses_its_removed_persons_iptc_regions_and_keywords(fmt
     written, _ = encode_image(decoded.rgb, fmt, None, cleaned.encoding)
     output = Image.open(io.BytesIO(written))
     xmp = output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]
-    assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs"]
+    assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs", "Human"]
     assert IptcImagePlugin.getiptcinfo(output)[KEYWORDS] == b"Bob"  # one keyword left: not a list
     assert IptcImagePlugin.getiptcinfo(output)[COPYRIGHT] == b"(c) City Archive"
 

@@ -302,10 +302,20 @@ def _region_names(item: ElementTree.Element) -> set[str]:
     """The names a region gives: an MWG region's, a Microsoft one's person, an IPTC one's own name
     and its people's."""
     names = {_value(item, f"{{{_MWG_REGIONS}}}Name"), _value(item, f"{{{_MP_REGION}}}PersonDisplayName")}
-    for name in ("Name", "PersonInImage", "PersonName"):
-        for element in item.iter(f"{{{_IPTC_EXT}}}{name}"):
+    wanted = {f"{{{_IPTC_EXT}}}{name}" for name in ("Name", "PersonInImage", "PersonName")}
+    for element in _outside_kinds(item):
+        if element.tag in wanted:
             names.update(_items(element))
     return {name.strip() for name in names if name and name.strip()}
+
+
+def _outside_kinds(element: ElementTree.Element):
+    """`element` and what lies inside it, except an IPTC region's content types and roles, whose
+    names ('Human', 'Main subject area') are kinds, not someone's."""
+    yield element
+    for child in element:
+        if child.tag not in (f"{{{_IPTC_EXT}}}rCtype", f"{{{_IPTC_EXT}}}rRole"):
+            yield from _outside_kinds(child)
 
 
 def _items(element: ElementTree.Element) -> list[str]:
