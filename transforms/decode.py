@@ -114,7 +114,7 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, list[int]]:
     except Image.UnidentifiedImageError:
         if data[:4] in (b"II*\x00", b"MM\x00*"):
             raise ValueError("a TIFF whose layout PIL cannot read") from None
-        raise ValueError(f"not an image file (starts with {data[:16]!r})") from None
+        raise ValueError(f"not an image file ({_what_it_is(data) or f'starts with {data[:16]!r}'})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt image header ({e})") from None
     if image.format == "TIFF":
@@ -131,6 +131,26 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, list[int]]:
                          f"of {max_pixels:,} (--max_image_pixels), which bounds all the frames of one "
                          f"image together")
     return image, pictures
+
+
+# Videos and sound, which archives of phone and camera photos hold beside them (a Live Photo's
+# .MOV, a camera's .MTS): by their first bytes, so the error row says what they are.
+_MEDIA_SIGNATURES = ((4, b"ftyp", "a video (MP4, QuickTime or 3GP)"), (0, b"\x1a\x45\xdf\xa3", "a video (Matroska or WebM)"),
+                     (8, b"AVI ", "a video (AVI)"), (8, b"WAVE", "a sound (WAV)"), (0, b"ID3", "a sound (MP3)"),
+                     (0, b"\x00\x00\x01\xba", "a video (MPEG)"), (4, b"\x47\x40", "a video (AVCHD/MPEG-TS)"),
+                     (0, b"\x47\x40", "a video (MPEG-TS)"), (0, b"%PDF", "a PDF document"))
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
+
+
+def _what_it_is(data: bytes) -> str | None:
+    """What a file no image reader knows is, where its first bytes say: `a video (...): only still
+    images are cleaned`."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return None  # an image after all, a HEIF or AVIF that its reader cannot open
+    for offset, signature, kind in _MEDIA_SIGNATURES:
+        if data[offset:offset + len(signature)] == signature:
+            return f"{kind}: only still images are cleaned"
+    return None
 
 
 def _refuse_camera_raw(image: Image.Image) -> None:
