@@ -176,12 +176,26 @@ def test_xmp_regions_of_a_removed_person_go_with_their_name_the_others_stay():
     assert without_removed_regions(XMP, _left_half) == (XMP, 0, frozenset())  # no regions: untouched
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
-def test_a_cleaned_photo_loses_the_regions_of_what_was_removed(fmt):
+def _written_without_regions_of(data: bytes, removed: np.ndarray) -> Image.Image:
+    """The 40x20 photo `data` as written once a person covering `removed` was: its XMP less the
+    regions there, which must be two."""
     from transforms.records import ImageInfo
     from transforms.select import encode_rle
     from transforms.write import without_removed_regions_in_xmp
 
+    decoded = decode_image(data)
+    ys, xs = np.nonzero(removed)
+    info = ImageInfo("/in/x", "x", width=40, height=20, encoding=decoded.encoding, instances=(
+        {"label": "person", "label_id": 1, "score": 0.9,
+         "bbox": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
+         "mask": encode_rle(removed), "area": int(removed.sum()), "removed": True, "frame": 0},))
+    cleaned = without_removed_regions_in_xmp(info)
+    assert cleaned.notes == ("2 XMP face or person regions of what was removed dropped, with the names only they gave",)
+    return Image.open(io.BytesIO(encode_image(decoded.rgb, decoded.image_format, None, cleaned.encoding)[0]))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_a_cleaned_photo_loses_the_regions_of_what_was_removed(fmt):
     buffer = io.BytesIO()
     image = Image.fromarray(textured_image(20, 40, 2))
     if fmt == "TIFF":
@@ -190,16 +204,9 @@ def test_a_cleaned_photo_loses_the_regions_of_what_was_removed(fmt):
         image.save(buffer, fmt, tiffinfo=tags)
     else:
         image.save(buffer, fmt, xmp=REGIONS_XMP)
-    decoded = decode_image(buffer.getvalue())
     person = np.zeros((20, 40), bool)
     person[4:18, 4:16] = True  # Alice's box: x 0.15-0.35, y 0.3-0.7
-    info = ImageInfo("/in/x", "x", width=40, height=20, encoding=decoded.encoding, instances=(
-        {"label": "person", "label_id": 1, "score": 0.9, "bbox": [4.0, 4.0, 16.0, 18.0],
-         "mask": encode_rle(person), "area": int(person.sum()), "removed": True, "frame": 0},))
-    cleaned = without_removed_regions_in_xmp(info)
-    assert cleaned.notes == ("2 XMP face or person regions of what was removed dropped, with the names only they gave",)
-    written, _ = encode_image(decoded.rgb, fmt, None, cleaned.encoding)
-    output = Image.open(io.BytesIO(written))
+    output = _written_without_regions_of(buffer.getvalue(), person)
     assert _names(output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]) == ["Bob", "Bob", "Bob"]
 
 
@@ -333,10 +340,6 @@ def test_a_removed_persons_name_leaves_iptc_keywords_and_the_digest_is_made_agai
 
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
 def test_a_cleaned_photo_loses_its_removed_persons_iptc_regions_and_keywords(fmt):
-    from transforms.records import ImageInfo
-    from transforms.select import encode_rle
-    from transforms.write import without_removed_regions_in_xmp
-
     iim = _iim((COPYRIGHT, b"(c) City Archive"), (KEYWORDS, b"Alice"), (KEYWORDS, b"Bob"))
     buffer = io.BytesIO()
     image = Image.fromarray(textured_image(20, 40, 2))
@@ -348,16 +351,9 @@ def test_a_cleaned_photo_loses_its_removed_persons_iptc_regions_and_keywords(fmt
     else:
         image.save(buffer, fmt, xmp=IPTC_REGIONS_XMP)
         data = _with_app13(buffer.getvalue(), _resource(0x0404, iim))
-    decoded = decode_image(data)
     people = np.zeros((20, 40), bool)
     people[:, :14] = True  # Alice's and Carol's boxes
-    info = ImageInfo("/in/x", "x", width=40, height=20, encoding=decoded.encoding, instances=(
-        {"label": "person", "label_id": 1, "score": 0.9, "bbox": [0.0, 0.0, 14.0, 20.0],
-         "mask": encode_rle(people), "area": int(people.sum()), "removed": True, "frame": 0},))
-    cleaned = without_removed_regions_in_xmp(info)
-    assert cleaned.notes == ("2 XMP face or person regions of what was removed dropped, with the names only they gave",)
-    written, _ = encode_image(decoded.rgb, fmt, None, cleaned.encoding)
-    output = Image.open(io.BytesIO(written))
+    output = _written_without_regions_of(data, people)
     xmp = output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]
     assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs", "Human"]
     assert IptcImagePlugin.getiptcinfo(output)[KEYWORDS] == b"Bob"  # one keyword left: not a list
