@@ -67,6 +67,23 @@ def test_parse_classes_accepts_names_ids_and_all():
     assert COCO_DETECTOR_CLASSES.parse('1,1,person') == frozenset({1})
 
 
+def test_parse_classes_takes_cocos_supercategories_for_their_classes():
+    from models.segmentation.coco import COCO_SUPERCATEGORIES
+
+    assert sum(map(len, COCO_SUPERCATEGORIES.values())) == 80
+    assert set(COCO_CLASSES) == {name for names in COCO_SUPERCATEGORIES.values() for name in names}
+    assert COCO_SUPERCATEGORIES['vehicle'] == ('bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat')
+    assert COCO_SUPERCATEGORIES['indoor'][-1] == 'toothbrush' and COCO_SUPERCATEGORIES['outdoor'][-1] == 'bench'
+    assert COCO_DETECTOR_CLASSES.parse('vehicle') == frozenset(range(2, 10))
+    assert COCO_DETECTOR_CLASSES.parse('person,Animal,cup') == frozenset({1, *range(16, 26), 47})
+    with pytest.raises(ValueError, match=r"unknown COCO class 'vehicles'.*'vehicle'"):
+        COCO_DETECTOR_CLASSES.parse('vehicles')
+    custom = DetectorClasses.from_names(['vehicle', 'sign'])  # a model's own classes: no supercategories
+    assert custom.parse('vehicle') == frozenset({1})
+    with pytest.raises(ValueError, match="unknown class 'animal'"):
+        custom.parse('animal')
+
+
 def test_parse_classes_lists_close_matches_for_a_misspelt_name():
     with pytest.raises(ValueError, match=r"unknown COCO class 'persn'.*'person'"):
         COCO_DETECTOR_CLASSES.parse('car,persn')

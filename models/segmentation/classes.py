@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.segmentation.coco import COCO_CATEGORY_IDS, COCO_CLASSES
+from models.segmentation.coco import COCO_CATEGORY_IDS, COCO_CLASSES, COCO_SUPERCATEGORIES
 
 
 def normalise_class_name(name: str) -> str:
@@ -50,7 +50,8 @@ class DetectorClasses:
         return np.asarray(self.ids, np.int32)[labels]
 
     def parse(self, spec: str) -> frozenset[int] | None:
-        """Parses `--classes`: comma-separated names or ids of these classes, or `all` (None).
+        """Parses `--classes`: comma-separated names or ids of these classes (of a COCO model, also
+        its supercategories: `vehicle` is its eight classes), or `all` (None).
 
         Fails on the first bad entry with the close matches, so a typo stops the job before any
         image is read rather than silently removing nothing.
@@ -63,11 +64,16 @@ class DetectorClasses:
             return None
         if any(entry.lower() == 'all' for entry in entries):
             raise ValueError(f'{spec!r}: "all" cannot be combined with other classes')
-        return frozenset(self._class_id(entry) for entry in entries)
+        return frozenset(class_id for entry in entries for class_id in self._class_ids(entry))
 
     @property
     def _kind(self) -> str:
         return 'COCO class' if self.is_coco else 'class'
+
+    def _class_ids(self, entry: str) -> tuple[int, ...]:
+        if self.is_coco and (classes := COCO_SUPERCATEGORIES.get(normalise_class_name(entry))):
+            return tuple(self._class_id(name) for name in classes)
+        return (self._class_id(entry),)
 
     def _class_id(self, entry: str) -> int:
         if entry.isdigit():
@@ -86,7 +92,8 @@ class DetectorClasses:
         name = normalise_class_name(entry)
         if name in id_by_name:
             return id_by_name[name]
-        close = difflib.get_close_matches(name, id_by_name, n=3, cutoff=0.6)
+        known = [*id_by_name, *(COCO_SUPERCATEGORIES if self.is_coco else ())]
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         if close:
             raise ValueError(f'unknown {self._kind} {entry!r}; did you mean '
                              f'{" or ".join(repr(c) for c in close)}?')

@@ -6,6 +6,8 @@ output can be joined against any COCO tool without a second mapping.
 """
 from __future__ import annotations
 
+from itertools import accumulate
+
 COCO_CLASSES: tuple[str, ...] = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
     'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat', 'dog',
@@ -27,3 +29,12 @@ COCO_CATEGORY_IDS: tuple[int, ...] = (
 
 CATEGORY_ID_BY_NAME: dict[str, int] = dict(zip(COCO_CLASSES, COCO_CATEGORY_IDS))
 NAME_BY_CATEGORY_ID: dict[int, str] = dict(zip(COCO_CATEGORY_IDS, COCO_CLASSES))
+
+# COCO's supercategories (its annotation files' `supercategory`), each over a run of COCO_CLASSES:
+# `--classes vehicle` removes the eight of them.
+_SUPERCATEGORY_RUNS = (('person', 1), ('vehicle', 8), ('outdoor', 5), ('animal', 10), ('accessory', 5),
+                       ('sports', 10), ('kitchen', 7), ('food', 10), ('furniture', 6), ('electronic', 6),
+                       ('appliance', 5), ('indoor', 7))
+COCO_SUPERCATEGORIES: dict[str, tuple[str, ...]] = {
+    name: COCO_CLASSES[end - count:end]
+    for (name, count), end in zip(_SUPERCATEGORY_RUNS, accumulate(count for _, count in _SUPERCATEGORY_RUNS))}
