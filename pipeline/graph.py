@@ -51,6 +51,8 @@ class GraphConfig:
     max_image_pixels: int = 100_000_000
     class_ids: frozenset[int] | None = None
     min_score: float = 0.5
+    keep_largest: int = 0
+    keep_larger_than: float | None = None
     dilate: int = 9
     segmenter: str = "mmdet"
     masks: str | None = None
@@ -213,7 +215,8 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     to_write, chosen_errors = [], []  # chosen_errors: error infos that carry chosen instances
     for suffix, segmented in zip(("", "Retried"), segmented_branches):
         selected = segmented | f"SelectAndDilate{suffix}" >> beam.ParDo(SelectAndDilate(
-            config.class_ids, config.min_score, config.dilate)).with_outputs(
+            config.class_ids, config.min_score, config.dilate, config.keep_largest,
+            config.keep_larger_than)).with_outputs(
                 SelectAndDilate.UNCHANGED, SelectAndDilate.ERROR, main="holes")
         to_write.append((f"Unchanged{suffix}", selected[SelectAndDilate.UNCHANGED]))
         chosen_errors.append(selected[SelectAndDilate.ERROR])

@@ -41,6 +41,13 @@ class RemoverOptions(PipelineOptions):
                             "checkpoint was trained on.")
         select.add_argument("--min_score", type=float, default=0.5,
                             help="Minimum detection score of a removed instance (default 0.5).")
+        select.add_argument("--keep_largest", type=int, default=0,
+                            help="Of the instances chosen in each image, keep the N largest (by mask "
+                            "area) as the photo's subjects: 1 removes the people behind the one "
+                            "you photographed (default 0: remove every one).")
+        select.add_argument("--keep_larger_than", type=float, default=None,
+                            help="Keep every chosen instance whose mask covers more than this share "
+                            "of the image (0-1, e.g. 0.05): those near the camera, the subjects.")
         select.add_argument("--dilate", type=int, default=9,
                             help="Grow the removed region by this many pixels (default 9; 0 = none).")
 

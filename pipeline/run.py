@@ -194,6 +194,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         raise UsageError("--output is required")
     if options.dilate < 0 or not 0.0 <= options.min_score <= 1.0:
         raise UsageError("--dilate must be >= 0 and --min_score within [0, 1]")
+    if options.keep_largest < 0 or not 0.0 <= (options.keep_larger_than or 0.0) < 1.0:
+        raise UsageError("--keep_largest must be >= 0 and --keep_larger_than within [0, 1)")
     if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
         raise UsageError("batch sizes must be >= 1")
     positive = {"--max_batch_megabytes": options.max_batch_megabytes,
@@ -207,6 +209,9 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
     if options.segmenter == "masks":
         if not options.masks:
             raise UsageError("--segmenter masks needs --masks (the folder of mask PNGs)")
+        if options.keep_largest or options.keep_larger_than is not None:
+            raise UsageError("--keep_largest and --keep_larger_than choose among the instances a "
+                             "detector finds: --segmenter masks removes what each mask marks")
         if "://" not in options.masks and not os.path.isdir(options.masks):
             raise UsageError(f"--masks folder not found: {options.masks}")
     expected_images = None
@@ -229,6 +234,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         skip_existing=options.skip_existing, write_masks=options.write_masks,
         max_image_pixels=options.max_image_pixels,
         class_ids=class_ids, min_score=options.min_score, dilate=options.dilate,
+        keep_largest=options.keep_largest, keep_larger_than=options.keep_larger_than,
         segmenter=options.segmenter, masks=options.masks, seg_config=options.seg_config,
         seg_checkpoint=options.seg_checkpoint, allow_remote_config=options.allow_remote_config,
         inpaint_weights="" if options.inpaint_weights == SHIPPED_INPAINT_WEIGHTS else options.inpaint_weights,

@@ -257,6 +257,18 @@ def test_nonsense_limits_stop_the_launcher(masks_corpus, tmp_path, tiny_inpaint_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("extra,message", [
+    (["--keep_largest", "-1"], "--keep_largest must be >= 0"),
+    (["--keep_larger_than", "1.5"], "--keep_larger_than within [0, 1)"),
+    (["--keep_largest", "1"], "--keep_largest and --keep_larger_than choose among the instances a detector finds"),
+])
+def test_subjects_to_keep_are_checked_by_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights, extra, message):
+    images, masks, _ = masks_corpus
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        run_pipeline(_args(images, masks, tmp_path / "out", tiny_inpaint_weights, *extra))
+    assert not (tmp_path / "out").exists()
+
+
 def test_input_that_matches_nothing_stops_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights):
     images, masks, _ = masks_corpus
     output = tmp_path / "out"

@@ -87,3 +87,40 @@ def test_dilation_adds_exactly_the_pixels_within_the_given_euclidean_distance():
             within |= (ys - y) ** 2 + (xs - x) ** 2 <= pixels ** 2
         np.testing.assert_array_equal(dilate(mask, pixels), within, err_msg=f"{pixels} px")
     np.testing.assert_array_equal(dilate(mask, 0), mask)
+
+
+def _people_of_areas(areas, size=20) -> np.ndarray:
+    """One square person per area, side by side on a size x size image."""
+    masks, column = np.zeros((len(areas), size, size), bool), 0
+    for index, area in enumerate(areas):
+        side = int(area ** 0.5)
+        masks[index, :side, column:column + side] = True
+        column += side
+    return masks
+
+
+def test_the_largest_chosen_instances_or_those_over_a_share_of_the_image_are_kept_as_subjects():
+    detections = _detections(_people_of_areas([4, 36, 9, 1, 49]), [0.9, 0.9, 0.9, 0.9, 0.3])
+    chosen = detections.select(None, 0.5)  # the 49-pixel one scores too low to be chosen
+    assert chosen.tolist() == [True, True, True, True, False]
+    assert detections.subjects(chosen).tolist() == [False] * 5
+    assert detections.subjects(chosen, largest=1).tolist() == [False, True, False, False, False]
+    assert detections.subjects(chosen, largest=2).tolist() == [False, True, True, False, False]
+    assert detections.subjects(chosen, largest=9).tolist() == chosen.tolist()
+    # Over 2 % of the 400-pixel image: more than 8 pixels.
+    assert detections.subjects(chosen, larger_than=0.02).tolist() == [False, True, True, False, False]
+    assert detections.subjects(chosen, largest=1, larger_than=0.005).tolist() == [True, True, True, False, False]
+
+
+def test_subjects_kept_are_not_removed_and_a_note_says_so():
+    detections = _detections(_people_of_areas([4, 36, 9]), [0.9, 0.9, 0.9])
+    pipeline = TestPipeline()
+    selected = (pipeline | beam.Create([(ImageInfo("tourists.png", "tourists.png"), PredictionResult(
+                    np.zeros((20, 20, 3), np.uint8), detections))])
+                | beam.ParDo(SelectAndDilate(None, 0.5, 0, keep_largest=1)).with_outputs(
+                    SelectAndDilate.UNCHANGED, main="holes"))
+    assert_that(selected.holes | beam.Map(lambda element: (
+        [x["removed"] for x in element[0].instances], element[0].notes, int(element[1][1].sum()))),
+        equal_to([([True, False, True], ("1 kept as the photo's subjects (person): --keep_largest / "
+                                         "--keep_larger_than",), 13)]))
+    pipeline.run().wait_until_finish()

@@ -69,10 +69,13 @@ class SelectAndDilate(beam.DoFn):
     UNCHANGED = "unchanged"
     ERROR = ERROR
 
-    def __init__(self, class_ids: frozenset[int] | None, min_score: float, dilate_pixels: int):
+    def __init__(self, class_ids: frozenset[int] | None, min_score: float, dilate_pixels: int,
+                 keep_largest: int = 0, keep_larger_than: float | None = None):
         self._class_ids = class_ids
         self._min_score = min_score
         self._dilate = dilate_pixels
+        self._keep_largest = keep_largest
+        self._keep_larger_than = keep_larger_than
         self._removed = beam.metrics.Metrics.counter(NAMESPACE, "instances_removed")
         self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
 
@@ -80,11 +83,17 @@ class SelectAndDilate(beam.DoFn):
         info, result = element
         rgb, detections = result.example, result.inference
         # An empty mask removes nothing, so it is never counted (nor reported) as removed.
-        removed = detections.select(self._class_ids, self._min_score) & detections.nonempty()
+        chosen = detections.select(self._class_ids, self._min_score) & detections.nonempty()
+        kept = detections.subjects(chosen, self._keep_largest, self._keep_larger_than)
+        removed = chosen & ~kept
         union = detections.union(removed)
         hole = dilate(union, self._dilate)
         info = info.replace(instances=instance_rows(detections, removed, info.frame),
                             removed_fraction=float(hole.mean()))
+        if kept.any():
+            labels = ", ".join(sorted({detections.labels[i] for i in np.flatnonzero(kept)}))
+            info = info.with_note(f"{int(kept.sum())} kept as the photo's subjects ({labels}): "
+                                  f"--keep_largest / --keep_larger_than")
         if hole.all():
             count_error(self._errors, info)
             dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"

@@ -67,6 +67,18 @@ class Detections:
             keep &= np.isin(self.label_ids, np.fromiter(class_ids, dtype=np.int32))
         return keep
 
+    def subjects(self, chosen: np.ndarray, largest: int = 0, larger_than: float | None = None) -> np.ndarray:
+        """Which of the `chosen` instances are the photo's subjects, to keep: the `largest` ones by
+        mask area, and any whose mask covers more than the share `larger_than` of the image."""
+        areas = self.areas()
+        keep = np.zeros(len(self), bool)
+        if larger_than is not None:
+            keep |= chosen & (areas > larger_than * self.image_shape[0] * self.image_shape[1])
+        if largest:
+            candidates = np.flatnonzero(chosen)
+            keep[candidates[np.argsort(-areas[candidates], kind="stable")[:largest]]] = True
+        return keep
+
     def nonempty(self) -> np.ndarray:
         """Which instances set at least one pixel."""
         return np.fromiter((crop.any() for crop in self.masks), bool, len(self))
