@@ -124,3 +124,21 @@ def test_subjects_kept_are_not_removed_and_a_note_says_so():
         equal_to([([True, False, True], ("1 kept as the photo's subjects (person): --keep_largest / "
                                          "--keep_larger_than",), 13)]))
     pipeline.run().wait_until_finish()
+
+
+def test_the_hole_grown_by_dilate_stops_at_a_subject_kept():
+    masks = np.zeros((2, 12, 12), bool)
+    masks[0, 2:10, 1:6] = True  # the subject, the largest
+    masks[1, 4:8, 6:9] = True  # a passer-by beside it
+    pipeline = TestPipeline()
+    holes = (pipeline | beam.Create([(ImageInfo("pair.png", "pair.png"), PredictionResult(
+                np.zeros((12, 12, 3), np.uint8), _detections(masks, [0.9, 0.9])))])
+             | beam.ParDo(SelectAndDilate(None, 0.5, 2, keep_largest=1)))
+
+    def check(element):
+        hole = element[1][1]
+        assert not (hole & masks[0]).any() and (hole >= masks[1]).all()
+        assert hole[4:8, 9:11].all() and hole[2:4, 6:9].all()  # grown everywhere else
+        return True
+    assert_that(holes | beam.Map(check), equal_to([True]))
+    pipeline.run().wait_until_finish()

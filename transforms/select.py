@@ -88,6 +88,8 @@ class SelectAndDilate(beam.DoFn):
         removed = chosen & ~kept
         union = detections.union(removed)
         hole = dilate(union, self._dilate)
+        if kept.any():  # grown, the hole stops at the subjects kept: it would eat into their edges
+            hole &= union | ~detections.union(kept)
         info = info.replace(instances=instance_rows(detections, removed, info.frame),
                             removed_fraction=float(hole.mean()))
         if kept.any():
