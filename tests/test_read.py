@@ -328,3 +328,21 @@ def test_sidecars_are_written_beside_their_images_less_the_removed_persons_regio
     assert written["b.xmp"] == REGIONS_XMP and written["sub/IMG_1.AAE"] == b"<plist>edits</plist>"
     assert ("2 XMP face or person regions of what was removed dropped from its sidecar a.jpg.xmp, with the names "
             "only they gave") in rows[str(tree / "a.jpg")]["notes"]
+
+
+def test_sidecars_on_an_object_store_are_found_in_one_listing(monkeypatch):
+    """There a folder's listing is one of its whole subtree: the pattern's root is listed once."""
+    from transforms.read import _matched_apart, _sidecars_beside, sidecars_by_image
+
+    _ObjectStore.objects = {"teststore://b/in/a.jpg", "teststore://b/in/a.jpg.xmp", "teststore://b/in/y/b.jpg",
+                            "teststore://b/in/y/B.AAE", "teststore://b/in/y/z/c.xmp", "teststore://b/out.xmp"}
+    listed = []
+    monkeypatch.setattr(_ObjectStore, "_list", lambda self, prefix: listed.append(prefix) or (
+        FileMetadata(path, 0) for path in sorted(self.objects) if path.startswith(prefix)))
+    pattern = "teststore://b/in/**/*.jpg"
+    images, others, _ = _matched_apart(pattern, None)
+    listed.clear()
+    sidecars = _sidecars_beside(pattern, images, others)
+    assert sidecars == ["teststore://b/in/a.jpg.xmp", "teststore://b/in/y/B.AAE"] and listed == ["teststore://b/in/"]
+    assert sidecars_by_image([m.path for m in images], sidecars) == {
+        "teststore://b/in/a.jpg": ("teststore://b/in/a.jpg.xmp",), "teststore://b/in/y/b.jpg": ("teststore://b/in/y/B.AAE",)}

@@ -120,16 +120,26 @@ def sidecars_by_image(images: list[str], sidecars: list[str]) -> dict[str, tuple
 
 
 def _sidecars_beside(pattern: str, images: list, others: list) -> list[str]:
-    """The sidecars in the images' folders: those the pattern matched and, in a folder where it
-    cannot match them (`photos/*.jpg`), those a listing of the folder finds."""
+    """The sidecars in the images' folders: those the pattern matched and, in folders where it
+    cannot match them (`photos/*.jpg`), those a listing finds: of each such folder, or on an
+    object store, whose listing of a folder is one of its whole subtree, of the pattern's root once."""
     accepts = globstar_regex(pattern).match
     found = {m.path for m in others if is_sidecar(m.path)}
-    for folder in sorted({posixpath.dirname(m.path) for m in images}):
-        if all(accepts(f"{folder}/name{extension}") for extension in SIDECAR_EXTENSIONS):
-            continue
-        listed = FileSystems.match([_GLOB_CHARS.sub(r"[\g<0>]", folder) + "/*"])[0].metadata_list
-        found.update(m.path for m in listed if is_sidecar(m.path) and posixpath.dirname(m.path) == folder)
+    unlisted = {folder for folder in {posixpath.dirname(m.path) for m in images}
+                if not all(accepts(f"{folder}/name{extension}") for extension in SIDECAR_EXTENSIONS)}
+    if "://" in pattern and len(unlisted) > 1:
+        listings = [_escaped(pattern_root(pattern)) + "**"]
+    else:
+        listings = [_escaped(folder) + "/*" for folder in sorted(unlisted)]
+    for listed in FileSystems.match(listings) if listings else ():
+        found.update(m.path for m in listed.metadata_list
+                     if is_sidecar(m.path) and posixpath.dirname(m.path) in unlisted)
     return sorted(found)
+
+
+def _escaped(path: str) -> str:
+    """`path` as a pattern that matches only itself (a folder named `Photos [2019]`)."""
+    return _GLOB_CHARS.sub(r"[\g<0>]", path)
 
 
 class LeftOut(NamedTuple):
