@@ -346,3 +346,14 @@ def test_sidecars_on_an_object_store_are_found_in_one_listing(monkeypatch):
     assert sidecars == ["teststore://b/in/a.jpg.xmp", "teststore://b/in/y/B.AAE"] and listed == ["teststore://b/in/"]
     assert sidecars_by_image([m.path for m in images], sidecars) == {
         "teststore://b/in/a.jpg": ("teststore://b/in/a.jpg.xmp",), "teststore://b/in/y/b.jpg": ("teststore://b/in/y/B.AAE",)}
+
+
+def test_sidecars_are_found_in_a_folder_whose_name_holds_glob_characters(tmp_path):
+    from transforms.read import _matched_apart, _sidecars_beside
+
+    folder = tmp_path / "Photos [2019] *best?"
+    _image(folder / "a.jpg", (1, 2, 3))
+    (folder / "a.jpg.xmp").write_bytes(b"<x:xmpmeta/>")
+    pattern = f"{tmp_path}/**/*.jpg"
+    images, others, _ = _matched_apart(pattern, None)
+    assert _sidecars_beside(pattern, images, others) == [str(folder / "a.jpg.xmp")]

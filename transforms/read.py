@@ -138,8 +138,8 @@ def _sidecars_beside(pattern: str, images: list, others: list) -> list[str]:
 
 
 def _escaped(path: str) -> str:
-    """`path` as a pattern that matches only itself (a folder named `Photos [2019]`)."""
-    return _GLOB_CHARS.sub(r"[\g<0>]", path)
+    """`path` as a pattern that matches it, glob characters and all (a folder named `Photos [2019]`)."""
+    return _GLOB_CHARS.sub(lambda char: "[\\[]" if char.group() == "[" else f"[{char.group()}]", path)
 
 
 class LeftOut(NamedTuple):
