@@ -113,14 +113,15 @@ def test_expand_sources_skips_non_data_files_and_rejects_empty_patterns(tmp_path
 
 def test_photos_training_cannot_read_are_named_not_passed_over_silently(tmp_path, caplog):
     (tmp_path / "a.jpg").write_bytes(b"x")
-    for name in ("scan.TIF", "phone.heic"):
+    (tmp_path / "scan.TIF").write_bytes(b"x")  # read now, through PIL
+    for name in ("photo.jxl", "layers.PSD"):
         (tmp_path / "other" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "other" / name).write_bytes(b"x")
     with caplog.at_level(logging.WARNING, logger="models.pconv.data"):
-        assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)])] == ["a.jpg"]
+        assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)])] == ["a.jpg", "scan.TIF"]
     assert "skipping 2 photos in formats training cannot read (e.g. " in caplog.text
-    with pytest.raises(FileNotFoundError, match=r"only 2 photos in formats training cannot read .*\.webp; "
-                                                r"convert them first"):
+    with pytest.raises(FileNotFoundError, match=r"only 2 photos in formats training cannot read .*: it reads "
+                                                r"\.jpg, .*\.tif, \.tiff, \.heic, .*; convert them first"):
         data.expand_sources([str(tmp_path / "other")])
 
 
