@@ -1,7 +1,7 @@
 """Input pipeline for PConvUNet training: photos, hole masks and the validation set, all in tf.data.
 
-Photos come from plain image files (JPEG, PNG, GIF, BMP and WebP decoded by TensorFlow; TIFF, HEIC,
-AVIF, JPEG 2000, MPO, PNM through PIL) or TFRecord shards in the ImageNet-1k Kaggle format
+Photos come from plain image files (JPEG, MPO, PNG, GIF, BMP and WebP decoded by TensorFlow; TIFF,
+HEIC, AVIF, JPEG 2000 and PNM through PIL) or TFRecord shards in the ImageNet-1k Kaggle format
 (`image/encoded`, `image/height`, `image/width`), local or remote (`gs://`, any fsspec URI). Local
 files are read by TensorFlow's C++ readers; remote ones through fsspec, because TensorFlow no longer
 ships a GCS filesystem. Training crops are random, square and undistorted; hole masks come from a
@@ -385,9 +385,11 @@ def decode_error(encoded: bytes) -> str | None:
     """Why `encoded` does not decode as a photo, or None when it does."""
     if not encoded:
         return "no image bytes (an empty file, or a TFRecord record without image/encoded)"
+    if not _tensorflow_decodes(tf.constant(encoded)):
+        return _pil_decoded_or_problem(encoded, 3)[1].decode() or None
     try:
-        decode_photo(tf.constant(encoded))
-    except (tf.errors.OpError, ValueError) as error:  # run eagerly, PIL's ValueError comes as it is
+        tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    except tf.errors.InvalidArgumentError as error:
         return _first_line(error)
     return None
 
@@ -437,20 +439,35 @@ _MAGIC_BYTES = 12  # enough for all of them
 
 
 def decode_photo(encoded, channels: int = 3):
-    """uint8 (height, width, channels) of a photo's first frame, whatever its format: JPEG, PNG,
-    GIF, BMP and WebP by TensorFlow's decoder in-graph (fast: most training sets are JPEG), any
-    other bytes (TIFF, HEIC, AVIF, JPEG 2000, MPO, ...) by PIL in Python. Fails, saying why, on
-    bytes neither reads, so the photo is skipped and named as a corrupt JPEG is."""
-    def decoded_by_pil(data):  # bytes inside tf.data, a 0-d array holding them when run eagerly
-        return pil_decoded(data.item() if isinstance(data, np.ndarray) else data, channels)
+    """uint8 (height, width, channels) of a photo's first frame, whatever its format: JPEG (MPO
+    too), PNG, GIF, BMP and WebP by TensorFlow's decoder in-graph (fast: most training sets are
+    JPEG), any other bytes (TIFF, HEIC, AVIF, JPEG 2000, PNM, ...) by PIL in Python. Fails on
+    bytes neither reads, so the photo is skipped and named (`decode_error` says why) as a corrupt
+    JPEG is."""
+    # A tensor, not Python bytes, which NumPy would hold as a fixed-width string without its trailing NULs.
+    encoded = tf.convert_to_tensor(encoded, tf.string)
 
     def by_pil():
-        pixels = tf.numpy_function(decoded_by_pil, [encoded], tf.uint8, stateful=False)
+        pixels, problem = tf.numpy_function(lambda data: _pil_decoded_or_problem(data, channels), [encoded],
+                                            (tf.uint8, tf.string), stateful=False)
+        # Failed by an assertion, which TensorFlow does not log: a failed numpy_function logs its
+        # traceback, again on every pass over the photos.
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(problem, ""), [problem])]):
+            pixels = tf.identity(pixels)
         pixels.set_shape([None, None, channels])
         return pixels
 
     return tf.cond(_tensorflow_decodes(encoded),
                    lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False), by_pil)
+
+
+def _pil_decoded_or_problem(data, channels: int) -> tuple[np.ndarray, bytes]:
+    """(pixels, b"") of a photo PIL decodes, else (no pixels, why not). `data`: bytes, or (run
+    eagerly in tf.numpy_function) a 0-d array holding them."""
+    try:
+        return pil_decoded(data.item() if isinstance(data, np.ndarray) else data, channels), b""
+    except ValueError as error:
+        return np.zeros((0, 0, channels), np.uint8), str(error).encode()
 
 
 def _tensorflow_decodes(encoded):

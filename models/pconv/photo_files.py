@@ -1,7 +1,7 @@
 """The photo files training and evaluation read, and PIL's decode of those TensorFlow's cannot read.
 
 TensorFlow decodes JPEG, PNG, GIF, BMP and WebP; the pipeline cleans far more (scanned archives
-in TIFF, phones' HEIC, AVIF, JPEG 2000, cameras' MPO), so those are read through PIL, pixel for
+in TIFF, phones' HEIC, AVIF, JPEG 2000, PNM), so those are read through PIL, pixel for
 pixel as the pipeline's models see them (transforms/decode.py, which models/ may not import).
 No TensorFlow here: the evaluation script reads every photo and mask through `pil_decoded`.
 """
@@ -17,14 +17,15 @@ from PIL import Image, features
 # process, and the last registration's options hold): the primary image, no thumbnails or depth maps.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
-TENSORFLOW_PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-PIL_PHOTO_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".mpo", ".ppm", ".pgm", ".pnm",
+# A camera's MPO is a JPEG holding its other pictures after the first: TensorFlow reads the first.
+TENSORFLOW_PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".mpo")
+PIL_PHOTO_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".ppm", ".pgm", ".pnm",
                         *((".avif",) if features.check("avif") else ()),
                         *((".jp2", ".j2k", ".jpx") if features.check("jpg_2000") else ()))
 PHOTO_EXTENSIONS = TENSORFLOW_PHOTO_EXTENSIONS + PIL_PHOTO_EXTENSIONS
 # Photos neither reads: JPEG XL (no PIL plugin here), AVIF and JPEG 2000 where this PIL was built
-# without them, and Photoshop files, kept out although PIL reads their composite: a PSD saved
-# without "Maximize compatibility" holds a blank one, which training would learn from silently.
+# without them, and Photoshop files, kept out although PIL reads their stored composite: a PSD
+# saved without "Maximize compatibility" stores a blank one, which training would learn from silently.
 UNREADABLE_PHOTO_EXTENSIONS = tuple(extension for extension in (
     ".avif", ".jp2", ".j2k", ".jpx", ".jxl", ".psd") if extension not in PIL_PHOTO_EXTENSIONS)
 
