@@ -225,6 +225,16 @@ def test_photos_training_passed_over_train_and_validate_with_their_own_pixels(tm
     assert not _skip_warnings(caplog)
 
 
+@pytest.mark.parametrize("fmt, by_tensorflow", [
+    ("JPEG", True), ("MPO", True), ("PNG", True), ("GIF", True), ("BMP", True), ("WEBP", True),
+    ("TIFF", False), ("HEIF", False), ("JPEG2000", False), ("PPM", False)])
+def test_tensorflows_formats_stay_on_its_fast_in_graph_decoder(fmt, by_tensorflow):
+    """Only what TensorFlow cannot decode goes to PIL, in Python: most training sets are JPEG."""
+    encoded = _encoded(Image.fromarray(_PHOTO), fmt)
+    assert bool(data._tensorflow_decodes(tf.constant(encoded))) is by_tensorflow
+    assert not data._tensorflow_decodes(tf.constant(encoded[:1])), "too short for any signature"
+
+
 def test_tfrecord_records_holding_tiff_and_heic_bytes_are_decoded(tmp_path):
     photos = [_photo_in(fmt) for fmt in ("tif", "grey16.tiff", "heic")]
     shard = str(tmp_path / "train-00000-of-00001")
