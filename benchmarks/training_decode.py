@@ -1,9 +1,9 @@
 """JPEG training speed with the in-graph format check that sends other photos (TIFF, HEIC, ...) to
 PIL, against tf.io.decode_image alone (what training ran before), in one process.
 
-    python benchmarks/training_decode.py [--photos 50] [--rounds 7] [--batches 40]
+    python benchmarks/training_decode.py [--photos 50] [--size 320 240] [--rounds 7] [--batches 40]
 
-`training_dataset` batches/s over small JPEGs (320x240, 128 px crops, batch 8, generated masks,
+`training_dataset` batches/s over JPEGs (320x240 by default, 128 px crops, batch 8, generated masks,
 encoded bytes cached: decoding every step), and random crops/s without the masks, where decoding
 is a larger share. The variants alternate round by round, each round on a dataset built afresh;
 the medians of the rounds are compared. Small photos are the worst case: the check costs the same
@@ -64,16 +64,18 @@ def rate(iterator, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=50)
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("WIDTH", "HEIGHT"),
+                        help="the photos' size: small is the worst case")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per variant, alternating")
     parser.add_argument("--batches", type=int, default=40, help="batches timed per round (8x as many crops)")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; {args.photos} JPEGs of {args.size[0]}x{args.size[1]}")
     variants = {"format check": data.decode_photo, "decode_image alone": decode_image_alone}
     with tempfile.TemporaryDirectory() as folder:
         files = []
         for index in range(args.photos):
             files.append(os.path.join(folder, f"{index:03d}.jpg"))
-            Image.fromarray(photo_like(240, 320, index)).save(files[-1], quality=90)
+            Image.fromarray(photo_like(args.size[1], args.size[0], index)).save(files[-1], quality=90)
         rates = {(name, kind): [] for name in variants for kind in ("batches", "crops")}
         for _ in range(args.rounds):  # one dataset alive at a time: two would share the CPUs unevenly
             for name, decode in variants.items():
