@@ -8,9 +8,10 @@ import fsspec
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, features
 
 from models.pconv import data
+from tests.conftest import textured_image
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -113,14 +114,15 @@ def test_expand_sources_skips_non_data_files_and_rejects_empty_patterns(tmp_path
 
 def test_photos_training_cannot_read_are_named_not_passed_over_silently(tmp_path, caplog):
     (tmp_path / "a.jpg").write_bytes(b"x")
-    for name in ("scan.TIF", "phone.heic"):
+    (tmp_path / "scan.TIF").write_bytes(b"x")  # read now, through PIL
+    for name in ("photo.jxl", "layers.PSD"):
         (tmp_path / "other" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "other" / name).write_bytes(b"x")
     with caplog.at_level(logging.WARNING, logger="models.pconv.data"):
-        assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)])] == ["a.jpg"]
+        assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)])] == ["a.jpg", "scan.TIF"]
     assert "skipping 2 photos in formats training cannot read (e.g. " in caplog.text
-    with pytest.raises(FileNotFoundError, match=r"only 2 photos in formats training cannot read .*\.webp; "
-                                                r"convert them first"):
+    with pytest.raises(FileNotFoundError, match=r"only 2 photos in formats training cannot read .*: it reads "
+                                                r"\.jpg, .*\.tif, \.tiff, \.heic, .*; convert them first"):
         data.expand_sources([str(tmp_path / "other")])
 
 
@@ -138,6 +140,146 @@ def test_small_photos_are_upscaled_without_aspect_distortion():
     assert random.shape == (32, 32, 3)
     step = np.abs(np.diff(random[0, :, 0])).mean()
     assert step == pytest.approx(1 / 39 / 1.6, rel=0.05), "the ramp is stretched x1.6, as the height"
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+# 24x32 photos: a 16 px crop is one of 9 x 17 windows (or its mirror), which tells it apart.
+_PHOTO = textured_image(24, 32, seed=3)
+# 16-bit grey with known values where the centre crop (rows 4-19, columns 8-23) starts: v * 255 //
+# 65535 gives 0, 0, 128, 255 (the high byte would give 1 for 256).
+_GREY16 = np.random.default_rng(1).integers(0, 65536, (24, 32)).astype(np.uint16)
+_GREY16[4, 8:12] = [0, 256, 32896, 65535]
+
+
+def _photo_in(fmt: str) -> tuple[bytes, np.ndarray]:
+    """A photo in format `fmt` (a file name's extension) and the uint8 RGB pixels training must
+    crop from it: the source's where the format is lossless, its decoder's where it is not."""
+    if fmt == "tif":
+        return _encoded(Image.fromarray(_PHOTO), "TIFF", compression="tiff_lzw"), _PHOTO
+    if fmt == "grey16.tiff":
+        expected = (_GREY16 // 257).astype(np.uint8)  # v * 255 // 65535
+        return _encoded(Image.fromarray(_GREY16), "TIFF"), np.repeat(expected[:, :, None], 3, axis=2)
+    if fmt == "float.tif":
+        values = _PHOTO[:, :, 1].astype(np.float32) / 255
+        return _encoded(Image.fromarray(values, "F"), "TIFF"), np.repeat(_PHOTO[:, :, 1:2], 3, 2)
+    if fmt == "jp2":
+        return _encoded(Image.fromarray(_PHOTO), "JPEG2000"), _PHOTO  # lossless by default
+    if fmt == "ppm":
+        return _encoded(Image.fromarray(_PHOTO), "PPM"), _PHOTO
+    if fmt == "mpo":  # a JPEG: TensorFlow decodes its first picture
+        encoded = _encoded(Image.fromarray(_PHOTO), "MPO", save_all=True,
+                           append_images=[Image.fromarray(_PHOTO[::-1])], quality=95)
+        return encoded, tf.io.decode_jpeg(encoded, channels=3).numpy()
+    if fmt == "avif" and not features.check("avif"):
+        pytest.skip("this PIL writes no AVIF")
+    encoded = _encoded(Image.fromarray(_PHOTO), {"heic": "HEIF", "avif": "AVIF"}[fmt], quality=90)
+    decoded = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+    assert np.abs(decoded.astype(int) - _PHOTO).mean() < 12, "lossy, but the photo (another one: 80)"
+    return encoded, decoded
+
+
+def _is_crop_of(crop: np.ndarray, expected: np.ndarray) -> bool:
+    """Whether the float `crop` is, to the 8-bit level, a window of `expected`, mirrored or not
+    (training flips half its crops)."""
+    pixels = np.rint(crop * 255).astype(np.uint8)
+    size = len(pixels)
+    return any(np.array_equal(pixels, image[top:top + size, left:left + size])
+               for image in (expected, expected[:, ::-1])
+               for top in range(len(expected) - size + 1) for left in range(expected.shape[1] - size + 1))
+
+
+def _assert_crops_of(crops, expected: np.ndarray) -> None:
+    for crop in np.asarray(crops):
+        assert _is_crop_of(crop, expected), "not a crop of the photo"
+
+
+# Formats training passed over with a warning to convert them first (TensorFlow decodes an MPO,
+# a JPEG, but training did not list the files).
+_FORMATS_TRAINING_PASSED_OVER = ["tif", "grey16.tiff", "float.tif", "heic", "avif", "jp2", "ppm", "mpo"]
+
+
+@pytest.mark.parametrize("fmt", _FORMATS_TRAINING_PASSED_OVER)
+def test_photos_training_passed_over_train_and_validate_with_their_own_pixels(tmp_path, caplog, fmt):
+    encoded, expected = _photo_in(fmt)
+    photo = tmp_path / f"photo.{fmt}"
+    photo.write_bytes(encoded)
+    files = data.expand_sources([str(tmp_path)])
+    assert files == [str(photo)]
+
+    batches = data.training_dataset(files, image_size=16, batch_size=2, masks=data.MaskConfig(), seed=4)
+    for _, truth in batches.take(2):
+        _assert_crops_of(truth, expected)
+    [(read, source)] = data.encoded_images(files, shuffle=False).as_numpy_iterator()
+    assert source.decode() == str(photo)
+    _assert_crops_of([data.random_crop(read, tf.constant([5, 6], tf.int64), 16)], expected)
+    val = data.validation_set(files, image_size=16, image_count=1)
+    np.testing.assert_array_equal(np.rint(val.images[0] * 255), expected[4:20, 8:24])
+    if fmt == "grey16.tiff":
+        assert list(np.rint(val.images[0][0, :4, 0] * 255)) == [0, 0, 128, 255]
+    assert data.decode_error(encoded) is None
+    assert not _skip_warnings(caplog)
+
+
+@pytest.mark.parametrize("fmt, by_tensorflow", [
+    ("JPEG", True), ("MPO", True), ("PNG", True), ("GIF", True), ("BMP", True), ("WEBP", True),
+    ("TIFF", False), ("HEIF", False), ("JPEG2000", False), ("PPM", False)])
+def test_tensorflows_formats_stay_on_its_fast_in_graph_decoder(fmt, by_tensorflow):
+    """Only what TensorFlow cannot decode goes to PIL, in Python: most training sets are JPEG."""
+    encoded = _encoded(Image.fromarray(_PHOTO), fmt)
+    assert bool(data._tensorflow_decodes(tf.constant(encoded))) is by_tensorflow
+    assert not data._tensorflow_decodes(tf.constant(encoded[:1])), "too short for any signature"
+
+
+def test_tfrecord_records_holding_tiff_and_heic_bytes_are_decoded(tmp_path):
+    photos = [_photo_in(fmt) for fmt in ("tif", "grey16.tiff", "heic")]
+    shard = str(tmp_path / "train-00000-of-00001")
+    with tf.io.TFRecordWriter(shard) as writer:
+        for encoded, expected in photos:
+            writer.write(_example(expected, encoded=encoded))
+    val = data.validation_set([shard], image_size=16, image_count=3)
+    for image, (_, expected) in zip(val.images[:3], photos, strict=True):
+        np.testing.assert_array_equal(np.rint(image * 255), expected[4:20, 8:24])
+    batches = data.training_dataset([shard], image_size=16, batch_size=3, masks=data.MaskConfig(), seed=2)
+    (_, truth), = batches.take(1)
+    for crop in truth.numpy():
+        assert any(_is_crop_of(crop, expected) for _, expected in photos)
+
+
+def test_a_corrupt_tiff_is_named_and_skipped_as_a_corrupt_jpeg_is(tmp_path, caplog):
+    Image.fromarray(_PHOTO).save(tmp_path / "good.png")
+    whole = _encoded(Image.fromarray(_PHOTO), "TIFF")
+    (tmp_path / "broken.tif").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "not-a-photo.heic").write_bytes(b"just some notes\n" * 4)
+    files = data.expand_sources([str(tmp_path)])
+    assert len(files) == 3
+    batches = data.training_dataset(files, image_size=16, batch_size=2, masks=data.MaskConfig(), seed=1)
+    for _, truth in batches.take(4):
+        _assert_crops_of(truth, _PHOTO)
+    broken, not_a_photo = sorted(_skip_warnings(caplog))
+    assert broken.startswith(f"skipping {tmp_path / 'broken.tif'}: undecodable photo: truncated or corrupt TIFF "
+                             "data (image file is truncated")
+    assert not_a_photo == (f"skipping {tmp_path / 'not-a-photo.heic'}: undecodable photo: Unknown image file "
+                           "format (starts with b'just some notes\\n')")
+
+    caplog.clear()
+    val = data.validation_set(files, image_size=16, image_count=3)
+    assert len(val) == 6, "the good photo in every band"
+    assert {w.split(":")[0] for w in _skip_warnings(caplog)} == {
+        f"skipping {tmp_path / 'broken.tif'}", f"skipping {tmp_path / 'not-a-photo.heic'}"}
+    assert data.first_decodable_photo([str(tmp_path / "broken.tif")]) is None
+
+
+def test_a_tiff_mask_folder_is_read(tmp_path):
+    picture = np.zeros((64, 64), bool)
+    picture[:16] = True  # a quarter of the picture is white: the hole
+    Image.fromarray(picture).save(tmp_path / "m.tif", compression="group4")  # a fax-style 1-bit TIFF
+    masks = np.stack(list(data.folder_masks(str(tmp_path), 32, "white", seed=0).take(4).as_numpy_iterator()))
+    np.testing.assert_allclose(1.0 - masks.mean(axis=(1, 2, 3)), 0.25)
 
 
 @pytest.mark.parametrize("hole_color", ["white", "black"])
@@ -227,8 +369,9 @@ def test_training_names_each_photo_it_cannot_decode_once(tmp_path, caplog):
 
 def _training_stderr(folder, bad: str) -> str:
     """What six batches (about four passes) of training on `folder`'s photos print, TensorFlow's
-    warnings shown (the tests hide them), with the file `bad` made undecodable ("broken.jpg"), gone
-    after listing ("gone.png") or a shard of one record that is not a tf.train.Example."""
+    warnings shown (the tests hide them), with the file `bad` made undecodable ("broken.jpg", a
+    truncated "broken.tif"), gone after listing ("gone.png") or a shard of one record that is not a
+    tf.train.Example."""
     import subprocess
     import sys
 
@@ -243,7 +386,10 @@ assert len(list(batches.take(6))) == 6
 """
     for index, image in enumerate(_random_images(2, height=40, width=50, seed=7)):
         Image.fromarray(image).save(folder / f"good{index}.png")
-    if data.is_image_file(bad):
+    if bad.endswith(".tif"):
+        whole = _encoded(Image.fromarray(_PHOTO), "TIFF")
+        (folder / bad).write_bytes(whole[: len(whole) // 2])
+    elif data.is_image_file(bad):
         (folder / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     else:
         with tf.io.TFRecordWriter(str(folder / bad)) as writer:
@@ -262,6 +408,13 @@ def test_a_photo_training_skips_is_named_without_tensorflows_anonymous_warning(t
     stderr = _training_stderr(tmp_path, "broken.jpg")
     assert f"skipping {tmp_path / 'broken.jpg'}: undecodable photo" in stderr
     assert "Error raised with error message" not in stderr
+
+
+def test_a_corrupt_tiff_training_skips_is_named_without_a_traceback_on_every_pass(tmp_path):
+    """PIL's failure in tf.numpy_function made TensorFlow log its Python traceback, on every pass."""
+    stderr = _training_stderr(tmp_path, "broken.tif")
+    assert stderr.count(f"skipping {tmp_path / 'broken.tif'}: undecodable photo: truncated or corrupt TIFF") == 1
+    assert "Traceback" not in stderr and "Error raised with error message" not in stderr
 
 
 def test_a_file_gone_after_listing_is_named_once_without_tensorflows_warning_on_every_pass(tmp_path):

@@ -165,6 +165,37 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
     assert "broken.jpg" in warnings and "tiny.png" in warnings and "no hole pixels" in warnings
 
 
+def test_tiff_and_heic_photos_and_tiff_masks_are_scored(tmp_path, caplog):
+    """The evaluation read only what OpenCV reads of JPEG, PNG, BMP and WebP: a scanned archive's
+    TIFFs and a phone's HEICs were not even listed."""
+    images, masks = tmp_path / "images", tmp_path / "masks" / "30-40"
+    images.mkdir()
+    masks.mkdir(parents=True)
+    ramp = np.broadcast_to(np.linspace(0, 255, 36)[None, :, None] * [1.0, 0.6, 0.3], (24, 36, 3)).astype(np.uint8)
+    Image.fromarray(ramp).save(images / "scan.tif", compression="tiff_lzw")
+    grey16 = np.broadcast_to(np.linspace(0, 65535, 36).astype(np.uint16), (24, 36)).copy()
+    Image.fromarray(grey16).save(images / "scan16.tiff")
+    Image.fromarray(ramp).save(images / "phone.heic", quality=90)
+    (images / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    hole = np.zeros((32, 32), bool)
+    hole[:11] = True  # 11 of 32 rows: 34 %
+    Image.fromarray(hole).save(masks / "m.tif", compression="group4")
+
+    np.testing.assert_array_equal(evaluate.read_image(str(images / "scan.tif")), ramp)
+    np.testing.assert_array_equal(evaluate.read_image(str(images / "scan16.tiff"))[..., 0], grey16 // 257)
+    assert evaluate.read_hole(str(masks / "m.tif"), "white").mean() == pytest.approx(11 / 32)
+    out = tmp_path / "out"
+    evaluate.main(["--methods", "telea", "--images", str(images), "--masks", str(masks.parent),
+                   "--output_dir", str(out)])
+    with open(out / "per_pair.csv") as f:
+        pairs = list(csv.DictReader(f))
+    assert sorted(p["image"] for p in pairs) == ["phone.heic", "scan.tif", "scan16.tiff"]
+    assert all(0.3 < float(p["hole_ratio"]) < 0.4 and float(p["psnr"]) > 20 for p in pairs)
+    assert json.loads((out / "summary.json").read_text())["skipped"]["unreadable_photos"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"skipping unreadable photo: cannot read {images / 'broken.tif'}: Unknown image file format" in warnings[0]
+
+
 def test_only_band_named_subfolders_are_bands(tmp_path):
     download = tmp_path / "mask" / "testing_mask_dataset"  # NVIDIA's download layout
     download.mkdir(parents=True)

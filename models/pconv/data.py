@@ -1,6 +1,7 @@
 """Input pipeline for PConvUNet training: photos, hole masks and the validation set, all in tf.data.
 
-Photos come from plain image files or TFRecord shards in the ImageNet-1k Kaggle format
+Photos come from plain image files (JPEG, MPO, PNG, GIF, BMP and WebP decoded by TensorFlow; TIFF,
+HEIC, AVIF, JPEG 2000 and PNM through PIL) or TFRecord shards in the ImageNet-1k Kaggle format
 (`image/encoded`, `image/height`, `image/width`), local or remote (`gs://`, any fsspec URI). Local
 files are read by TensorFlow's C++ readers; remote ones through fsspec, because TensorFlow no longer
 ships a GCS filesystem. Training crops are random, square and undistorted; hole masks come from a
@@ -22,14 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from models.pconv.metrics import HOLE_RATIO_BANDS, band_name
+from models.pconv.photo_files import PHOTO_EXTENSIONS, UNREADABLE_PHOTO_EXTENSIONS, pil_decoded
 from models.tfrecord import read_records
 from models.uri import is_remote
 
 logger = logging.getLogger("models.pconv.data")
 
 AUTOTUNE = tf.data.AUTOTUNE
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-_OTHER_PHOTO_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".jpx", ".jxl", ".mpo", ".psd")
 # Shards of the seed's ImageNet set are named `train-00012-of-01024`, without an extension.
 _TFRECORD_NAME = re.compile(r"(\.tfrecords?$|\.tfrec$|tfrecord|-\d+-of-\d+$)", re.IGNORECASE)
 _TFRECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string, default_value="")}
@@ -74,7 +74,7 @@ class MaskConfig:
 
 
 def is_image_file(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
+    return path.lower().endswith(PHOTO_EXTENSIONS)
 
 
 def _is_tfrecord_file(path: str) -> bool:
@@ -95,7 +95,7 @@ def expand_sources(patterns: Sequence[str], kinds: str = "images+tfrecords") -> 
         matches = [p for p in listed if keep(p)]
         passed_over = [p for p in listed if _is_photo_training_cannot_read(p)]
         why = (f"{len(passed_over)} photos in formats training cannot read (e.g. {passed_over[0]}): it "
-               f"reads {', '.join(IMAGE_EXTENSIONS)}; convert them first") if passed_over else ""
+               f"reads {', '.join(PHOTO_EXTENSIONS)}; convert them first") if passed_over else ""
         if not matches:
             raise FileNotFoundError(f"no {kinds.replace('+', ' or ')} found for {pattern!r}"
                                     + (f", only {why}" if why else ""))
@@ -106,8 +106,8 @@ def expand_sources(patterns: Sequence[str], kinds: str = "images+tfrecords") -> 
 
 
 def _is_photo_training_cannot_read(path: str) -> bool:
-    """TIFF, HEIC, AVIF, ...: photos the pipeline cleans but TensorFlow's decoder cannot read."""
-    return path.lower().endswith(_OTHER_PHOTO_EXTENSIONS)
+    """JPEG XL, PSD, ...: photos the pipeline cleans but neither TensorFlow nor PIL reads here."""
+    return path.lower().endswith(UNREADABLE_PHOTO_EXTENSIONS)
 
 
 def _glob(pattern: str) -> list[str]:
@@ -385,6 +385,8 @@ def decode_error(encoded: bytes) -> str | None:
     """Why `encoded` does not decode as a photo, or None when it does."""
     if not encoded:
         return "no image bytes (an empty file, or a TFRecord record without image/encoded)"
+    if not _tensorflow_decodes(tf.constant(encoded)):
+        return _pil_decoded_or_problem(encoded, 3)[1].decode() or None
     try:
         tf.io.decode_image(encoded, channels=3, expand_animations=False)
     except tf.errors.InvalidArgumentError as error:
@@ -430,11 +432,71 @@ def first_decodable_photo(files: Sequence[str], held_out_records: Mapping[str, i
 # ---------------------------------------------------------------------------------------------
 # Photos -> square crops
 
+# How the files tf.io.decode_image reads start, as it tells them apart: JPEG, PNG, GIF, BMP, WebP
+# ("." stands for any byte: a RIFF chunk's size).
+_TENSORFLOW_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"RIFF....WEBP")
+_SIGNATURE_BYTES = 12  # the longest
+
+
+def _signature_table() -> tuple[np.ndarray, np.ndarray]:
+    """(byte values, whether each counts): a row per signature, so that a file's first bytes are
+    compared with all of them at once."""
+    values = np.zeros((len(_TENSORFLOW_SIGNATURES), _SIGNATURE_BYTES), np.uint8)
+    counts = np.zeros(values.shape, bool)
+    for row, signature in enumerate(_TENSORFLOW_SIGNATURES):
+        for column, byte in enumerate(signature):
+            if byte != ord("."):
+                values[row, column], counts[row, column] = byte, True
+    return values, counts
+
+
+_SIGNATURE_VALUES, _SIGNATURE_COUNTS = _signature_table()
+
+
+def decode_photo(encoded, channels: int = 3):
+    """uint8 (height, width, channels) of a photo's first frame, whatever its format: JPEG (MPO
+    too), PNG, GIF, BMP and WebP by TensorFlow's decoder in-graph (fast: most training sets are
+    JPEG), any other bytes (TIFF, HEIC, AVIF, JPEG 2000, PNM, ...) by PIL in Python. Fails on
+    bytes neither reads, so the photo is skipped and named (`decode_error` says why) as a corrupt
+    JPEG is."""
+    # A tensor, not Python bytes, which NumPy would hold as a fixed-width string without its trailing NULs.
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+
+    def by_pil():
+        pixels, problem = tf.numpy_function(lambda data: _pil_decoded_or_problem(data, channels), [encoded],
+                                            (tf.uint8, tf.string), stateful=False)
+        # Failed by an assertion, which TensorFlow does not log: a failed numpy_function logs its
+        # traceback, again on every pass over the photos.
+        with tf.control_dependencies([tf.debugging.Assert(tf.equal(problem, ""), [problem])]):
+            pixels = tf.identity(pixels)
+        pixels.set_shape([None, None, channels])
+        return pixels
+
+    return tf.cond(_tensorflow_decodes(encoded),
+                   lambda: tf.io.decode_image(encoded, channels=channels, expand_animations=False), by_pil)
+
+
+def _pil_decoded_or_problem(data, channels: int) -> tuple[np.ndarray, bytes]:
+    """(pixels, b"") of a photo PIL decodes, else (no pixels, why not). `data`: bytes, or (run
+    eagerly in tf.numpy_function) a 0-d array holding them."""
+    try:
+        return pil_decoded(data.item() if isinstance(data, np.ndarray) else data, channels), b""
+    except ValueError as error:
+        return np.zeros((0, 0, channels), np.uint8), str(error).encode()
+
+
+def _tensorflow_decodes(encoded):
+    """Whether `encoded` starts as a format tf.io.decode_image reads. It runs for every training
+    photo, so in a few ops, not one per signature: the first bytes, padded with zeros (a shorter
+    file matches nothing longer), against the whole signature table at once."""
+    head = tf.io.decode_raw(tf.strings.substr(encoded, 0, _SIGNATURE_BYTES), tf.uint8)
+    head = tf.pad(head, [[0, _SIGNATURE_BYTES - tf.shape(head)[0]]])
+    return tf.reduce_any(tf.reduce_all((head == _SIGNATURE_VALUES) | ~_SIGNATURE_COUNTS, axis=1))
+
 
 def _decode_upscaled(encoded, size: int):
     """Decoded float image in [0, 1] whose shorter side is at least `size` (upscaled, aspect kept)."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image = tf.image.convert_image_dtype(image, tf.float32)
+    image = tf.image.convert_image_dtype(decode_photo(encoded), tf.float32)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     shorter = tf.cast(tf.minimum(height, width), tf.float32)
 
@@ -540,7 +602,7 @@ def generated_masks(size: int, ratio_range: tuple[float, float], seed: int) -> t
 
 
 def _load_mask(encoded, size: int, hole_is_white: bool):
-    grey = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+    grey = decode_photo(encoded, channels=1)
     hole = grey > 127 if hole_is_white else grey <= 127
     # Area resampling then 0.5 keeps the hole ratio when a 512 mask trains a 256 model.
     hole = tf.image.resize(tf.cast(hole, tf.float32), [size, size], method="area") > 0.5

@@ -25,6 +25,7 @@ from models import PROJECT_ROOT, SHIPPED_INPAINT_WEIGHTS
 from models.pconv.inpainter import BLENDS, DEFAULT_BLEND, DEFAULT_SELF_ENSEMBLE
 from models.pconv.metrics import (HOLE_RATIO_BANDS, BandedScores, band_name, band_of_ratio, format_table, l1_error,
                                   psnr, ssim, write_csv)
+from models.pconv.photo_files import PHOTO_EXTENSIONS, pil_decoded
 
 logger = logging.getLogger("models.pconv.evaluate")
 
@@ -34,7 +35,6 @@ DEFAULT_IMAGES = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "da
 DEFAULT_MASKS = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "data", "masks"))
 METHODS = ("pconv", "telea", "ns")
 METHOD_TITLES = {"pconv": "PConvUNet", "telea": "TELEA", "ns": "NS"}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 BAND_FOLDERS = tuple(band_name(band) for band in HOLE_RATIO_BANDS)
 SSIM_WINDOW = 7  # SSIM's window: a smaller photo has no SSIM
 
@@ -48,7 +48,7 @@ class Pair:
 
 def _image_files(folder: str) -> list[str]:
     return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if name.lower().endswith(IMAGE_EXTENSIONS))
+                  if name.lower().endswith(PHOTO_EXTENSIONS))
 
 
 def mask_groups(mask_dir: str, hole_color: str = "white") -> dict[str, list[str]]:
@@ -62,7 +62,7 @@ def mask_groups(mask_dir: str, hole_color: str = "white") -> dict[str, list[str]
     groups = {name: files for name, files in groups.items() if files}
     if not groups:
         found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(mask_dir) for name in names
-                       if name.lower().endswith(IMAGE_EXTENSIONS))
+                       if name.lower().endswith(PHOTO_EXTENSIONS))
         for path in found:
             band = band_of_ratio(float(read_hole(path, hole_color).mean()))
             if band is not None:
@@ -84,18 +84,19 @@ def pair_images_with_masks(images: list[str], groups: dict[str, list[str]], seed
     return pairs
 
 
-def read_image(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def read_image(path: str, channels: int = 3) -> np.ndarray:
+    """uint8 (height, width, channels) of a photo or mask file in any format training reads
+    (TIFF, HEIC, AVIF, ... too), decoded as training's PIL decode does; ValueError saying why not."""
+    try:
+        with open(path, "rb") as f:
+            return pil_decoded(f.read(), channels)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
 
 
 def read_hole(path: str, hole_color: str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Bool hole mask of `path`, resized to `shape` (height, width) by area resampling."""
-    grey = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if grey is None:
-        raise ValueError(f"cannot read mask {path}")
+    grey = read_image(path, channels=1)[:, :, 0]
     hole = (grey > 127) if hole_color == "white" else (grey <= 127)
     if shape is not None and hole.shape != tuple(shape):
         hole = cv2.resize(hole.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA) >= 0.5
@@ -150,11 +151,13 @@ def usable_images(paths: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     SSIM window), each with a warning: one bad photo must not abort a long evaluation."""
     usable, left_out = [], {"unreadable": [], "smaller_than_ssim_window": []}
     for path in paths:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            logger.warning("skipping unreadable photo %s", path)
+        try:
+            image = read_image(path)
+        except ValueError as error:
+            logger.warning("skipping unreadable photo: %s", error)
             left_out["unreadable"].append(path)
-        elif min(image.shape[:2]) < SSIM_WINDOW:
+            continue
+        if min(image.shape[:2]) < SSIM_WINDOW:
             logger.warning("skipping %s: %dx%d is smaller than SSIM's %d px window", path,
                            image.shape[1], image.shape[0], SSIM_WINDOW)
             left_out["smaller_than_ssim_window"].append(path)

@@ -140,9 +140,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                      help="stop this invocation after this many minutes of wall time (checkpoint saved)")
 
     data = parser.add_argument_group("data")
-    flag(data, "train_data", "training photos: globs or folders of images (jpg/png/...) and/or TFRecord "
-         "shards with image/encoded (ImageNet-1k Kaggle format), local or gs:// / any fsspec URI; "
-         "required for a new run", nargs="+", metavar="PATTERN")
+    flag(data, "train_data", "training photos: globs or folders of images (JPEG, PNG, GIF, BMP, WebP, "
+         "TIFF, HEIC/HEIF, AVIF, JPEG 2000, MPO, PPM/PGM) and/or TFRecord shards with image/encoded "
+         "(ImageNet-1k Kaggle format, any of those formats), local or gs:// / any fsspec URI; required "
+         "for a new run", nargs="+", metavar="PATTERN")
     flag(data, "val_data", "validation photos, same forms as --train_data; must share no file with it. "
          "When absent, --val_holdout of the training files (by file name hash) are held out instead",
          nargs="+", metavar="PATTERN")
