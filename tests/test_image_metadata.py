@@ -378,7 +378,8 @@ _PHONE_NS = (b'xmlns:x="adobe:ns:meta/" xmlns:rdf="http://www.w3.org/1999/02/22-
              b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
              b'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
              b'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
-             b'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" xmlns:xmpNote="http://ns.adobe.com/xmp/note/"')
+             b'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" xmlns:xmpNote="http://ns.adobe.com/xmp/note/" '
+             b'xmlns:dcterms="http://purl.org/dc/terms/"')
 
 
 def _phone_xmp(properties: bytes, second_item: bytes) -> bytes:
@@ -393,7 +394,8 @@ def _phone_xmp(properties: bytes, second_item: bytes) -> bytes:
 
 
 MOTION_PHOTO_XMP = _phone_xmp(b'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1" '
-                              b'GCamera:MotionPhotoPresentationTimestampUs="968456" xmpNote:HasExtendedXMP="0123"',
+                              b'GCamera:MotionPhotoPresentationTimestampUs="968456" xmpNote:HasExtendedXMP="0123" '
+                              b'dcterms:provenance="self#jumbf=c2pa/urn:uuid:0123"',
                               b'Item:Mime="video/mp4" Item:Semantic="MotionPhoto" Item:Length="5000"')
 ULTRA_HDR_XMP = _phone_xmp(b'hdrgm:Version="1.0"', b'Item:Mime="image/jpeg" Item:Semantic="GainMap" Item:Length="900"')
 
@@ -403,12 +405,14 @@ def test_a_motion_photos_video_and_what_points_past_the_written_file_are_not_des
 
     notes = []
     xmp = without_detached_parts(MOTION_PHOTO_XMP, notes)
-    for gone in (b"MotionPhoto", b"Container:Directory", b"video/mp4", b"HasExtendedXMP"):
+    for gone in (b"MotionPhoto", b"Container:Directory", b"video/mp4", b"HasExtendedXMP", b"c2pa"):
         assert gone not in xmp
     assert b'GCamera:BurstID="b-1"' in xmp and b"(c) City Archive" in xmp and xmp.endswith(b'<?xpacket end="w"?>')
     assert notes == ["motion photo's video not read: a re-encoded image is written without it",
-                     "extended XMP not read: a re-encoded image is written without it"]
-    assert without_detached_parts(REGIONS_XMP, notes) == REGIONS_XMP and len(notes) == 2  # nothing beside it
+                     "extended XMP not read: a re-encoded image is written without it",
+                     "C2PA content credentials (signed for the input's pixels) not read: a re-encoded image "
+                     "is written without it"]
+    assert without_detached_parts(REGIONS_XMP, notes) == REGIONS_XMP and len(notes) == 3  # nothing beside it
 
 
 @pytest.mark.parametrize("pil_tells", [True, False])
@@ -424,3 +428,16 @@ def test_an_ultra_hdr_jpeg_is_cleaned_as_its_photo_and_written_without_its_gain_
     assert output.format == "JPEG" and not any(data.startswith(b"MPF") for _, data in output.applist)
     assert b"hdrgm" not in output.info["xmp"] and b"GainMap" not in output.info["xmp"]
     assert b"(c) City Archive" in output.info["xmp"]
+
+
+def test_a_tiffs_c2pa_manifest_is_not_written_with_its_cleaned_pixels():
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[52545] = b"jumb c2pa manifest signed for the input"
+    tags.tagtype[52545] = TiffTags.UNDEFINED
+    tags[33432] = "(c) City Archive"  # Copyright: kept
+    buffer = io.BytesIO()
+    Image.fromarray(textured_image(12, 10, 4)).save(buffer, "TIFF", tiffinfo=tags)
+    decoded, output = _cleaned(buffer.getvalue())
+    assert decoded.notes == ["C2PA content credentials (signed for the input's pixels) not read: a re-encoded "
+                             "image is written without it"]
+    assert 52545 not in output.tag_v2 and output.tag_v2[33432] == "(c) City Archive"

@@ -11,8 +11,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from transforms.image_metadata import (HDR_GAIN_MAP, photoshop_resources, png_colour_chunks, png_text, xmp_to_write,
-                                       without_thumbnails)
+from transforms.image_metadata import (C2PA_CREDENTIALS, HDR_GAIN_MAP, note_detached, photoshop_resources,
+                                       png_colour_chunks, png_text, without_thumbnails, xmp_to_write)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
 
@@ -22,6 +22,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 ORIENTATION = 0x0112
 XMP_TAG, PHOTOSHOP_TAG, IPTC_TAG = 700, 34377, 33723  # a TIFF's XMP, Photoshop resources, IPTC
+C2PA_TAG = 52545  # a TIFF's C2PA manifest, signed for its pixels
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION = 258, 284
 NEW_SUBFILE_TYPE, SUB_IFDS, DNG_VERSION = 254, 330, 50706
 MP_ENTRIES = 0xB002  # an MPO's list of its pictures
@@ -248,6 +249,9 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
         exif[ORIENTATION] = 1  # the written pixels are upright
     if XMP_TAG in exif:
         exif[XMP_TAG] = xmp_to_write(exif[XMP_TAG], orientation_applied, notes)
+    if C2PA_TAG in exif:
+        del exif[C2PA_TAG]
+        note_detached(C2PA_CREDENTIALS, notes)
     if tiff_iptc is not None:  # as its bytes: Photoshop types it LONG, of which PIL keeps only the first
         exif[IPTC_TAG] = bytes(tiff_iptc)
     if PHOTOSHOP_TAG in exif:

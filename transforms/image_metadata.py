@@ -137,10 +137,12 @@ _IIM_RESOURCE, _IIM_DIGEST_RESOURCE = 0x0404, 0x0425  # IPTC's IIM record, and i
 
 # What phones and cameras store beside the photo in the same file, described in its XMP: a motion
 # photo's video (Google's Motion Photo and MicroVideo), an Ultra HDR gain map, a depth map and the
-# photo before its blur, the part of the XMP too big for its segment. None of it is read, and a
+# photo before its blur, the part of the XMP too big for its segment, a C2PA manifest (content
+# credentials). None of it is read, and a
 # re-encoded image is written without it: its description would point past the end of the file,
 # or at the wrong bytes (and each would still show what was removed).
 HDR_GAIN_MAP = "http://ns.adobe.com/hdr-gain-map/1.0/"
+C2PA_CREDENTIALS = "C2PA content credentials (signed for the input's pixels)"
 _DETACHED_PARTS = {  # namespace -> (the properties in it, or None for all; what they describe)
     # The list of the file's parts: named in notes by the parts it lists.
     "http://ns.google.com/photos/1.0/container/": (("Directory",), None),
@@ -151,6 +153,9 @@ _DETACHED_PARTS = {  # namespace -> (the properties in it, or None for all; what
     "http://ns.google.com/photos/1.0/depthmap/": (None, "depth map"),
     "http://ns.google.com/photos/1.0/image/": (None, "photo before its blur"),
     "http://ns.adobe.com/xmp/note/": (("HasExtendedXMP",), "extended XMP"),
+    # A C2PA manifest (JPEG APP11, a PNG caBX chunk, ...) signs the input's pixels: where the XMP
+    # points at it, the cleaned photo would fail its check.
+    "http://purl.org/dc/terms/": (("provenance",), C2PA_CREDENTIALS),
 }
 
 
@@ -173,9 +178,14 @@ def without_detached_parts(xmp: bytes, notes: list[str]) -> bytes:
     if not found:
         return xmp
     for part in dict.fromkeys(part for part in found if part):
-        if (note := f"{part} not read: a re-encoded image is written without it") not in notes:
-            notes.append(note)
+        note_detached(part, notes)
     return xmp[:meta.start()] + _xml_text(root) + xmp[meta.end():]
+
+
+def note_detached(part: str, notes: list[str]) -> None:
+    """Says in `notes`, once, that `part` of the file is not read nor written with a re-encoded image."""
+    if (note := f"{part} not read: a re-encoded image is written without it") not in notes:
+        notes.append(note)
 
 
 def _is_detached(name: str) -> bool:
