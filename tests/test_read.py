@@ -288,14 +288,16 @@ def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inp
 def test_each_sidecar_goes_with_its_own_image():
     from transforms.read import sidecars_by_image
 
-    images = ["/p/a.jpg", "/p/IMG_1.HEIC", "/p/c.jpg", "/p/c.png", "/p/sub/a.jpg", "/p/d.JPG"]
+    images = ["/p/a.jpg", "/p/IMG_1.HEIC", "/p/c.jpg", "/p/c.png", "/p/sub/a.jpg", "/p/d.JPG", "/p/e.jpg"]
     sidecars = ["/p/a.jpg.xmp", "/p/a.xmp", "/p/IMG_1.AAE", "/p/img_1.xmp", "/p/c.xmp", "/p/c.png.xmp",
-                "/p/sub/b.xmp", "/p/D.JPG.XMP"]
+                "/p/sub/b.xmp", "/p/D.JPG.XMP", "/p/a.jpg.json", "/p/IMG_1.HEIC.supplemental-metadata.json",
+                "/p/e.json", "/p/metadata.json"]
     assert sidecars_by_image(images, sidecars) == {
-        "/p/a.jpg": ("/p/a.jpg.xmp", "/p/a.xmp"),  # its own name's, and its stem's
-        "/p/IMG_1.HEIC": ("/p/IMG_1.AAE", "/p/img_1.xmp"),  # whatever the case
+        "/p/a.jpg": ("/p/a.jpg.json", "/p/a.jpg.xmp", "/p/a.xmp"),  # its own name's, and its stem's
+        "/p/IMG_1.HEIC": ("/p/IMG_1.AAE", "/p/IMG_1.HEIC.supplemental-metadata.json", "/p/img_1.xmp"),  # any case
         "/p/c.png": ("/p/c.png.xmp",),  # c.xmp may describe c.jpg or c.png: neither's
-        "/p/d.JPG": ("/p/D.JPG.XMP",)}  # sub/b.xmp: no image of that name in its folder
+        "/p/d.JPG": ("/p/D.JPG.XMP",)}  # sub/b.xmp: no image of that name in its folder; Takeout's
+    # JSON goes by the whole name only (e.json is not e.jpg's), an album's metadata.json is nobody's
 
 
 @pytest.mark.parametrize("pattern", ["{tree}", "{tree}/**/*g"])  # the second matches no sidecar itself

@@ -82,11 +82,12 @@ OUTPUT_FOLDERS = ("images", MASKS_FOLDER, "metadata", "report", FRAMES_FOLDER)
 
 
 # Files found beside photos that are never images: systems' folder files, macOS's AppleDouble
-# `._<name>` companions (their name ends like the image's) and editors' sidecars (XMP, iOS edits:
-# each goes with its image, `sidecars_by_image`). Read, each would be an error row: an archive's
-# folder holds thousands.
+# `._<name>` companions (their name ends like the image's) and sidecars (editors' XMP, iOS edits,
+# Google Takeout's JSON: each goes with its image, `sidecars_by_image`). Read, each would be an
+# error row: an archive's folder holds thousands.
 NEVER_IMAGES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})
-SIDECAR_EXTENSIONS = frozenset({".xmp", ".aae"})
+SIDECAR_EXTENSIONS = frozenset({".xmp", ".aae", ".json"})
+_SIDECARS_BY_STEM = frozenset({".xmp", ".aae"})  # `IMG_1.xmp` may be `IMG_1.jpg`'s
 
 
 def never_an_image(path: str) -> bool:
@@ -99,10 +100,12 @@ def is_sidecar(path: str) -> bool:
 
 
 def sidecars_by_image(images: list[str], sidecars: list[str]) -> dict[str, tuple[str, ...]]:
-    """The sidecars that belong to each image: `<name>.xmp` is the image's own (darktable,
-    digiKam), `<stem>.xmp` or `<stem>.aae` (Lightroom, Apple Photos) that of the one image with that
-    stem in its folder. One that several images share a stem with is nobody's: it may describe
-    any of them (a RAW+JPEG pair's describes the raw, which is never written)."""
+    """The sidecars that belong to each image, any case: one named after the image's whole name
+    is its own (darktable's and digiKam's `a.jpg.xmp`, Google Takeout's `a.jpg.json` and
+    `a.jpg.supplemental-metadata.json`); `<stem>.xmp` or `<stem>.aae` (Lightroom, Apple Photos)
+    is that of the one image with that stem in its folder. One that several images share a stem
+    with is nobody's: it may describe any of them (a RAW+JPEG pair's describes the raw, which is
+    never written)."""
     by_name, by_stem = {}, {}
     for image in images:
         folder, name = posixpath.split(image)
@@ -111,9 +114,12 @@ def sidecars_by_image(images: list[str], sidecars: list[str]) -> dict[str, tuple
     owned = {}
     for sidecar in sidecars:
         folder, name = posixpath.split(sidecar)
-        stem = posixpath.splitext(name)[0].lower()
-        sharing = by_stem.get((folder, stem), [])
-        owner = by_name.get((folder, stem)) or (sharing[0] if len(sharing) == 1 else None)
+        parts = name.lower().split(".")
+        owner = next((by_name[folder, ".".join(parts[:end])] for end in range(len(parts) - 1, 0, -1)
+                      if (folder, ".".join(parts[:end])) in by_name), None)
+        if owner is None and "." + parts[-1] in _SIDECARS_BY_STEM:
+            sharing = by_stem.get((folder, ".".join(parts[:-1])), [])
+            owner = sharing[0] if len(sharing) == 1 else None
         if owner is not None:
             owned.setdefault(owner, []).append(sidecar)
     return {image: tuple(sorted(found)) for image, found in owned.items()}
@@ -260,7 +266,7 @@ class _MatchFiles(beam.DoFn):
                         left_out.outputs, pattern, self._output_root)
         if left_out.not_images:
             logger.info("%d files matching %s are system files or sidecars, never images, and are "
-                        "not read as images (.DS_Store, Thumbs.db, ._*, .xmp, .aae)", left_out.not_images, pattern)
+                        "not read as images (.DS_Store, Thumbs.db, ._*, .xmp, .aae, .json)", left_out.not_images, pattern)
         if not inputs:
             raise FileNotFoundError(f"no file matches {pattern}" + (
                 f" but {left_out.says(self._output_root)}" if any(left_out) else ""))
@@ -269,7 +275,7 @@ class _MatchFiles(beam.DoFn):
             return
         owned = sidecars_by_image([m.path for m in inputs], _sidecars_beside(pattern, inputs, others))
         if owned:
-            logger.info("%d sidecars (.xmp, .aae) go with their images", sum(map(len, owned.values())))
+            logger.info("%d sidecars (.xmp, .aae, .json) go with their images", sum(map(len, owned.values())))
         for metadata in inputs:
             yield metadata, owned.get(metadata.path, ())
 
