@@ -52,6 +52,14 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
             assert row["status"] == "unchanged"
             np.testing.assert_array_equal(load_rgb(row["output_uri"]), load_rgb(uri))
 
+    # --keep_largest 1: of the instances chosen in each image, the largest stays.
+    run_pipeline(common + ["--output", tmp_path / "subject", "--classes", "all", "--min_score", "0.05",
+                           "--keep_largest", "1"])
+    for uri, row in read_rows(tmp_path / "subject").items():
+        chosen = [x for x in row["instances"] if x["score"] >= 0.05 and x["area"] > 0]
+        kept = [x for x in chosen if not x["removed"]]
+        assert len(kept) == min(1, len(chosen)) and all(x["area"] >= y["area"] for x in kept for y in chosen)
+
 
 def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inpaint_weights):
     config, checkpoint = tiny_segmenter
