@@ -55,10 +55,13 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
     # --keep_largest 1: of the instances chosen in each image, the largest stays.
     run_pipeline(common + ["--output", tmp_path / "subject", "--classes", "all", "--min_score", "0.05",
                            "--keep_largest", "1"])
+    chosen_counts = []
     for uri, row in read_rows(tmp_path / "subject").items():
         chosen = [x for x in row["instances"] if x["score"] >= 0.05 and x["area"] > 0]
         kept = [x for x in chosen if not x["removed"]]
         assert len(kept) == min(1, len(chosen)) and all(x["area"] >= y["area"] for x in kept for y in chosen)
+        chosen_counts.append(len(chosen))
+    assert max(chosen_counts) >= 2, "no image with one instance kept and another removed"
 
 
 def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inpaint_weights):
