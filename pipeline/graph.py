@@ -51,6 +51,7 @@ class GraphConfig:
     max_image_pixels: int = 100_000_000
     class_ids: frozenset[int] | None = None
     min_score: float = 0.5
+    class_min_scores: tuple[tuple[int, float], ...] = ()  # (class id, the score it needs instead)
     keep_largest: int = 0
     keep_larger_than: float | None = None
     dilate: int = 9
@@ -173,7 +174,8 @@ def _segment(images, config: GraphConfig):
         config=config.seg_config, checkpoint=config.seg_checkpoint, device=config.device,
         allow_remote_config=config.allow_remote_config, max_batch_size=config.seg_batch_size,
         max_batch_bytes=config.max_batch_bytes, model_copies=config.model_copies,
-        cpu_threads=config.seg_cpu_threads, candidate_score_threshold=min(config.min_score, DEFAULT_CANDIDATE_SCORE))
+        cpu_threads=config.seg_cpu_threads, candidate_score_threshold=min(
+            config.min_score, *(score for _, score in config.class_min_scores), DEFAULT_CANDIDATE_SCORE))
     return _run_model("Segment", images, _Model(handler, "segment", f"segment-{uuid.uuid4().hex}"))
 
 
@@ -216,7 +218,7 @@ def build_graph(pipeline: beam.Pipeline, config: GraphConfig):
     for suffix, segmented in zip(("", "Retried"), segmented_branches):
         selected = segmented | f"SelectAndDilate{suffix}" >> beam.ParDo(SelectAndDilate(
             config.class_ids, config.min_score, config.dilate, config.keep_largest,
-            config.keep_larger_than)).with_outputs(
+            config.keep_larger_than, dict(config.class_min_scores))).with_outputs(
                 SelectAndDilate.UNCHANGED, SelectAndDilate.ERROR, main="holes")
         to_write.append((f"Unchanged{suffix}", selected[SelectAndDilate.UNCHANGED]))
         chosen_errors.append(selected[SelectAndDilate.ERROR])

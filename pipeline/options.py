@@ -39,8 +39,9 @@ class RemoverOptions(PipelineOptions):
                             help="Class names or ids, comma-separated, or 'all' (default "
                             "person): COCO names and category ids, or those of the classes the "
                             "checkpoint was trained on.")
-        select.add_argument("--min_score", type=float, default=0.5,
-                            help="Minimum detection score of a removed instance (default 0.5).")
+        select.add_argument("--min_score", default="0.5",
+                            help="Minimum detection score of a removed instance (default 0.5), and "
+                            "for some classes their own: '0.5,car=0.8,animal=0.7'.")
         select.add_argument("--keep_largest", type=int, default=0,
                             help="Of the instances chosen in each image, keep the N largest (by mask "
                             "area) as the photo's subjects: 1 removes the people behind the one "

@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
 from apache_beam.runners.runner import create_runner
 
 from models.runtime import usable_cpu_count
+from models.segmentation.classes import split_min_scores
 from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.logs import configure_command_line_logging
@@ -192,8 +193,12 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         raise UsageError("give exactly one of --input (file pattern) or --input_tfrecords")
     if not options.output:
         raise UsageError("--output is required")
-    if options.dilate < 0 or not 0.0 <= options.min_score <= 1.0:
-        raise UsageError("--dilate must be >= 0 and --min_score within [0, 1]")
+    if options.dilate < 0:
+        raise UsageError("--dilate must be >= 0")
+    try:
+        min_score, class_min_scores = split_min_scores(options.min_score)
+    except ValueError as e:
+        raise UsageError(f"--min_score: {e}") from None
     if options.keep_largest < 0 or not 0.0 <= (options.keep_larger_than or 0.0) < 1.0:
         raise UsageError("--keep_largest must be >= 0 and --keep_larger_than within [0, 1)")
     if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
@@ -209,9 +214,10 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
     if options.segmenter == "masks":
         if not options.masks:
             raise UsageError("--segmenter masks needs --masks (the folder of mask PNGs)")
-        if options.keep_largest or options.keep_larger_than is not None:
-            raise UsageError("--keep_largest and --keep_larger_than choose among the instances a "
-                             "detector finds: --segmenter masks removes what each mask marks")
+        if options.keep_largest or options.keep_larger_than is not None or class_min_scores:
+            raise UsageError("--keep_largest, --keep_larger_than and a class's own --min_score choose "
+                             "among the instances a detector finds: --segmenter masks removes what "
+                             "each mask marks")
         if "://" not in options.masks and not os.path.isdir(options.masks):
             raise UsageError(f"--masks folder not found: {options.masks}")
     expected_images = None
@@ -222,9 +228,9 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
     _require_usable_device(options)
 
     if options.segmenter == "masks":
-        segmenter_identity, class_ids = USER_MASKS_IDENTITY, None
+        segmenter_identity, class_ids, scores_by_id = USER_MASKS_IDENTITY, None, {}
     else:
-        segmenter_identity, class_ids = _validate_segmenter(options)
+        segmenter_identity, class_ids, scores_by_id = _validate_segmenter(options, class_min_scores)
     inpainter_identity = _validate_inpainter(options.inpaint_weights, options.device,
                                              options.inpaint_strategy, options.inpaint_self_ensemble,
                                              options.inpaint_blend)
@@ -233,7 +239,8 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         tfrecord_image_key=options.tfrecord_image_key, tfrecord_id_key=options.tfrecord_id_key,
         skip_existing=options.skip_existing, write_masks=options.write_masks,
         max_image_pixels=options.max_image_pixels,
-        class_ids=class_ids, min_score=options.min_score, dilate=options.dilate,
+        class_ids=class_ids, min_score=min_score, class_min_scores=tuple(sorted(scores_by_id.items())),
+        dilate=options.dilate,
         keep_largest=options.keep_largest, keep_larger_than=options.keep_larger_than,
         segmenter=options.segmenter, masks=options.masks, seg_config=options.seg_config,
         seg_checkpoint=options.seg_checkpoint, allow_remote_config=options.allow_remote_config,
@@ -272,10 +279,12 @@ def _threads_per_worker_process(options) -> int | None:
     return max(1, usable_cpu_count() // direct.direct_num_workers)
 
 
-def _validate_segmenter(options) -> tuple[str, frozenset[int] | None]:
+def _validate_segmenter(options, class_min_scores: list[tuple[str, float]]
+                        ) -> tuple[str, frozenset[int] | None, dict[int, float]]:
     """Loads the segmenter once here (on CPU) so a bad config or checkpoint fails in seconds, and
-    checks --classes against the classes it was trained on; returns its identity and the class
-    ids --classes selects (None: all)."""
+    checks --classes and --min_score's classes against the classes it was trained on; returns its
+    identity, the class ids --classes selects (None: all) and the score each of --min_score's
+    classes needs, by id."""
     from models.segmentation import MaskRCNNSegmenter
     try:
         segmenter = MaskRCNNSegmenter(options.seg_config, options.seg_checkpoint, device="cpu",
@@ -283,9 +292,19 @@ def _validate_segmenter(options) -> tuple[str, frozenset[int] | None]:
     except Exception as e:  # noqa: BLE001 - every cause is reported the same way, before any work
         raise UsageError(f"segmentation model: {e}") from None
     try:
-        return segmenter.identity, segmenter.classes.parse(options.classes)
+        class_ids = segmenter.classes.parse(options.classes)
     except ValueError as e:
         raise UsageError(f"--classes: {e}") from None
+    try:
+        scores_by_id = segmenter.classes.parse_min_scores(class_min_scores)
+    except ValueError as e:
+        raise UsageError(f"--min_score: {e}") from None
+    if class_ids is not None and not scores_by_id.keys() <= class_ids:
+        unchosen = [name for name, _ in class_min_scores
+                    if not segmenter.classes.parse_min_scores([(name, 0.0)]).keys() <= class_ids]
+        raise UsageError(f"--min_score gives {', '.join(unchosen)} a score, but --classes "
+                         f"{options.classes} does not remove them")
+    return segmenter.identity, class_ids, scores_by_id
 
 
 def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int, blend: str) -> str:

@@ -260,9 +260,11 @@ def test_nonsense_limits_stop_the_launcher(masks_corpus, tmp_path, tiny_inpaint_
 @pytest.mark.parametrize("extra,message", [
     (["--keep_largest", "-1"], "--keep_largest must be >= 0"),
     (["--keep_larger_than", "1.5"], "--keep_larger_than within [0, 1)"),
-    (["--keep_largest", "1"], "--keep_largest and --keep_larger_than choose among the instances a detector finds"),
+    (["--keep_largest", "1"], "a class's own --min_score choose among the instances a detector finds"),
+    (["--min_score", "0.5,car=0.9"], "a class's own --min_score choose among the instances a detector finds"),
+    (["--min_score", "1.2"], "--min_score: '1.2': a score lies within [0, 1]"),
 ])
-def test_subjects_to_keep_are_checked_by_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights, extra, message):
+def test_subjects_to_keep_and_min_scores_are_checked_by_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights, extra, message):
     images, masks, _ = masks_corpus
     with pytest.raises(SystemExit, match=re.escape(message)):
         run_pipeline(_args(images, masks, tmp_path / "out", tiny_inpaint_weights, *extra))

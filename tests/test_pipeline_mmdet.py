@@ -57,11 +57,28 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
                            "--keep_largest", "1"])
     chosen_counts = []
     for uri, row in read_rows(tmp_path / "subject").items():
-        chosen = [x for x in row["instances"] if x["score"] >= 0.05 and x["area"] > 0]
-        kept = [x for x in chosen if not x["removed"]]
-        assert len(kept) == min(1, len(chosen)) and all(x["area"] >= y["area"] for x in kept for y in chosen)
-        chosen_counts.append(len(chosen))
+        candidates = [x for x in row["instances"] if x["score"] >= 0.05 and x["area"] > 0]
+        kept = [x for x in candidates if not x["removed"]]
+        assert len(kept) == min(1, len(candidates)) and all(x["area"] >= y["area"] for x in kept for y in candidates)
+        chosen_counts.append(len(candidates))
     assert max(chosen_counts) >= 2, "no image with one instance kept and another removed"
+
+    # A class's own --min_score: the class seen needs 0.99, the others 0.05.
+    run_pipeline(common + ["--output", tmp_path / "strict", "--classes", "all", "--min_score", f"0.05,{chosen}=0.99"])
+    for uri, row in read_rows(tmp_path / "strict").items():
+        for instance in row["instances"]:
+            needed = 0.99 if instance["label"] == chosen else 0.05
+            assert instance["removed"] == (instance["score"] >= needed and instance["area"] > 0)
+
+
+def test_a_min_score_for_a_class_not_removed_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inpaint_weights):
+    config, checkpoint = tiny_segmenter
+    images, _ = _corpus(tmp_path)
+    with pytest.raises(SystemExit, match="--min_score gives car, dog a score, but --classes person,cat does not remove them"):
+        run_pipeline(["--input", f"{images}/*.png", "--seg_config", config, "--seg_checkpoint", checkpoint,
+                      "--inpaint_weights", tiny_inpaint_weights, "--output", tmp_path / "out",
+                      "--classes", "person,cat", "--min_score", "0.4,car=0.8,cat=0.6,dog=0.7"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inpaint_weights):

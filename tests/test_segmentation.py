@@ -519,3 +519,29 @@ def test_crop_to_image_drops_instances_wholly_in_the_padding():
         np.testing.assert_array_equal(cropped.full_mask(index), masks[index, :2, :])
     np.testing.assert_array_equal(cropped.boxes, [[0, 0, 4, 2], [5, 1, 9, 2]])
     assert _crop_to_image(cropped, 2, 10) is cropped
+
+
+def test_min_score_gives_every_class_a_score_and_some_their_own():
+    from models.segmentation.classes import split_min_scores
+
+    assert split_min_scores('0.6') == (0.6, [])
+    assert split_min_scores(' car=0.8 , 0.4,animal = 0.7') == (0.4, [('car', 0.8), ('animal', 0.7)])
+    assert split_min_scores('car=0.9') == (0.5, [('car', 0.9)])
+    assert COCO_DETECTOR_CLASSES.parse_min_scores([('car', 0.8), ('Animal ', 0.7), ('1', 0.2)]) == {
+        3: 0.8, **{class_id: 0.7 for class_id in range(16, 26)}, 1: 0.2}
+    for spec, message in [('1.5', 'within'), ('car=-1', 'within'), ('high', 'not a score'),
+                          ('=0.3', 'names no class'), ('0.5,0.6', 'two scores')]:
+        with pytest.raises(ValueError, match=message):
+            split_min_scores(spec)
+    with pytest.raises(ValueError, match="unknown COCO class 'cra'"):
+        COCO_DETECTOR_CLASSES.parse_min_scores([('cra', 0.8)])
+
+
+def test_detections_select_takes_a_class_its_own_score():
+    masks = np.ones((3, 4, 4), bool)
+    detections = Detections.from_full_masks(masks, boxes=np.zeros((3, 4), np.float32),
+                                            scores=np.array([0.6, 0.6, 0.9], np.float32),
+                                            label_ids=np.array([1, 3, 3], np.int32), labels=['person', 'car', 'car'])
+    assert detections.select(None, 0.5).tolist() == [True, True, True]
+    assert detections.select(None, 0.5, {3: 0.8}).tolist() == [True, False, True]
+    assert detections.select(frozenset({3}), 0.5, {1: 0.1}).tolist() == [False, True, True]

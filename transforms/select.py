@@ -70,9 +70,11 @@ class SelectAndDilate(beam.DoFn):
     ERROR = ERROR
 
     def __init__(self, class_ids: frozenset[int] | None, min_score: float, dilate_pixels: int,
-                 keep_largest: int = 0, keep_larger_than: float | None = None):
+                 keep_largest: int = 0, keep_larger_than: float | None = None,
+                 class_min_scores: dict[int, float] | None = None):
         self._class_ids = class_ids
         self._min_score = min_score
+        self._class_min_scores = class_min_scores
         self._dilate = dilate_pixels
         self._keep_largest = keep_largest
         self._keep_larger_than = keep_larger_than
@@ -83,7 +85,7 @@ class SelectAndDilate(beam.DoFn):
         info, result = element
         rgb, detections = result.example, result.inference
         # An empty mask removes nothing, so it is never counted (nor reported) as removed.
-        chosen = detections.select(self._class_ids, self._min_score) & detections.nonempty()
+        chosen = detections.select(self._class_ids, self._min_score, self._class_min_scores) & detections.nonempty()
         kept = detections.subjects(chosen, self._keep_largest, self._keep_larger_than)
         removed = chosen & ~kept
         union = detections.union(removed)

@@ -66,6 +66,11 @@ class DetectorClasses:
             raise ValueError(f'{spec!r}: "all" cannot be combined with other classes')
         return frozenset(class_id for entry in entries for class_id in self._class_ids(entry))
 
+    def parse_min_scores(self, entries: list[tuple[str, float]]) -> dict[int, float]:
+        """The ids of `--min_score`'s per-class entries (`(name or id, score)`, a COCO
+        supercategory standing for its classes) and the score each needs."""
+        return {class_id: score for entry, score in entries for class_id in self._class_ids(entry.strip())}
+
     @property
     def _kind(self) -> str:
         return 'COCO class' if self.is_coco else 'class'
@@ -107,3 +112,27 @@ class DetectorClasses:
 
 COCO_DETECTOR_CLASSES = DetectorClasses(COCO_CLASSES, COCO_CATEGORY_IDS, is_coco=True)
 
+
+
+def split_min_scores(spec: str) -> tuple[float, list[tuple[str, float]]]:
+    """`--min_score`: the score every class needs (a bare number, 0.5 where none is given) and the
+    classes that need their own (`car=0.8`), e.g. `0.5,car=0.8,animal=0.7`. Raises ValueError for
+    a score outside [0, 1], or that is not a number, or a second bare number."""
+    default, entries = None, []
+    for entry in (entry.strip() for entry in spec.split(',')):
+        name, equals, value = entry.rpartition('=')
+        try:
+            score = float(value)
+        except ValueError:
+            raise ValueError(f'{entry!r} is not a score, nor CLASS=SCORE') from None
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f'{entry!r}: a score lies within [0, 1]')
+        if equals and not name.strip():
+            raise ValueError(f'{entry!r} names no class')
+        if not equals and default is not None:
+            raise ValueError(f'{spec!r} gives two scores for every class, {default} and {score}')
+        if equals:
+            entries.append((name.strip(), score))
+        else:
+            default = score
+    return (0.5 if default is None else default), entries

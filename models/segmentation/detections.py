@@ -1,6 +1,7 @@
 """What the segmenter returns for one image, in plain numpy so it pickles cheaply between stages."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,9 +61,14 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def select(self, class_ids: frozenset[int] | None, min_score: float) -> np.ndarray:
-        """Which instances to keep: score >= `min_score` and class in `class_ids` (None = any)."""
-        keep = self.scores >= min_score
+    def select(self, class_ids: frozenset[int] | None, min_score: float,
+               class_min_scores: Mapping[int, float] | None = None) -> np.ndarray:
+        """Which instances to keep: class in `class_ids` (None = any) and score >= `min_score`, or
+        >= the class's own in `class_min_scores`."""
+        needed = np.full(len(self), min_score, np.float32)
+        for class_id, score in (class_min_scores or {}).items():
+            needed[self.label_ids == class_id] = score
+        keep = self.scores >= needed
         if class_ids is not None:
             keep &= np.isin(self.label_ids, np.fromiter(class_ids, dtype=np.int32))
         return keep
