@@ -356,8 +356,10 @@ def summarize(result) -> dict[str, int]:
 
 
 def _print_summary(totals: dict[str, int], config: GraphConfig) -> None:
+    keeps = config.keep_largest or config.keep_larger_than is not None
     names = ("images_read", "images_cleaned", "images_unchanged", "images_skipped", "errors",
-             "instances_removed") + (("masks_written",) if config.write_masks else ())
+             "instances_removed") + (("instances_kept",) if keeps else ()) + (
+        ("masks_written",) if config.write_masks else ())
     lines = ["", "bg-obj-remover finished"] + [f"  {n:<18} {totals.get(n, 0):>8}" for n in names]
     lines.append(f"  images   -> {FileSystems.join(config.output, 'images')}/")
     if config.write_masks:

@@ -123,7 +123,10 @@ def test_subjects_kept_are_not_removed_and_a_note_says_so():
         [x["removed"] for x in element[0].instances], element[0].notes, int(element[1][1].sum()))),
         equal_to([([True, False, True], ("1 kept as the photo's subjects (person): --keep_largest / "
                                          "--keep_larger_than",), 13)]))
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    assert {c.key.metric.name: c.committed for c in counters} == {"instances_removed": 2, "instances_kept": 1}
 
 
 def test_the_hole_grown_by_dilate_stops_at_a_subject_kept():

@@ -79,6 +79,7 @@ class SelectAndDilate(beam.DoFn):
         self._keep_largest = keep_largest
         self._keep_larger_than = keep_larger_than
         self._removed = beam.metrics.Metrics.counter(NAMESPACE, "instances_removed")
+        self._kept = beam.metrics.Metrics.counter(NAMESPACE, "instances_kept")
         self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
 
     def process(self, element):
@@ -95,6 +96,7 @@ class SelectAndDilate(beam.DoFn):
         info = info.replace(instances=instance_rows(detections, removed, info.frame),
                             removed_fraction=float(hole.mean()))
         if kept.any():
+            self._kept.inc(int(kept.sum()))
             labels = ", ".join(sorted({detections.labels[i] for i in np.flatnonzero(kept)}))
             info = info.with_note(f"{int(kept.sum())} kept as the photo's subjects ({labels}): "
                                   f"--keep_largest / --keep_larger_than")
