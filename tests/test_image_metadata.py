@@ -415,15 +415,21 @@ def test_a_motion_photos_video_and_what_points_past_the_written_file_are_not_des
     assert without_detached_parts(REGIONS_XMP, notes) == REGIONS_XMP and len(notes) == 3  # nothing beside it
 
 
-@pytest.mark.parametrize("pil_tells", [True, False])
-def test_an_ultra_hdr_jpeg_is_cleaned_as_its_photo_and_written_without_its_gain_map(pil_tells):
+@pytest.mark.parametrize("spelling", ["as PIL knows it", "its own way", "ISO 21496-1"])
+def test_an_ultra_hdr_jpeg_is_cleaned_as_its_photo_and_written_without_its_gain_map(spelling):
     primary, gain_map = Image.fromarray(textured_image(20, 30, 1)), Image.fromarray(textured_image(10, 15, 2))
-    xmp = ULTRA_HDR_XMP if pil_tells else ULTRA_HDR_XMP.replace(  # PIL knows only this spelling of it
-        b'hdrgm:Version="1.0"', b'hdrgm:Version = "1.0"')
+    xmp = {"as PIL knows it": ULTRA_HDR_XMP,
+           "its own way": ULTRA_HDR_XMP.replace(b'hdrgm:Version="1.0"', b'hdrgm:Version = "1.0"'),
+           "ISO 21496-1": ULTRA_HDR_XMP.replace(b'hdrgm:Version="1.0"', b'').replace(
+               b'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/"', b'')}[spelling]
     buffer = io.BytesIO()
     primary.save(buffer, "MPO", save_all=True, append_images=[gain_map], xmp=xmp, quality=95)
-    assert Image.open(io.BytesIO(buffer.getvalue())).format == ("JPEG" if pil_tells else "MPO")
-    decoded, output = _cleaned(buffer.getvalue())
+    data = buffer.getvalue()
+    if spelling == "ISO 21496-1":  # its version in an APP2 segment, which PIL does not look for
+        iso = b"urn:iso:std:iso:ts:21496:-1\0\0\0\0\0"
+        data = data[:2] + b"\xff\xe2" + struct.pack(">H", len(iso) + 2) + iso + data[2:]
+    assert Image.open(io.BytesIO(data)).format == ("JPEG" if spelling == "as PIL knows it" else "MPO")
+    decoded, output = _cleaned(data)
     assert decoded.frames == 1 and decoded.notes == ["Ultra HDR gain map not read: a re-encoded image is written without it"]
     assert output.format == "JPEG" and not any(data.startswith(b"MPF") for _, data in output.applist)
     assert b"hdrgm" not in output.info["xmp"] and b"GainMap" not in output.info["xmp"]

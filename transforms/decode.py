@@ -11,7 +11,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
-from transforms.image_metadata import (C2PA_CREDENTIALS, HDR_GAIN_MAP, note_detached, photoshop_resources,
+from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, note_detached, photoshop_resources,
                                        png_colour_chunks, png_text, without_thumbnails, xmp_to_write)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
@@ -90,11 +90,22 @@ def _pictures(image: Image.Image) -> list[int]:
     if image.format == "PSD":
         return [0]
     if image.format == "MPO":
-        if HDR_GAIN_MAP.encode() in image.info.get("xmp", b""):
-            return [0]  # an Ultra HDR JPEG (one PIL did not tell): its other picture is its gain map
+        if _has_gain_map(image):
+            return [0]  # its other picture is its gain map
         return [number for number, entry in enumerate(image.mpinfo[MP_ENTRIES])
                 if number == 0 or not _is_preview(entry)]
     return list(range(getattr(image, "n_frames", 1)))
+
+
+# ISO 21496-1's gain map metadata, which Android 15 and iOS 18 write beside (or instead of) Adobe's XMP.
+_ISO_GAIN_MAP = b"urn:iso:std:iso:ts:21496:-1\0"
+
+
+def _has_gain_map(image: Image.Image) -> bool:
+    """Whether a JPEG PIL opened as MPO is an HDR photo whose other picture is its gain map (PIL
+    opens it as a JPEG only where Adobe's XMP spells its version as PIL expects)."""
+    return (HDR_GAIN_MAP.encode() in image.info.get("xmp", b"")
+            or any(marker == "APP2" and data.startswith(_ISO_GAIN_MAP) for marker, data in image.applist))
 
 
 def _is_preview(mp_entry: dict) -> bool:
@@ -183,6 +194,8 @@ def _pages_pixels(image: Image.Image, pictures: list[int]) -> int:
 
 def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[int]) -> DecodedImage:
     notes, frames = [], len(pictures)
+    if frame == 0 and image.format == "MPO" and _has_gain_map(image):
+        note_detached(GAIN_MAP, notes)
     if frame == 0 and image.format == "MPO" and (previews := sum(map(_is_preview, image.mpinfo[MP_ENTRIES][1:]))):
         notes.append(f"{previews} MPF preview picture{'s' * (previews > 1)} not read: a cleaned image is "
                      f"written without {'them' if previews > 1 else 'it'} (it would still show what was removed)")

@@ -142,6 +142,7 @@ _IIM_RESOURCE, _IIM_DIGEST_RESOURCE = 0x0404, 0x0425  # IPTC's IIM record, and i
 # re-encoded image is written without it: its description would point past the end of the file,
 # or at the wrong bytes (and each would still show what was removed).
 HDR_GAIN_MAP = "http://ns.adobe.com/hdr-gain-map/1.0/"
+GAIN_MAP = "Ultra HDR gain map"
 C2PA_CREDENTIALS = "C2PA content credentials (signed for the input's pixels)"
 _DETACHED_PARTS = {  # namespace -> (the properties in it, or None for all; what they describe)
     # The list of the file's parts: named in notes by the parts it lists.
@@ -149,7 +150,7 @@ _DETACHED_PARTS = {  # namespace -> (the properties in it, or None for all; what
     "http://ns.google.com/photos/1.0/camera/": (("MotionPhoto", "MotionPhotoVersion", "MotionPhotoPresentationTimestampUs", "MicroVideo",
                 "MicroVideoVersion", "MicroVideoOffset", "MicroVideoPresentationTimestampUs"),
                "motion photo's video"),
-    HDR_GAIN_MAP: (None, "Ultra HDR gain map"),
+    HDR_GAIN_MAP: (None, GAIN_MAP),
     "http://ns.google.com/photos/1.0/depthmap/": (None, "depth map"),
     "http://ns.google.com/photos/1.0/image/": (None, "photo before its blur"),
     "http://ns.adobe.com/xmp/note/": (("HasExtendedXMP",), "extended XMP"),
