@@ -436,14 +436,19 @@ def test_an_ultra_hdr_jpeg_is_cleaned_as_its_photo_and_written_without_its_gain_
     assert b"(c) City Archive" in output.info["xmp"]
 
 
-def test_a_tiffs_c2pa_manifest_is_not_written_with_its_cleaned_pixels():
+def test_a_tiffs_c2pa_manifest_and_photoshop_layers_are_not_written_with_its_cleaned_pixels():
+    """Photoshop opens a layered TIFF from its layers, not its pixels: they would show the removed
+    object again."""
     tags = TiffImagePlugin.ImageFileDirectory_v2()
-    tags[52545] = b"jumb c2pa manifest signed for the input"
-    tags.tagtype[52545] = TiffTags.UNDEFINED
+    for tag, data in ((52545, b"jumb c2pa manifest signed for the input"),
+                      (37724, b"Adobe Photoshop Document Data Block\0" + b"8BIMLayr" + bytes(64))):
+        tags[tag] = data
+        tags.tagtype[tag] = TiffTags.UNDEFINED
     tags[33432] = "(c) City Archive"  # Copyright: kept
     buffer = io.BytesIO()
     Image.fromarray(textured_image(12, 10, 4)).save(buffer, "TIFF", tiffinfo=tags)
     decoded, output = _cleaned(buffer.getvalue())
-    assert decoded.notes == ["C2PA content credentials (signed for the input's pixels) not read: a re-encoded "
-                             "image is written without it"]
-    assert 52545 not in output.tag_v2 and output.tag_v2[33432] == "(c) City Archive"
+    assert decoded.notes == [
+        "C2PA content credentials (signed for the input's pixels) not read: a re-encoded image is written without it",
+        "Photoshop's layer data (which still shows it all) not read: a re-encoded image is written without it"]
+    assert not {52545, 37724} & set(output.tag_v2) and output.tag_v2[33432] == "(c) City Archive"

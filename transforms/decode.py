@@ -23,6 +23,7 @@ pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_image
 ORIENTATION = 0x0112
 XMP_TAG, PHOTOSHOP_TAG, IPTC_TAG = 700, 34377, 33723  # a TIFF's XMP, Photoshop resources, IPTC
 C2PA_TAG = 52545  # a TIFF's C2PA manifest, signed for its pixels
+LAYERS_TAG = 37724  # a layered TIFF's Photoshop layers (ImageSourceData), which Photoshop opens instead
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION = 258, 284
 NEW_SUBFILE_TYPE, SUB_IFDS, DNG_VERSION = 254, 330, 50706
 MP_ENTRIES = 0xB002  # an MPO's list of its pictures
@@ -262,9 +263,10 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
         exif[ORIENTATION] = 1  # the written pixels are upright
     if XMP_TAG in exif:
         exif[XMP_TAG] = xmp_to_write(exif[XMP_TAG], orientation_applied, notes)
-    if C2PA_TAG in exif:
-        del exif[C2PA_TAG]
-        note_detached(C2PA_CREDENTIALS, notes)
+    for tag, part in ((C2PA_TAG, C2PA_CREDENTIALS), (LAYERS_TAG, "Photoshop's layer data (which still shows it all)")):
+        if tag in exif:
+            del exif[tag]
+            note_detached(part, notes)
     if tiff_iptc is not None:  # as its bytes: Photoshop types it LONG, of which PIL keeps only the first
         exif[IPTC_TAG] = bytes(tiff_iptc)
     if PHOTOSHOP_TAG in exif:
