@@ -452,3 +452,22 @@ def test_a_tiffs_c2pa_manifest_and_photoshop_layers_are_not_written_with_its_cle
         "C2PA content credentials (signed for the input's pixels) not read: a re-encoded image is written without it",
         "Photoshop's layer data (which still shows it all) not read: a re-encoded image is written without it"]
     assert not {52545, 37724} & set(output.tag_v2) and output.tag_v2[33432] == "(c) City Archive"
+
+
+def test_a_preview_inside_the_cameras_maker_note_is_blanked_in_place():
+    """Nikon, Pentax and Olympus keep a small JPEG of the photo in their maker note, which EXIF
+    carries into the cleaned image: zeroed, the note keeps its length and so its offsets."""
+    preview = _jpeg()
+    maker_note = b"Nikon\0\x02\x10\0\0MM\0*\0\0\0\x08" + b"\xff\xd8\xff\0 by chance" + preview + bytes(8)
+    exif = Image.Exif()
+    exif[0x010F] = "NIKON CORPORATION"
+    exif.get_ifd(0x8769)[0x927C] = maker_note
+    decoded, output = _cleaned(_jpeg(exif=exif.tobytes()))
+    assert decoded.notes == ["preview in the camera's maker note not read: a re-encoded image is written without it"]
+    written = output.getexif().get_ifd(0x8769)[0x927C]
+    start = maker_note.index(preview)
+    assert written == maker_note[:start] + bytes(len(preview)) + maker_note[start + len(preview):]
+    assert output.getexif()[0x010F] == "NIKON CORPORATION"
+    exif.get_ifd(0x8769)[0x927C] = maker_note.replace(preview, b"")  # no preview: as it was, no note
+    decoded, output = _cleaned(_jpeg(exif=exif.tobytes()))
+    assert not decoded.notes and output.getexif().get_ifd(0x8769)[0x927C] == maker_note.replace(preview, b"")

@@ -12,6 +12,7 @@ import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, note_detached, photoshop_resources,
+                                       without_jpegs,
                                        png_colour_chunks, png_text, without_thumbnails, xmp_to_write)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
@@ -24,6 +25,7 @@ ORIENTATION = 0x0112
 XMP_TAG, PHOTOSHOP_TAG, IPTC_TAG = 700, 34377, 33723  # a TIFF's XMP, Photoshop resources, IPTC
 C2PA_TAG = 52545  # a TIFF's C2PA manifest, signed for its pixels
 LAYERS_TAG = 37724  # a layered TIFF's Photoshop layers (ImageSourceData), which Photoshop opens instead
+EXIF_IFD, MAKER_NOTE = 0x8769, 0x927C
 BITS_PER_SAMPLE, PLANAR_CONFIGURATION = 258, 284
 NEW_SUBFILE_TYPE, SUB_IFDS, DNG_VERSION = 254, 330, 50706
 MP_ENTRIES = 0xB002  # an MPO's list of its pictures
@@ -263,6 +265,10 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
         exif[ORIENTATION] = 1  # the written pixels are upright
     if XMP_TAG in exif:
         exif[XMP_TAG] = xmp_to_write(exif[XMP_TAG], orientation_applied, notes)
+    if EXIF_IFD in exif and isinstance(maker_note := exif.get_ifd(EXIF_IFD).get(MAKER_NOTE), bytes):
+        exif.get_ifd(EXIF_IFD)[MAKER_NOTE], previews = without_jpegs(maker_note)
+        if previews:
+            note_detached("preview in the camera's maker note", notes)
     for tag, part in ((C2PA_TAG, C2PA_CREDENTIALS), (LAYERS_TAG, "Photoshop's layer data (which still shows it all)")):
         if tag in exif:
             del exif[tag]

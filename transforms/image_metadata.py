@@ -75,6 +75,38 @@ def _resources(resources: bytes):
         position = end
 
 
+def without_jpegs(data: bytes) -> tuple[bytes, int]:
+    """`data` (a camera's maker note) with each JPEG inside it, a preview of the photo, zeroed in
+    place, so every offset in it still holds; and how many there were."""
+    blanked, count, start = bytearray(data), 0, data.find(b"\xff\xd8\xff")
+    while start != -1:
+        end = _jpeg_end(data, start)
+        if end is not None:
+            blanked[start:end] = bytes(end - start)
+            count += 1
+        start = data.find(b"\xff\xd8\xff", end or start + 3)
+    return bytes(blanked), count
+
+
+def _jpeg_end(data: bytes, start: int) -> int | None:
+    """Where the JPEG starting at `start` ends (after its EOI), or None where its markers are not
+    a JPEG's (the three bytes were a chance in other data)."""
+    position = start + 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            position += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        if length < 2:
+            return None
+        position += 2 + length
+        if marker == 0xDA:  # the scan: in its data an 0xFF is followed by 0 or a restart marker
+            end = data.find(b"\xff\xd9", position)
+            return None if end == -1 else end + 2
+    return None
+
+
 def with_photoshop_resources(jpeg: bytes, resources: bytes) -> bytes:
     """`jpeg` with APP13 segments holding `resources`, after its other APPn segments (PIL cannot
     write them)."""
