@@ -177,6 +177,21 @@ def test_an_mpos_preview_pictures_are_neither_read_nor_written_its_other_picture
     assert Image.open(io.BytesIO(encode_image(decode_image(preview_only).rgb, "MPO")[0])).format == "JPEG"
 
 
+def test_a_tiffs_reduced_resolution_pages_are_neither_read_nor_written_its_other_pages_are():
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as tiff:
+        tiff.write(textured_image(20, 30, 1), photometric="rgb")
+        tiff.write(textured_image(10, 15, 2), photometric="rgb", subfiletype=1)  # a preview of the first
+        tiff.write(textured_image(16, 24, 3), photometric="rgb")
+    decoded, written, _ = _cleaned(buffer.getvalue())
+    assert [frame.rgb.shape[:2] for frame in decoded] == [(20, 30), (16, 24)]
+    assert decoded[0].notes == ["1 reduced-resolution page not read: a cleaned image is written without it "
+                                "(it would still show what was removed)"]
+    read, pages = cv2.imdecodemulti(np.frombuffer(written, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert [page.shape[:2] for page in pages] == [(20, 30), (16, 24)]
+    np.testing.assert_array_equal(pages[0][..., ::-1], textured_image(20, 30, 1))
+
+
 def test_mpo_keeps_every_picture_with_its_quantization():
     pictures = [Image.fromarray(textured_image(30, 40, seed)) for seed in (1, 2)]
     data = _encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=90)

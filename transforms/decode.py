@@ -86,8 +86,8 @@ _MP_PREVIEWS = {"Large Thumbnail (VGA Equivalent)", "Large Thumbnail (Full HD Eq
 def _pictures(image: Image.Image) -> list[int]:
     """PIL's numbers of the frames cleaned and written back: every frame PIL reads. GIF, APNG,
     WebP, AVIF and FLI animations: each frame whole, as PIL composites it (disposal and blending
-    applied). TIFF: its pages, each its own size, mode and tags. MPO: a camera's pictures, not its
-    previews; HEIF: its top-level images (not thumbnails or depth maps). DCX, SPIDER and the like:
+    applied). TIFF: its pages, each its own size, mode and tags, not the reduced-resolution ones.
+    MPO: a camera's pictures, not its previews; HEIF: its top-level images (not thumbnails or depth maps). DCX, SPIDER and the like:
     whatever PIL reads as frames. But a PSD's frames are its layers: it is one image, its
     composite (frame 0)."""
     if image.format == "PSD":
@@ -97,7 +97,18 @@ def _pictures(image: Image.Image) -> list[int]:
             return [0]  # its other picture is its gain map
         return [number for number, entry in enumerate(image.mpinfo[MP_ENTRIES])
                 if number == 0 or not _is_preview(entry)]
+    if image.format == "TIFF" and image.n_frames > 1:
+        pages = [0] + [page for page in range(1, image.n_frames) if not _is_reduced_page(image, page)]
+        image.seek(0)
+        return pages
     return list(range(getattr(image, "n_frames", 1)))
+
+
+def _is_reduced_page(image: Image.Image, page: int) -> bool:
+    """Whether a TIFF's page is a reduced-resolution copy of another (a scanner's or editor's
+    preview page): not read, as an MPO's previews are not."""
+    image.seek(page)
+    return bool(image.tag_v2.get(NEW_SUBFILE_TYPE, 0) & 1)
 
 
 # ISO 21496-1's gain map metadata, which Android 15 and iOS 18 write beside (or instead of) Adobe's XMP.
@@ -199,9 +210,10 @@ def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[i
     notes, frames = [], len(pictures)
     if frame == 0 and image.format == "MPO" and _has_gain_map(image):
         note_detached(GAIN_MAP, notes)
-    if frame == 0 and image.format == "MPO" and (previews := sum(map(_is_preview, image.mpinfo[MP_ENTRIES][1:]))):
-        notes.append(f"{previews} MPF preview picture{'s' * (previews > 1)} not read: a cleaned image is "
-                     f"written without {'them' if previews > 1 else 'it'} (it would still show what was removed)")
+    elif frame == 0 and image.format in ("MPO", "TIFF") and (previews := image.n_frames - frames):
+        kind = "MPF preview picture" if image.format == "MPO" else "reduced-resolution page"
+        notes.append(f"{previews} {kind}{'s' * (previews > 1)} not read: a cleaned image is written without "
+                     f"{'them' if previews > 1 else 'it'} (it would still show what was removed)")
     try:
         if frames > 1:  # a single HEIF is opened at its primary image, which may not be its first
             image.seek(pictures[frame])
