@@ -192,6 +192,24 @@ def test_a_tiffs_reduced_resolution_pages_are_neither_read_nor_written_its_other
     np.testing.assert_array_equal(pages[0][..., ::-1], textured_image(20, 30, 1))
 
 
+def test_an_animated_pngs_default_image_stays_out_of_its_animation():
+    """Its first frame, which only viewers that do not animate show: written as such, with the
+    animation's own durations."""
+    frames = [Image.fromarray(textured_image(20, 30, seed)) for seed in (1, 2, 3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "PNG", save_all=True, append_images=frames[1:], default_image=True,
+                   duration=[70, 90], loop=3)
+    decoded, written, _ = _cleaned(buffer.getvalue())
+    assert [frame.encoding.default_image for frame in decoded] == [True, False, False]
+    output = Image.open(io.BytesIO(written))
+    assert output.info["default_image"] and output.n_frames == 3 and output.info["loop"] == 3
+    durations = []
+    for index in range(3):
+        output.seek(index)
+        durations.append(output.info.get("duration"))
+    assert durations[1:] == [70, 90]
+
+
 def test_mpo_keeps_every_picture_with_its_quantization():
     pictures = [Image.fromarray(textured_image(30, 40, seed)) for seed in (1, 2)]
     data = _encoded(pictures[0], "MPO", save_all=True, append_images=pictures[1:], quality=90)

@@ -317,7 +317,9 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
                           comment=image.info.get("comment") or None, text=png_text(image),
                           png_colour=png_colour_chunks(data) if image.format == "PNG" else (),
                           turned=turned, duration=_duration(image), loop=image.info.get("loop"),
-                          primary=bool(image.info.get("primary")), **_jpeg_quantization(image))
+                          primary=bool(image.info.get("primary")),
+                          default_image=frame == 0 and image.format == "PNG" and bool(image.info.get("default_image")),
+                          **_jpeg_quantization(image))
 
 
 def packed_colours(colours: np.ndarray) -> np.ndarray:

@@ -61,6 +61,9 @@ class SourceEncoding:
     duration: int | None = None
     loop: int | None = None
     primary: bool = False  # the picture a HEIF's viewers show first (not always its first)
+    # An animated PNG's first frame that is not part of the animation: what viewers that do not
+    # animate show (no duration).
+    default_image: bool = False
 
 
 def count_error(errors, info: "ImageInfo") -> None:

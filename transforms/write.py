@@ -114,12 +114,16 @@ def _encoded(frames: Sequence[tuple[np.ndarray, np.ndarray | None, SourceEncodin
 
 
 def _animation_options(image_format: str, encodings: list[SourceEncoding], transparent: bool) -> dict:
-    """Each frame's duration and the loop count where the input had them; a HEIF's primary
-    picture. Frames are written whole, as PIL composites them (disposal, blending and a GIF's
+    """Each frame's duration and the loop count where the input had them; an animated PNG's
+    default image, a HEIF's primary picture. Frames are written whole, as PIL composites them (disposal, blending and a GIF's
     background then change nothing): PIL's writers store only what changes between them."""
     options = {"save_all": True}
-    if all(encoding.duration is not None for encoding in encodings):
-        options["duration"] = [encoding.duration for encoding in encodings]
+    animated = encodings
+    if image_format == "PNG" and encodings[0].default_image:
+        options["default_image"] = True
+        animated = encodings[1:]
+    if all(encoding.duration is not None for encoding in animated):
+        options["duration"] = [encoding.duration for encoding in animated]
     if encodings[0].loop is not None:
         options["loop"] = encodings[0].loop
     if image_format == "GIF" and transparent:
