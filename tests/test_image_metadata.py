@@ -471,3 +471,26 @@ def test_a_preview_inside_the_cameras_maker_note_is_blanked_in_place():
     exif.get_ifd(0x8769)[0x927C] = maker_note.replace(preview, b"")  # no preview: as it was, no note
     decoded, output = _cleaned(_jpeg(exif=exif.tobytes()))
     assert not decoded.notes and output.getexif().get_ifd(0x8769)[0x927C] == maker_note.replace(preview, b"")
+
+
+def test_imagemagicks_raw_profiles_in_a_png_are_not_a_way_around_the_cleaning():
+    """ImageMagick copies EXIF, XMP and Photoshop resources into a PNG's text: written as they
+    were, they would keep the thumbnail and the orientation the written pixels no longer need."""
+    from transforms.image_metadata import _as_raw_profile, _raw_profile
+
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    exif[0x010F] = "Cam"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", _as_raw_profile("exif", b"Exif\0\0" + exif.tobytes()[6:]), zip=True)
+    info.add_text("Raw profile type xmp", _as_raw_profile("xmp", XMP), zip=True)
+    info.add_text("Raw profile type 8bim", _as_raw_profile("8bim", _iptc_resources(thumbnail=b"old pixels")), zip=True)
+    info.add_text("Title", "Beach")
+    buffer = io.BytesIO()
+    Image.fromarray(textured_image(20, 30, 5)).save(buffer, "PNG", pnginfo=info)
+    decoded, output = _cleaned(buffer.getvalue())
+    assert "EXIF orientation 6 applied" in decoded.notes
+    assert set(output.text) == {"Title", "Raw profile type 8bim", "XML:com.adobe.xmp"}
+    assert _raw_profile(output.text["Raw profile type 8bim"]) == _iptc_resources()  # less its thumbnail
+    assert b'tiff:Orientation="1"' in output.info["xmp"] and b"(c) City Archive" in output.info["xmp"]
+    assert output.getexif()[ORIENTATION] == 1 and output.getexif()[0x010F] == "Cam"

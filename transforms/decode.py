@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, JpegImagePlugin
 
 from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, note_detached, photoshop_resources,
                                        without_jpegs,
-                                       png_colour_chunks, png_text, without_thumbnails, xmp_to_write)
+                                       png_colour_chunks, png_raw_xmp, png_text, without_thumbnails, xmp_to_write)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
 
@@ -312,9 +312,10 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
                           lossless=image.format == "WEBP" and is_lossless_webp(data, frame),
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           dpi=_upright_dpi(image.info.get("dpi"), orientation),
-                          xmp=xmp_to_write(xmp, orientation_applied, notes) if (xmp := image.info.get("xmp")) else None,
+                          xmp=xmp_to_write(xmp, orientation_applied, notes) if (
+                              xmp := image.info.get("xmp") or png_raw_xmp(image)) else None,
                           photoshop=photoshop_resources(image, notes),
-                          comment=image.info.get("comment") or None, text=png_text(image),
+                          comment=image.info.get("comment") or None, text=png_text(image, notes),
                           png_colour=png_colour_chunks(data) if image.format == "PNG" else (),
                           turned=turned, duration=_duration(image), loop=image.info.get("loop"),
                           primary=bool(image.info.get("primary")),

@@ -138,11 +138,47 @@ def png_colour_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(chunks)
 
 
-def png_text(image: Image.Image) -> tuple[tuple[str, str], ...]:
-    """A PNG's text chunks (title, author, copyright, ...), XMP apart."""
-    text = getattr(image, "text", None) or {}
-    return tuple((key, value) for key, value in text.items()
-                 if key != XMP_PNG_KEY and isinstance(value, str))
+# ImageMagick's copies of a photo's EXIF, XMP, IPTC and Photoshop resources in a PNG's text,
+# `Raw profile type <kind>`: "\n<kind>\n<length>\n<hex, in lines>".
+_RAW_PROFILE = "Raw profile type "
+
+
+def png_text(image: Image.Image, notes: list[str]) -> tuple[tuple[str, str], ...]:
+    """A PNG's text chunks (title, author, copyright, ...), XMP apart, and ImageMagick's raw
+    profiles apart where they hold what is written otherwise: its EXIF (PIL reads the image's from
+    there, and it is written as eXIf, upright and without its thumbnail, where this copy would keep
+    both) and XMP (`png_raw_xmp`); its Photoshop resources stay, less their thumbnails."""
+    kept = []
+    for key, value in (getattr(image, "text", None) or {}).items():
+        kind = key[len(_RAW_PROFILE):].lower() if key.startswith(_RAW_PROFILE) else None
+        if key == XMP_PNG_KEY or not isinstance(value, str) or kind in ("exif", "app1", "xmp"):
+            continue
+        if kind == "8bim" and (profile := _raw_profile(value)) is not None:
+            resources = without_thumbnails(profile, notes)
+            if resources is None:
+                continue
+            value = _as_raw_profile(kind, resources)
+        kept.append((key, value))
+    return tuple(kept)
+
+
+def png_raw_xmp(image: Image.Image) -> bytes | None:
+    """The XMP of ImageMagick's raw profile, where a PNG has it."""
+    value = (getattr(image, "text", None) or {}).get(_RAW_PROFILE + "xmp")
+    return _raw_profile(value) if isinstance(value, str) else None
+
+
+def _raw_profile(value: str) -> bytes | None:
+    lines = value.strip("\n").split("\n")
+    try:
+        return bytes.fromhex("".join(lines[2:]))
+    except ValueError:
+        return None
+
+
+def _as_raw_profile(kind: str, data: bytes) -> str:
+    digits = data.hex()
+    return f"\n{kind}\n{len(data):8d}\n" + "\n".join(digits[i:i + 72] for i in range(0, len(digits), 72)) + "\n"
 
 
 # Face and person regions that photo managers (Lightroom, digiKam, Picasa: MWG; Windows Photo
