@@ -12,8 +12,8 @@ import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, note_detached, photoshop_resources,
-                                       without_jpegs,
-                                       png_colour_chunks, png_raw_xmp, png_text, without_thumbnails, xmp_to_write)
+                                       png_colour_chunks, png_raw_xmp, png_text, without_jpegs, without_thumbnails,
+                                       xmp_to_write)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
 
@@ -87,9 +87,9 @@ def _pictures(image: Image.Image) -> list[int]:
     """PIL's numbers of the frames cleaned and written back: every frame PIL reads. GIF, APNG,
     WebP, AVIF and FLI animations: each frame whole, as PIL composites it (disposal and blending
     applied). TIFF: its pages, each its own size, mode and tags, not the reduced-resolution ones.
-    MPO: a camera's pictures, not its previews; HEIF: its top-level images (not thumbnails or depth maps). DCX, SPIDER and the like:
-    whatever PIL reads as frames. But a PSD's frames are its layers: it is one image, its
-    composite (frame 0)."""
+    MPO: a camera's pictures, not its previews. HEIF: its top-level images (not thumbnails or
+    depth maps). DCX, SPIDER and the like: whatever PIL reads as frames. But a PSD's frames are
+    its layers: it is one image, its composite (frame 0)."""
     if image.format == "PSD":
         return [0]
     if image.format == "MPO":
@@ -161,10 +161,11 @@ def _opened(data: bytes, max_pixels: int) -> tuple[Image.Image, list[int]]:
 
 # Videos and sound, which archives of phone and camera photos hold beside them (a Live Photo's
 # .MOV, a camera's .MTS): by their first bytes, so the error row says what they are.
-_MEDIA_SIGNATURES = ((4, b"ftyp", "a video (MP4, QuickTime or 3GP)"), (0, b"\x1a\x45\xdf\xa3", "a video (Matroska or WebM)"),
-                     (8, b"AVI ", "a video (AVI)"), (8, b"WAVE", "a sound (WAV)"), (0, b"ID3", "a sound (MP3)"),
-                     (0, b"\x00\x00\x01\xba", "a video (MPEG)"), (4, b"\x47\x40", "a video (AVCHD/MPEG-TS)"),
-                     (0, b"\x47\x40", "a video (MPEG-TS)"), (0, b"%PDF", "a PDF document"))
+_MEDIA_SIGNATURES = (  # (offset, bytes there, what the file is)
+    (4, b"ftyp", "a video (MP4, QuickTime or 3GP)"), (0, b"\x1a\x45\xdf\xa3", "a video (Matroska or WebM)"),
+    (8, b"AVI ", "a video (AVI)"), (8, b"WAVE", "a sound (WAV)"), (0, b"ID3", "a sound (MP3)"),
+    (0, b"\x00\x00\x01\xba", "a video (MPEG)"), (4, b"\x47\x40", "a video (AVCHD/MPEG-TS)"),
+    (0, b"\x47\x40", "a video (MPEG-TS)"), (0, b"%PDF", "a PDF document"))
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 
 

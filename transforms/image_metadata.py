@@ -215,9 +215,9 @@ C2PA_CREDENTIALS = "C2PA content credentials (signed for the input's pixels)"
 _DETACHED_PARTS = {  # namespace -> (the properties in it, or None for all; what they describe)
     # The list of the file's parts: named in notes by the parts it lists.
     "http://ns.google.com/photos/1.0/container/": (("Directory",), None),
-    "http://ns.google.com/photos/1.0/camera/": (("MotionPhoto", "MotionPhotoVersion", "MotionPhotoPresentationTimestampUs", "MicroVideo",
-                "MicroVideoVersion", "MicroVideoOffset", "MicroVideoPresentationTimestampUs"),
-               "motion photo's video"),
+    "http://ns.google.com/photos/1.0/camera/": (
+        ("MotionPhoto", "MotionPhotoVersion", "MotionPhotoPresentationTimestampUs", "MicroVideo",
+         "MicroVideoVersion", "MicroVideoOffset", "MicroVideoPresentationTimestampUs"), "motion photo's video"),
     HDR_GAIN_MAP: (None, GAIN_MAP),
     "http://ns.google.com/photos/1.0/depthmap/": (None, "depth map"),
     "http://ns.google.com/photos/1.0/image/": (None, "photo before its blur"),

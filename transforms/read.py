@@ -265,8 +265,9 @@ class _MatchFiles(beam.DoFn):
             logger.info("%d files matching %s are outputs of a run under %s and are not read",
                         left_out.outputs, pattern, self._output_root)
         if left_out.not_images:
-            logger.info("%d files matching %s are system files or sidecars, never images, and are "
-                        "not read as images (.DS_Store, Thumbs.db, ._*, .xmp, .aae, .json)", left_out.not_images, pattern)
+            logger.info("%d files matching %s are system files or sidecars, never images, and are not "
+                        "read as images (.DS_Store, Thumbs.db, ._*, .xmp, .aae, .json)", left_out.not_images,
+                        pattern)
         if not inputs:
             raise FileNotFoundError(f"no file matches {pattern}" + (
                 f" but {left_out.says(self._output_root)}" if any(left_out) else ""))

@@ -115,8 +115,9 @@ def _encoded(frames: Sequence[tuple[np.ndarray, np.ndarray | None, SourceEncodin
 
 def _animation_options(image_format: str, encodings: list[SourceEncoding], transparent: bool) -> dict:
     """Each frame's duration and the loop count where the input had them; an animated PNG's
-    default image, a HEIF's primary picture. Frames are written whole, as PIL composites them (disposal, blending and a GIF's
-    background then change nothing): PIL's writers store only what changes between them."""
+    default image, a HEIF's primary picture. Frames are written whole, as PIL composites them
+    (disposal, blending and a GIF's background then change nothing): PIL's writers store only what
+    changes between them."""
     options = {"save_all": True}
     animated = encodings
     if image_format == "PNG" and encodings[0].default_image:
