@@ -37,8 +37,9 @@ class RemoverOptions(PipelineOptions):
         select = parser.add_argument_group("what to remove")
         select.add_argument("--classes", default="person",
                             help="Class names or ids, comma-separated, or 'all' (default "
-                            "person): COCO names, category ids and supercategories (vehicle, "
-                            "animal, ...), or those of the classes the checkpoint was trained on.")
+                            "person), or 'all,-person' (every class but those after a '-'): COCO "
+                            "names, category ids and supercategories (vehicle, animal, ...), or "
+                            "those of the classes the checkpoint was trained on.")
         select.add_argument("--min_score", default="0.5",
                             help="Minimum detection score of a removed instance (default 0.5), and "
                             "for some classes their own: '0.5,car=0.8,animal=0.7'.")

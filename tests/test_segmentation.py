@@ -84,6 +84,21 @@ def test_parse_classes_takes_cocos_supercategories_for_their_classes():
         custom.parse('animal')
 
 
+def test_parse_classes_takes_all_but_some():
+    assert COCO_DETECTOR_CLASSES.parse('all,-person') == frozenset(COCO_CATEGORY_IDS) - {1}
+    assert COCO_DETECTOR_CLASSES.parse('ALL, -person, - vehicle') == frozenset(COCO_CATEGORY_IDS) - set(range(1, 10))
+    with pytest.raises(ValueError, match='only followed by classes to leave out'):
+        COCO_DETECTOR_CLASSES.parse('person,-car')
+    with pytest.raises(ValueError, match='only followed by classes to leave out'):
+        COCO_DETECTOR_CLASSES.parse('all,-person,car')
+    with pytest.raises(ValueError, match="unknown COCO class 'persn'"):
+        COCO_DETECTOR_CLASSES.parse('all,-persn')
+    with pytest.raises(ValueError, match='empty entry'):
+        COCO_DETECTOR_CLASSES.parse('all,-')
+    with pytest.raises(ValueError, match='leaves no class'):
+        DetectorClasses.from_names(['sign', 'pole']).parse('all,-sign,-2')
+
+
 def test_parse_classes_lists_close_matches_for_a_misspelt_name():
     with pytest.raises(ValueError, match=r"unknown COCO class 'persn'.*'person'"):
         COCO_DETECTOR_CLASSES.parse('car,persn')

@@ -51,19 +51,26 @@ class DetectorClasses:
 
     def parse(self, spec: str) -> frozenset[int] | None:
         """Parses `--classes`: comma-separated names or ids of these classes (of a COCO model, also
-        its supercategories: `vehicle` is its eight classes), or `all` (None).
+        its supercategories: `vehicle` is its eight classes), or `all` (None); `all` followed by
+        classes each after a `-` is every class but those (`all,-person`).
 
         Fails on the first bad entry with the close matches, so a typo stops the job before any
         image is read rather than silently removing nothing.
         """
         entries = [entry.strip() for entry in spec.split(',')]
-        if any(not entry for entry in entries):
+        if any(not entry.lstrip('-').strip() for entry in entries):
             raise ValueError(f'{spec!r} has an empty entry; give {self._kind} names or '
                              f'ids, comma-separated, or "all"')
         if [entry.lower() for entry in entries] == ['all']:
             return None
-        if any(entry.lower() == 'all' for entry in entries):
-            raise ValueError(f'{spec!r}: "all" cannot be combined with other classes')
+        if entries[0].lower() == 'all' and all(entry.startswith('-') for entry in entries[1:]):
+            excluded = {class_id for entry in entries[1:] for class_id in self._class_ids(entry[1:].strip())}
+            if excluded >= set(self.ids):
+                raise ValueError(f'{spec!r} leaves no class to remove')
+            return frozenset(self.ids) - excluded
+        if any(entry.lower() == 'all' or entry.startswith('-') for entry in entries):
+            raise ValueError(f'{spec!r}: "all" cannot be combined with other classes, only followed '
+                             f'by classes to leave out, each after a "-" ("all,-person")')
         return frozenset(class_id for entry in entries for class_id in self._class_ids(entry))
 
     def parse_min_scores(self, entries: list[tuple[str, float]]) -> dict[int, float]:
