@@ -93,7 +93,8 @@ def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inp
                       "--seg_config", config, "--seg_checkpoint", checkpoint,
                       "--classes", "all,person", "--inpaint_weights", tiny_inpaint_weights])
     assert str(stopped.value) == ("bg-obj-remover: error: --classes: 'all,person': \"all\" cannot be "
-                                  "combined with other classes")
+                                  "combined with other classes, only followed by classes to leave out, "
+                                  "each after a \"-\" (\"all,-person\")")
     assert not (tmp_path / "o").exists()
 
 
