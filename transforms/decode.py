@@ -11,6 +11,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
+from models.grey_values import WIDE_GREY_MODES, grey_to_8_bits, scaled_to_8_bits
 from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, note_detached, photoshop_resources,
                                        png_colour_chunks, png_raw_xmp, png_text, without_jpegs, without_thumbnails,
                                        xmp_to_write)
@@ -387,8 +388,8 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> _Pixels:
     """The models' RGB, and what the writer needs to give the output the input's own mode. PIL's
     own conversions clip wide integers at 255 and floats at 0-255, so those are scaled here (and
     `notes` says how); 16-bit grey keeps its values for the writer."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        grey, values16 = _grey_to_8_bits(image, notes)
+    if image.mode in WIDE_GREY_MODES:
+        grey, values16 = grey_to_8_bits(image, notes)
         return _Pixels(np.repeat(grey[:, :, None], 3, axis=2), None,
                        "L" if values16 is None else "I;16", values16)
     if "transparency" in image.info and image.mode in ("P", "RGB", "L"):
@@ -409,35 +410,6 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> _Pixels:
     if image.mode != "RGB":
         image = image.convert("RGB")
     return _Pixels(np.ascontiguousarray(np.asarray(image)), None, mode, None)
-
-
-def _grey_to_8_bits(image: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """8-bit grey, and the 16-bit values when they fit 16 bits, so the writer can keep them."""
-    if image.mode == "F":
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        if values.max() <= 1:
-            notes.append("32-bit float values 0-1 scaled to 8 bits")
-            values = values * 255
-        else:
-            notes.append("32-bit float values clipped to 0-255")
-        return np.clip(np.rint(values), 0, 255).astype(np.uint8), None
-    values = np.asarray(image, dtype=np.int64)
-    if values.min() < 0:
-        notes.append("negative values clipped to 0")
-        values = np.clip(values, 0, None)
-    if image.mode.startswith("I;16") or 255 < values.max() <= 65535:
-        values16 = values.astype(np.uint16)
-        return scaled_to_8_bits(values16), values16
-    if values.max() > 65535:
-        notes.append("32-bit integer values scaled to 8 bits")
-        return (values * 255 // (2**31 - 1)).astype(np.uint8), None
-    return values.astype(np.uint8), None
-
-
-def scaled_to_8_bits(values16: np.ndarray) -> np.ndarray:
-    """What the models see of 16-bit grey or colour: v * 255 // 65535, which is v // 257 (65535 is
-    255 * 257), so v8 * 257 maps each 8-bit value back into its range."""
-    return (values16 // 257).astype(np.uint8)
 
 
 def _pil_reads_only_8_of_16_bits(image: Image.Image) -> bool:

@@ -14,7 +14,8 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
-from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_order, packed_colours, scaled_to_8_bits
+from models.grey_values import scaled_to_8_bits
+from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_order, packed_colours
 from transforms.frame_store import store_frame
 from transforms.image_metadata import (
     XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_photoshop_resources,

@@ -13,6 +13,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, features
 
+from models.grey_values import WIDE_GREY_MODES, grey_to_8_bits
+
 # HEIC/HEIF through pillow-heif, registered with the pipeline's options (both may register in one
 # process, and the last registration's options hold): the primary image, no thumbnails or depth maps.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
@@ -49,24 +51,8 @@ def pil_decoded(data: bytes, channels: int = 3) -> np.ndarray:
             image.load()
         except Exception as error:  # noqa: BLE001 - as above
             raise ValueError(f"truncated or corrupt {image.format} data ({error})") from None
-        grey = _wide_grey_to_8_bits(image)
-        if grey is not None:
+        if image.mode in WIDE_GREY_MODES:
+            grey, _ = grey_to_8_bits(image, [])
             return np.repeat(grey[:, :, None], channels, axis=2)
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         return np.asarray(rgb.convert("L"))[:, :, None] if channels == 1 else np.asarray(rgb)
-
-
-def _wide_grey_to_8_bits(image: Image.Image) -> np.ndarray | None:
-    """8-bit values of 16-bit, 32-bit integer or float grey (None for other modes), which PIL's own
-    conversion would clip at 255. The pipeline's rule: 16-bit (and 32-bit holding 16-bit values)
-    scaled by 65535, wider integers by 2^31 - 1, 32-bit holding 8-bit values kept; floats 0-1
-    scaled, other floats clipped to 0-255."""
-    if image.mode == "F":
-        values = np.nan_to_num(np.asarray(image, np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        return np.clip(np.rint(values * 255 if values.max(initial=0) <= 1 else values), 0, 255).astype(np.uint8)
-    if image.mode != "I" and not image.mode.startswith("I;16"):
-        return None
-    values = np.clip(np.asarray(image, np.int64), 0, None)
-    top = values.max(initial=0)
-    full_scale = 2**31 - 1 if top > 65535 else 65535 if image.mode.startswith("I;16") or top > 255 else 255
-    return (values * 255 // full_scale).astype(np.uint8)
