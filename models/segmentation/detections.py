@@ -76,8 +76,10 @@ class Detections:
     def subjects(self, chosen: np.ndarray, largest: int = 0, larger_than: float | None = None) -> np.ndarray:
         """Which of the `chosen` instances are the photo's subjects, to keep: the `largest` ones by
         mask area, and any whose mask covers more than the share `larger_than` of the image."""
-        areas = self.areas()
         keep = np.zeros(len(self), bool)
+        if not largest and larger_than is None:
+            return keep  # the default: no image pays for its masks' areas here
+        areas = self.areas()
         if larger_than is not None:
             keep |= chosen & (areas > larger_than * self.image_shape[0] * self.image_shape[1])
         if largest:
