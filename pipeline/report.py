@@ -1,7 +1,8 @@
 """A static before/after HTML report next to the outputs: `python -m pipeline.report OUTPUT`.
 
-Per image: the input with its removed instances outlined and labelled, beside the cleaned image,
-as thumbnails; counts per class; the errors table; pages of `--per_page` images. Static files
+Per image: the input with its removed instances outlined and labelled (and the subjects
+`--keep_largest` / `--keep_larger_than` kept, in another colour), beside the cleaned image, as
+thumbnails; counts per class; the errors table; pages of `--per_page` images. Static files
 only, so the report can be copied or served from a bucket as is. The output may be local or any
 Beam file system (`gs://`); inputs read from TFRecord shards (`shard#offset`) are read back from
 their shard.
@@ -32,7 +33,8 @@ from transforms.read import RecordParser, read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED
 
 THUMBNAIL_SIZE = 320
-OUTLINE = (255, 0, 255)
+OUTLINE = (255, 0, 255)       # a removed instance
+KEPT_OUTLINE = (0, 200, 255)  # a subject kept (--keep_largest / --keep_larger_than)
 
 
 def metadata_files(output: str) -> list[str]:
@@ -54,6 +56,7 @@ class ReportContent:
     table (each at most its limit, so an archive's report stays a few pages' work)."""
     statuses: collections.Counter
     removed_per_class: collections.Counter
+    kept_per_class: collections.Counter  # subjects kept, in the images written
     shown: list[dict]   # gallery rows (whole, with instances), in record order
     showable: int       # rows with an output image, of which `shown` is an even sample
     errors: list[dict]  # `image_uri`, `error` of the first error rows in record order
@@ -65,15 +68,13 @@ def read_report_content(output: str, max_images: int | None = 1000,
     """Reads the metadata one shard at a time, keeping only the small columns of every row:
     an archive-scale run's instances and masks would not fit in memory all at once."""
     files = metadata_files(output)
-    statuses, removed_per_class = collections.Counter(), collections.Counter()
+    statuses, removed_per_class, kept_per_class = collections.Counter(), collections.Counter(), collections.Counter()
     showable, errors = [], []  # (record order, shard file index, row index) / rows
     for file_index, path in enumerate(files):
         table = _read_table(path, ["image_uri", "status", "error", "output_uri", "instances"])
         # Only a cleaned image had its instances removed: an error row lists those it would have.
-        instances = pc.list_flatten(table.filter(pc.equal(table["status"], CLEANED))["instances"])
-        removed = pc.filter(pc.struct_field(instances, "label"), pc.struct_field(instances, "removed"))
-        removed_per_class.update({item["values"].as_py(): item["counts"].as_py()
-                                  for item in pc.value_counts(removed)})
+        removed_per_class.update(_labels_where(table, (CLEANED,), "removed"))
+        kept_per_class.update(_labels_where(table, (CLEANED, UNCHANGED), "kept"))
         small = table.drop_columns(["instances"]).to_pydict()
         for row_index, (uri, status, error, output_uri) in enumerate(zip(
                 small["image_uri"], small["status"], small["error"], small["output_uri"])):
@@ -94,8 +95,19 @@ def read_report_content(output: str, max_images: int | None = 1000,
         rows = _read_table(files[file_index]).take([row_index for row_index, _ in picks]).to_pylist()
         for (_, order), row in zip(picks, rows):
             shown[order] = row
-    return ReportContent(statuses, removed_per_class, shown, len(showable),
+    return ReportContent(statuses, removed_per_class, kept_per_class, shown, len(showable),
                          [row for _, row in errors[:max_errors]], len(errors))
+
+
+def _labels_where(table: pa.Table, statuses: tuple[str, ...], flag: str) -> dict[str, int]:
+    """How many instances of each label have `flag` set, in the rows of these statuses (metadata
+    written before an instance had the field has none set)."""
+    rows = table.filter(pc.is_in(table["status"], pa.array(statuses)))
+    instances = pc.list_flatten(rows["instances"])
+    if instances.type.get_field_index(flag) < 0:
+        return {}
+    labels = pc.filter(pc.struct_field(instances, "label"), pc.struct_field(instances, flag))
+    return {item["values"].as_py(): item["counts"].as_py() for item in pc.value_counts(labels)}
 
 
 _RECORD_URI = re.compile(r"^(?P<shard>.+)#(?P<offset>\d+)$")
@@ -151,23 +163,28 @@ def shown_frame(instances: list[dict]) -> int:
 
 
 def outlined_thumbnail(image: Image.Image, instances: list[dict]) -> Image.Image:
-    """The input with each removed instance's outline and label, scaled to thumbnail size."""
+    """The input with each removed instance's outline and label, and each kept subject's in
+    another colour, scaled to thumbnail size."""
     scale = THUMBNAIL_SIZE / max(image.size)
     thumb = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                          Image.LANCZOS) if scale < 1 else image.copy()
     scale = min(scale, 1.0)
     draw = ImageDraw.Draw(thumb)
     for instance in instances:
-        if not instance["removed"]:
+        if instance["removed"]:
+            colour, label = OUTLINE, instance["label"]
+        elif instance.get("kept"):
+            colour, label = KEPT_OUTLINE, f'kept: {instance["label"]}'
+        else:
             continue
         mask = coco_mask.decode(instance["mask"]).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         for contour in contours:
             points = [(float(x) * scale, float(y) * scale) for x, y in contour[:, 0]]
             if len(points) > 1:
-                draw.line(points + points[:1], fill=OUTLINE, width=2)
+                draw.line(points + points[:1], fill=colour, width=2)
         x0, y0 = instance["bbox"][0] * scale, instance["bbox"][1] * scale
-        draw.text((x0 + 2, max(0, y0 - 11)), f'{instance["label"]} {instance["score"]:.2f}', fill=OUTLINE)
+        draw.text((x0 + 2, max(0, y0 - 11)), f'{label} {instance["score"]:.2f}', fill=colour)
     return thumb
 
 
@@ -218,11 +235,8 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
     shown = content.shown
     pages = [shown[i:i + per_page] for i in range(0, len(shown), per_page)] or [[]]
     summary = ["<h1>bg-obj-remover report</h1>",
-               "<p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(content.statuses.items())) + "</p>",
-               "<h2>Removed instances per class</h2><table><tr><th>class</th><th>count</th></tr>"]
-    summary += [f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
-                for k, v in content.removed_per_class.most_common()]
-    summary.append("</table>")
+               "<p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(content.statuses.items())) + "</p>"]
+    summary += _per_class_table(content.removed_per_class, content.kept_per_class)
     if content.errors:
         summary.append("<h2>Errors</h2>")
         if content.error_count > len(content.errors):
@@ -280,7 +294,11 @@ def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: s
 def _item(row: dict, stem: str, problem: Exception | None) -> str:
     if problem is not None:
         return f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(problem))}</div>'
-    labels = ", ".join(sorted({i["label"] for i in row["instances"] or [] if i["removed"]})) or "nothing removed"
+    instances = row["instances"] or []
+    labels = ", ".join(sorted({i["label"] for i in instances if i["removed"]})) or "nothing removed"
+    kept = ", ".join(sorted({i["label"] for i in instances if i.get("kept")}))
+    if kept:
+        labels += f"; kept: {kept}"
     frame = shown_frame(row["instances"] or [])
     if frame:
         labels += f" (frame {frame + 1} shown)"
@@ -288,6 +306,18 @@ def _item(row: dict, stem: str, problem: Exception | None) -> str:
             f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
             f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
             f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
+
+
+def _per_class_table(removed: collections.Counter, kept: collections.Counter) -> list[str]:
+    """Removed instances per class, most first; and beside them the subjects kept, where any were."""
+    if not kept:
+        return (["<h2>Removed instances per class</h2><table><tr><th>class</th><th>count</th></tr>"]
+                + [f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in removed.most_common()]
+                + ["</table>"])
+    classes = sorted(removed.keys() | kept.keys(), key=lambda k: (-removed[k], -kept[k], k))
+    return (["<h2>Instances per class</h2><table><tr><th>class</th><th>removed</th><th>kept as subjects</th></tr>"]
+            + [f"<tr><td>{html.escape(k)}</td><td>{removed[k]}</td><td>{kept[k]}</td></tr>" for k in classes]
+            + ["</table>"])
 
 
 def _nav(current: int, count: int) -> str:

@@ -54,14 +54,17 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
 
     # --keep_largest 1: of the instances chosen in each image, the largest stays.
     run_pipeline(common + ["--output", tmp_path / "subject", "--classes", "all", "--min_score", "0.05",
-                           "--keep_largest", "1"])
+                           "--keep_largest", "1", "--report"])
     chosen_counts = []
     for uri, row in read_rows(tmp_path / "subject").items():
         candidates = [x for x in row["instances"] if x["score"] >= 0.05 and x["area"] > 0]
         kept = [x for x in candidates if not x["removed"]]
         assert len(kept) == min(1, len(candidates)) and all(x["area"] >= y["area"] for x in kept for y in candidates)
+        assert [x["kept"] for x in row["instances"]] == [any(x is k for k in kept) for x in row["instances"]]
         chosen_counts.append(len(candidates))
     assert max(chosen_counts) >= 2, "no image with one instance kept and another removed"
+    report = (tmp_path / "subject" / "report" / "index.html").read_text()
+    assert "<th>kept as subjects</th>" in report and report.count("; kept: ") == sum(c > 0 for c in chosen_counts)
 
     # A class's own --min_score: the class seen needs 0.99, the others 0.05.
     run_pipeline(common + ["--output", tmp_path / "strict", "--classes", "all", "--min_score", f"0.05,{chosen}=0.99"])

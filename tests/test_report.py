@@ -137,3 +137,45 @@ def test_a_large_runs_report_shows_a_sample_the_first_errors_and_links_few_pages
     linked = re.findall(r'<a href="(?:index|page-(\d+))\.html">([^<]+)</a>', nav)
     assert [text for _, text in linked] == ["previous", "1", "3", "4", "5", "7", "8", "9", "12", "next"]
     assert "<b>6</b>" in nav
+
+
+def test_the_report_outlines_kept_subjects_apart_and_counts_them(tmp_path):
+    """A subject kept by --keep_largest is outlined in its own colour and counted beside the
+    removed instances; metadata written before instances had `kept` reads as none kept."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from pipeline.report import KEPT_OUTLINE, OUTLINE, outlined_thumbnail, read_report_content
+    from transforms.metadata import INSTANCE_TYPE, SCHEMA
+    from transforms.select import encode_rle
+
+    def instance(box, removed, kept):
+        mask = np.zeros((40, 60), bool)
+        mask[box[1]:box[3], box[0]:box[2]] = True
+        return {"label": "person", "label_id": 1, "score": 0.9, "bbox": [float(v) for v in box],
+                "mask": encode_rle(mask), "area": int(mask.sum()), "removed": removed, "kept": kept,
+                "frame": 0}
+
+    passer_by, subject, unchosen = (instance((2, 20, 12, 38), True, False), instance((25, 2, 55, 38), False, True),
+                                    instance((14, 2, 22, 10), False, False))
+    thumb = np.asarray(outlined_thumbnail(Image.new("RGB", (60, 40), "grey"), [passer_by, subject, unchosen]))
+    assert (thumb[20:38, 2] == OUTLINE).all(axis=1).any()
+    assert (thumb[10:30, 25] == KEPT_OUTLINE).all(axis=1).all()
+    assert (thumb[4:8, 14] == (128, 128, 128)).all()  # neither removed nor kept: no outline
+
+    metadata = tmp_path / "out" / "metadata"
+    metadata.mkdir(parents=True)
+    row = {"image_uri": "/in/a.png", "output_uri": "/out/a.png", "status": "cleaned", "error": None,
+           "width": 60, "height": 40, "instances": [passer_by, subject, unchosen], "removed_fraction": 0.1,
+           "segmenter": "s", "inpainter": "i", "notes": []}
+    pq.write_table(pa.Table.from_pylist([row, {**row, "image_uri": "/in/b.png", "status": "unchanged",
+                                               "instances": [subject]}], SCHEMA), metadata / "part-1-00000-of-00002.parquet")
+    old_instance = pa.struct([field for field in INSTANCE_TYPE if field.name != "kept"])
+    old_schema = pa.schema([pa.field("instances", pa.list_(old_instance)) if field.name == "instances" else field
+                            for field in SCHEMA])
+    pq.write_table(pa.Table.from_pylist([{**row, "image_uri": "/in/c.png"}], old_schema),
+                   metadata / "part-1-00001-of-00002.parquet")
+    content = read_report_content(str(tmp_path / "out"), max_images=None)
+    assert content.removed_per_class == {"person": 2} and content.kept_per_class == {"person": 2}

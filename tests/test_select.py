@@ -120,9 +120,10 @@ def test_subjects_kept_are_not_removed_and_a_note_says_so():
                 | beam.ParDo(SelectAndDilate(None, 0.5, 0, keep_largest=1)).with_outputs(
                     SelectAndDilate.UNCHANGED, main="holes"))
     assert_that(selected.holes | beam.Map(lambda element: (
-        [x["removed"] for x in element[0].instances], element[0].notes, int(element[1][1].sum()))),
-        equal_to([([True, False, True], ("1 kept as the photo's subjects (person): --keep_largest / "
-                                         "--keep_larger_than",), 13)]))
+        [x["removed"] for x in element[0].instances], [x["kept"] for x in element[0].instances],
+        element[0].notes, int(element[1][1].sum()))),
+        equal_to([([True, False, True], [False, True, False],
+                   ("1 kept as the photo's subjects (person): --keep_largest / --keep_larger_than",), 13)]))
     result = pipeline.run()
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]

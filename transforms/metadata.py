@@ -16,6 +16,7 @@ INSTANCE_TYPE = pa.struct([
     ("mask", pa.struct([("size", pa.list_(pa.int32())), ("counts", pa.string())])),
     ("area", pa.int64()),
     ("removed", pa.bool_()),
+    ("kept", pa.bool_()),  # chosen by class and score, kept as the photo's subject (--keep_*)
     ("frame", pa.int32()),  # 0-based, in a multi-frame image (animation, pages); else 0
 ])
 

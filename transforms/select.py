@@ -36,15 +36,17 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
     return grown
 
 
-def instance_rows(detections, removed: np.ndarray, frame: int = 0) -> tuple[dict, ...]:
+def instance_rows(detections, removed: np.ndarray, frame: int = 0,
+                  kept: np.ndarray | None = None) -> tuple[dict, ...]:
     """One metadata row per instance (of `frame`, in a multi-frame image); each RLE encodes one
-    image-sized mask at a time."""
+    image-sized mask at a time. `kept`: the chosen instances kept as the photo's subjects."""
     areas = detections.areas()
+    kept = np.zeros(len(detections.labels), bool) if kept is None else kept
     return tuple(
         {"label": detections.labels[i], "label_id": int(detections.label_ids[i]),
          "score": float(detections.scores[i]), "bbox": [float(v) for v in detections.boxes[i]],
          "mask": encode_rle(detections.full_mask(i)), "area": int(areas[i]),
-         "removed": bool(removed[i]), "frame": frame}
+         "removed": bool(removed[i]), "kept": bool(kept[i]), "frame": frame}
         for i in range(len(detections.labels)))
 
 
@@ -93,7 +95,7 @@ class SelectAndDilate(beam.DoFn):
         hole = dilate(union, self._dilate)
         if kept.any():  # grown, the hole stops at the subjects kept: it would eat into their edges
             hole &= union | ~detections.union(kept)
-        info = info.replace(instances=instance_rows(detections, removed, info.frame),
+        info = info.replace(instances=instance_rows(detections, removed, info.frame, kept),
                             removed_fraction=float(hole.mean()))
         if kept.any():
             self._kept.inc(int(kept.sum()))
