@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, TiffImagePlugin, TiffTags
 
 from tests.conftest import textured_image
-from transforms.write import png_chunk
+from transforms.png_rows import png_chunk
 
 
 @dataclass

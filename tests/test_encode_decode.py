@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import cv2
 import numpy as np
@@ -12,7 +13,8 @@ from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 from tests.conftest import textured_image
 from transforms.decode import bgr_order, decode_image, is_lossless_webp
 from transforms.records import SourceEncoding
-from transforms.write import PNG_HEADER_BYTES, encode_image, png_chunk
+from transforms.png_rows import GREY_WITH_ALPHA, PNG_HEADER_BYTES, png_chunk, png_of_16_bit_samples
+from transforms.write import encode_image
 
 ORIENTATION, MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x0112, 0x010F, 0x8769, 0x9003
 
@@ -327,6 +329,43 @@ def test_16_bit_grey_keeps_its_transparent_value():
                              _grey_with_colour_fill)
     output = Image.open(io.BytesIO(written))
     assert output.mode == "I;16" and output.info["transparency"] == values[0, 0]
+
+
+@pytest.mark.parametrize("opaque", [False, True])
+def test_16_bit_grey_with_alpha_stays_16_bit_grey_with_alpha(opaque):
+    """Neither PIL nor OpenCV writes this PNG layout: it was written as 16-bit RGBA."""
+    rng = np.random.default_rng(1)
+    samples = rng.integers(0, 65536, (20, 30, 2)).astype(np.uint16)
+    if opaque:
+        samples[..., 1] = 65535
+    png = png_of_16_bit_samples(samples, GREY_WITH_ALPHA)
+    png = png[:PNG_HEADER_BYTES] + png_chunk(b"tEXt", b"Copyright\0the archive") + png[PNG_HEADER_BYTES:]
+    decoded, written = _round_trip(png, _grey_with_colour_fill)
+    assert decoded.encoding.mode == "LA;16" and (decoded.alpha is None) == opaque
+    output = Image.open(io.BytesIO(written))
+    assert output.tile[0].args == "LA;16B" and output.text["Copyright"] == "the archive"
+    values = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_UNCHANGED)  # grey as B, G, R
+    assert values.dtype == np.uint16
+    np.testing.assert_array_equal(_outside_hole(values[..., 0]), _outside_hole(samples[..., 0]))
+    assert (values[4:12, 5:15, 0] == FILL_LUMA * 257).all()
+    np.testing.assert_array_equal(values[..., 3], samples[..., 1])  # the alpha, hole and all
+
+
+def test_a_16_bit_png_written_row_by_row_reads_back_in_any_decoder():
+    """Every one of PNG's five row filters is chosen somewhere (smooth, noisy, flat and stepped
+    rows), and bands of rows follow on from each other."""
+    height, width = 600, 37
+    ramp = np.linspace(0, 65535, width)[None, :] * np.linspace(0.2, 1, height)[:, None]
+    samples = np.dstack([ramp, ramp[::-1, ::-1]]).astype(np.uint16)
+    samples[100:200] = np.random.default_rng(2).integers(0, 65536, (100, width, 2))
+    samples[300:310] = 4242
+    samples[400::3, ::2] = 9
+    png = png_of_16_bit_samples(samples, GREY_WITH_ALPHA)
+    values = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(values[..., 0], samples[..., 0])
+    np.testing.assert_array_equal(values[..., 3], samples[..., 1])
+    filters = set(zlib.decompress(png[PNG_HEADER_BYTES + 8:])[::1 + width * 4])
+    assert filters == {0, 1, 2, 3, 4}
 
 
 def test_a_grey_profile_is_kept_for_grey_output():

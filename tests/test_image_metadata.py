@@ -132,7 +132,7 @@ def test_every_spelling_of_an_xmp_orientation_is_set_upright(written):
 @pytest.mark.parametrize("sixteen_bits", [False, True])
 def test_png_keeps_how_its_values_are_meant_to_be_shown(sixteen_bits):
     """gAMA, cHRM and sRGB, which PIL reads but does not write back."""
-    from transforms.write import PNG_HEADER_BYTES, png_chunk
+    from transforms.png_rows import PNG_HEADER_BYTES, png_chunk
 
     pixels = textured_image(20, 30, 1).astype(np.uint16) * 257 if sixteen_bits else textured_image(20, 30, 1)
     buffer = io.BytesIO()

@@ -227,6 +227,7 @@ def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[i
         raise ValueError("a TIFF of more than 8 bits a sample in separate colour planes: PIL and "
                          "OpenCV would read it as noise")
     colour16 = _pil_reads_only_8_of_16_bits(image)  # before getexif(), which loads a PNG
+    grey_with_alpha16 = colour16 and _is_16_bit_grey_with_alpha(image)
     if colour16 and frames > 1 and image_format != "TIFF":
         notes.append("16-bit colour written as 8 bits: of the formats with several frames, only "
                      "TIFF pages are written with 16 bits")
@@ -246,7 +247,8 @@ def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[i
         # OpenCV's TIFF reader turns the pixels upright itself, whatever it is asked.
         opencv_orientation = orientation if image_format == "PNG" else None
         pixels = _with_16_bit_colour(data, frame, opencv_orientation, len(transposed.getbands()),
-                                     isinstance(image.info.get("transparency"), tuple), pixels, notes)
+                                     isinstance(image.info.get("transparency"), tuple), pixels, notes,
+                                     grey_with_alpha16)
     encoding = _source_encoding(image, data, frame, orientation, pixels, notes, iptc)
     return DecodedImage(pixels.rgb, pixels.alpha, image_format, notes, encoding, frames)
 
@@ -425,6 +427,11 @@ def _pil_reads_only_8_of_16_bits(image: Image.Image) -> bool:
     return isinstance(rawmode, str) and ";16" in rawmode
 
 
+def _is_16_bit_grey_with_alpha(image: Image.Image) -> bool:
+    """A 16-bit grey PNG with alpha, which PIL opens as 8-bit RGBA (raw mode `LA;16B`)."""
+    return image.format == "PNG" and str(image.tile[0].args).startswith("LA;16")
+
+
 def bgr_order(pixels: np.ndarray) -> np.ndarray:
     """RGB(A) as OpenCV orders it, BGR(A), and back."""
     return pixels[..., [2, 1, 0, 3][:pixels.shape[2]]]
@@ -443,12 +450,14 @@ UPRIGHT = {
 
 
 def _with_16_bit_colour(data: bytes, frame: int, orientation: int | None, pil_bands: int,
-                        transparent_colour: bool, pixels: _Pixels, notes: list[str]) -> _Pixels:
+                        transparent_colour: bool, pixels: _Pixels, notes: list[str],
+                        grey_with_alpha: bool = False) -> _Pixels:
     """The full 16 bits of the colour (and alpha) PIL read only the high bytes of, from OpenCV,
     turned upright by `orientation` as PIL turned its pixels. They are used only where their high
     bytes are PIL's pixels within a level, so the two decoders agree on all but the low bytes;
     else PIL's 8 bits stay, with a note. A PNG's transparent colour (tRNS), which PIL's 8 bits
-    never match, comes as OpenCV's alpha."""
+    never match, comes as OpenCV's alpha; a grey PNG with alpha, which OpenCV reads as RGBA, keeps
+    only its grey and alpha values (mode `LA;16`)."""
     channels = 4 if transparent_colour else pil_bands
     bgr = _opencv_decoded(data, frame)
     if bgr is not None and bgr.dtype == np.uint16 and bgr.ndim == 3 and bgr.shape[2] == channels:
@@ -461,6 +470,9 @@ def _with_16_bit_colour(data: bytes, frame: int, orientation: int | None, pil_ba
             alpha = None
             if channels == 4 and eight_bits[..., 3].min() < 255:
                 alpha = eight_bits[..., 3].copy()  # not a view holding all four channels
+            if grey_with_alpha:
+                return _Pixels(np.ascontiguousarray(eight_bits[..., :3]), alpha, "LA;16",
+                               np.ascontiguousarray(values[..., [0, 3]]))
             return _Pixels(np.ascontiguousarray(eight_bits[..., :3]), alpha,
                            "RGB;16" if channels == 3 else "RGBA;16", values)
     notes.append("16-bit colour written as 8 bits: OpenCV did not read its 16 bits as PIL read "

@@ -24,12 +24,12 @@ skip_type_inference = beam.typehints.with_output_types(Any)
 class SourceEncoding:
     """What the writer needs, beyond the pixels, to encode an image the way its input was."""
     # An input in shades of grey is written back in its own grey mode: "L" (with "LA" when it has
-    # alpha), "1" (bilevel) or "I;16" (16 bits); 16-bit colour as "RGB;16" or "RGBA;16"; CMYK as
-    # "CMYK"; else "RGB".
+    # alpha), "1" (bilevel), "I;16" (16 bits) or "LA;16" (16-bit grey and alpha, a PNG's); 16-bit
+    # colour as "RGB;16" or "RGBA;16"; CMYK as "CMYK"; else "RGB".
     mode: str = "RGB"
     # The input's own values where the models see others, upright, which the writer keeps outside
-    # the hole: 16-bit (H, W) grey or (H, W, 3 or 4) RGB(A), twice the bytes of the 8-bit pixels
-    # beside them; or a CMYK input's (H, W, 4) inks.
+    # the hole: 16-bit (H, W) grey, (H, W, 2) grey and alpha or (H, W, 3 or 4) RGB(A), twice the
+    # bytes of the 8-bit samples beside them; or a CMYK input's (H, W, 4) inks.
     own_values: np.ndarray | None = field(default=None, compare=False, repr=False)
     icc_profile: bytes | None = None  # only a profile for the written mode's colour space
     # Orientation 1 when it was applied; TIFF layout tags and the thumbnail (it would still show

@@ -17,6 +17,7 @@ from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 from models.grey_values import scaled_to_8_bits
 from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_order, packed_colours
 from transforms.frame_store import store_frame
+from transforms.png_rows import GREY_WITH_ALPHA, PNG_HEADER_BYTES, png_chunk, png_of_16_bit_samples
 from transforms.image_metadata import (
     XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_photoshop_resources,
     without_removed_regions, xmp_to_write)
@@ -40,7 +41,6 @@ _TIFF_FAX = {"group3", "group4", "tiff_ccitt"}
 _WRITTEN_AS = {"MPO": "JPEG"}
 _JPEG_FORMATS = {"JPEG", "MPO"}  # an MPO's pictures are JPEGs: each keeps its own tables
 FALLBACK_FORMAT = "PNG"
-PNG_HEADER_BYTES = 8 + 12 + 13  # the signature, then the IHDR chunk, which must come first
 
 
 def output_path(output_root: str, relative_path: str) -> str:
@@ -167,6 +167,8 @@ def _joined_tiff(pages: list[bytes]) -> bytes:
 def _encode(rgb: np.ndarray, alpha: np.ndarray | None, image_format: str, encoding: SourceEncoding) -> bytes:
     if encoding.mode in ("RGB;16", "RGBA;16"):
         return _colour16(rgb, image_format, encoding)
+    if encoding.mode == "LA;16":
+        return _grey_with_alpha16(rgb, image_format, encoding)
     image, options = _frame_image(rgb, alpha, image_format, encoding)
     return _saved(image, image_format, options, encoding)
 
@@ -308,10 +310,24 @@ def _colour16(rgb: np.ndarray, image_format: str, encoding: SourceEncoding) -> b
     raise ValueError("16-bit colour is written as PNG, TIFF or PPM only")
 
 
+def _grey_with_alpha16(rgb: np.ndarray, image_format: str, encoding: SourceEncoding) -> bytes:
+    """16-bit grey and alpha (a PNG's), its alpha as it was, its grey as `grey_image` makes it."""
+    if image_format != "PNG":
+        raise ValueError("16-bit grey with alpha is written as PNG only")
+    grey = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    values = encoding.own_values
+    samples = np.dstack([with_16_bits_kept(grey, values[..., 0]), values[..., 1]])
+    return _with_png_metadata(png_of_16_bit_samples(samples, GREY_WITH_ALPHA), encoding)
+
+
 def _png16(values: np.ndarray, encoding: SourceEncoding) -> bytes:
-    """With the chunks PIL writes for the 8-bit path: resolution, profile, EXIF, and those of
-    `_descriptive_metadata` (text, XMP, colour chunks)."""
     png = _opencv_encoded(".png", values, [cv2.IMWRITE_PNG_COMPRESSION, 6])  # PIL's level
+    return _with_png_metadata(png, encoding)
+
+
+def _with_png_metadata(png: bytes, encoding: SourceEncoding) -> bytes:
+    """A PNG written without PIL, with the chunks PIL writes for the 8-bit path: resolution,
+    profile, EXIF, and those of `_descriptive_metadata` (text, XMP, colour chunks)."""
     chunks = []
     if encoding.dpi:
         chunks.append((b"pHYs", b"".join(round(dpi / 0.0254).to_bytes(4, "big") for dpi in encoding.dpi)
@@ -324,10 +340,6 @@ def _png16(values: np.ndarray, encoding: SourceEncoding) -> bytes:
         chunks += [(kind, data) for kind, data, *_ in text.chunks]
     metadata = b"".join(png_chunk(kind, data) for kind, data in chunks)
     return png[:PNG_HEADER_BYTES] + metadata + png[PNG_HEADER_BYTES:]
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
 # What OpenCV's libtiff compresses; a 16-bit TIFF with another compression is written uncompressed.
