@@ -127,6 +127,30 @@ def test_rerun_gives_identical_files_and_skip_existing_skips(masks_corpus, tmp_p
         assert row["width"] is None and row["removed_fraction"] is None and row["instances"] == []
 
 
+def test_skip_existing_keeps_rows_an_earlier_version_wrote_without_kept(masks_corpus, tmp_path, tiny_inpaint_weights):
+    """Instances had no `kept` before --keep_largest: an archive's earlier metadata still carries over."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out"
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    first_rows = read_rows(output)
+    for shard in (output / "metadata").glob("part-*.parquet"):
+        table = pq.read_table(shard)
+        instance = table.schema.field("instances").type.value_type
+        earlier = pa.list_(pa.struct([field for field in instance if field.name != "kept"]))
+        pq.write_table(table.set_column(table.schema.get_field_index("instances"), "instances",
+                                        table["instances"].cast(earlier)), shard)
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights, "--skip_existing"))
+    rows = read_rows(output)
+    assert rows.keys() == first_rows.keys()
+    for uri, row in rows.items():
+        first = first_rows[uri]
+        assert [{**x, "kept": False} for x in row["instances"]] == first["instances"]
+        assert all(x["kept"] is None for x in row["instances"]) and row["status"] == first["status"]
+
+
 def test_a_failed_run_leaves_the_previous_metadata(masks_corpus, tmp_path, tiny_inpaint_weights,
                                                    monkeypatch):
     from transforms.write import WriteImage
