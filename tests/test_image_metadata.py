@@ -13,7 +13,7 @@ from PIL import Image, IptcImagePlugin, PngImagePlugin, TiffImagePlugin, TiffTag
 from tests.bad_input_corpus import REGIONS_XMP
 from tests.conftest import textured_image
 from transforms.decode import decode_image
-from transforms.image_metadata import photoshop_resources, with_photoshop_resources, xmp_to_write
+from transforms.image_metadata import gif_xmp, photoshop_resources, with_gif_xmp, with_photoshop_resources, xmp_to_write
 from transforms.write import encode_image
 
 ORIENTATION = 0x0112
@@ -176,7 +176,7 @@ def test_xmp_regions_of_a_removed_person_go_with_their_name_the_others_stay():
     assert without_removed_regions(XMP, _left_half) == (XMP, 0, frozenset())  # no regions: untouched
 
 
-def _written_without_regions_of(data: bytes, removed: np.ndarray) -> Image.Image:
+def _written_without_regions_of(data: bytes, removed: np.ndarray) -> bytes:
     """The 40x20 photo `data` as written once a person covering `removed` was: its XMP less the
     regions there, which must be two."""
     from transforms.records import ImageInfo
@@ -191,10 +191,10 @@ def _written_without_regions_of(data: bytes, removed: np.ndarray) -> Image.Image
          "mask": encode_rle(removed), "area": int(removed.sum()), "removed": True, "frame": 0},))
     cleaned = without_removed_regions_in_xmp(info)
     assert cleaned.notes == ("2 XMP face or person regions of what was removed dropped, with the names only they gave",)
-    return Image.open(io.BytesIO(encode_image(decoded.rgb, decoded.image_format, None, cleaned.encoding)[0]))
+    return encode_image(decoded.rgb, decoded.image_format, None, cleaned.encoding)[0]
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "GIF"])
 def test_a_cleaned_photo_loses_the_regions_of_what_was_removed(fmt):
     buffer = io.BytesIO()
     image = Image.fromarray(textured_image(20, 40, 2))
@@ -202,12 +202,36 @@ def test_a_cleaned_photo_loses_the_regions_of_what_was_removed(fmt):
         tags = TiffImagePlugin.ImageFileDirectory_v2()
         tags[700] = REGIONS_XMP
         image.save(buffer, fmt, tiffinfo=tags)
+    elif fmt == "GIF":
+        image.save(buffer, fmt)
+        buffer = io.BytesIO(with_gif_xmp(buffer.getvalue(), REGIONS_XMP))
     else:
         image.save(buffer, fmt, xmp=REGIONS_XMP)
     person = np.zeros((20, 40), bool)
     person[4:18, 4:16] = True  # Alice's box: x 0.15-0.35, y 0.3-0.7
-    output = _written_without_regions_of(buffer.getvalue(), person)
-    assert _names(output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]) == ["Bob", "Bob", "Bob"]
+    written = _written_without_regions_of(buffer.getvalue(), person)
+    output = Image.open(io.BytesIO(written))
+    xmp = {"TIFF": lambda: output.tag_v2[700], "GIF": lambda: gif_xmp(written)}.get(fmt, lambda: output.info["xmp"])()
+    assert _names(xmp) == ["Bob", "Bob", "Bob"]
+
+
+def test_an_animated_gif_keeps_its_xmp_which_pil_neither_reads_nor_writes():
+    from transforms.write import encode_frames
+
+    frames = [Image.fromarray(textured_image(20, 30, seed)).quantize(32) for seed in (1, 2)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=[120, 80], loop=0)
+    gif = with_gif_xmp(buffer.getvalue(), XMP)
+    assert gif_xmp(gif) == XMP and Image.open(io.BytesIO(gif)).n_frames == 2  # the trailer reads as sub-blocks
+    decoded = [decode_image(gif, frame=frame) for frame in (0, 1)]
+    cleaned = [frame.rgb.copy() for frame in decoded]
+    for rgb in cleaned:
+        rgb[2:6, 2:6] = 0
+    written, _ = encode_frames([(rgb, frame.alpha, frame.encoding) for rgb, frame in zip(cleaned, decoded)], "GIF")
+    output = Image.open(io.BytesIO(written))
+    assert output.n_frames == 2 and output.info["duration"] == 120 and output.info["loop"] == 0
+    xmp = gif_xmp(written)
+    assert b"(c) City Archive</dc:rights>" in xmp and b"Thumbnails" not in xmp
 
 
 def test_a_region_is_read_on_the_upright_and_on_the_stored_pixels():
@@ -353,7 +377,7 @@ def test_a_cleaned_photo_loses_its_removed_persons_iptc_regions_and_keywords(fmt
         data = _with_app13(buffer.getvalue(), _resource(0x0404, iim))
     people = np.zeros((20, 40), bool)
     people[:, :14] = True  # Alice's and Carol's boxes
-    output = _written_without_regions_of(data, people)
+    output = Image.open(io.BytesIO(_written_without_regions_of(data, people)))
     xmp = output.tag_v2[700] if fmt == "TIFF" else output.info["xmp"]
     assert _list(xmp, "{http://purl.org/dc/elements/1.1/}subject") == ["Bob", "beach", "Alice Springs", "Human"]
     assert IptcImagePlugin.getiptcinfo(output)[KEYWORDS] == b"Bob"  # one keyword left: not a list

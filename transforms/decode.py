@@ -12,9 +12,9 @@ import pillow_heif
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from models.grey_values import WIDE_GREY_MODES, grey_to_8_bits, scaled_to_8_bits
-from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, note_detached, photoshop_resources,
-                                       png_colour_chunks, png_raw_xmp, png_text, without_jpegs, without_thumbnails,
-                                       xmp_to_write)
+from transforms.image_metadata import (C2PA_CREDENTIALS, GAIN_MAP, HDR_GAIN_MAP, gif_xmp, note_detached,
+                                       photoshop_resources, png_colour_chunks, png_raw_xmp, png_text, without_jpegs,
+                                       without_thumbnails, xmp_to_write)
 from transforms.read import NAMESPACE
 from transforms.records import SourceEncoding, count_error, skip_type_inference
 
@@ -317,7 +317,8 @@ def _source_encoding(image: Image.Image, data: bytes, frame: int, orientation: i
                           tiff_compression=image.info.get("compression") if image.format == "TIFF" else None,
                           dpi=_upright_dpi(image.info.get("dpi"), orientation),
                           xmp=xmp_to_write(xmp, orientation_applied, notes) if (
-                              xmp := image.info.get("xmp") or png_raw_xmp(image)) else None,
+                              xmp := image.info.get("xmp") or png_raw_xmp(image) or (
+                                  gif_xmp(data) if image.format == "GIF" else None)) else None,
                           photoshop=photoshop_resources(image, notes),
                           comment=image.info.get("comment") or None, text=png_text(image, notes),
                           png_colour=png_colour_chunks(data) if image.format == "PNG" else (),

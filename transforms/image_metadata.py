@@ -140,6 +140,29 @@ def png_colour_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
 
 # ImageMagick's copies of a photo's EXIF, XMP, IPTC and Photoshop resources in a PNG's text,
 # `Raw profile type <kind>`: "\n<kind>\n<length>\n<hex, in lines>".
+# XMP in a GIF: an application extension whose data is the packet as is, then a "magic trailer"
+# (1, 255, 254, ... 1, 0 and the terminator) that lets a reader skip it as sub-blocks.
+_GIF_XMP = b"\x21\xff\x0bXMP DataXMP"
+_GIF_XMP_TRAILER = bytes([1, *range(255, -1, -1), 0])
+
+
+def gif_xmp(data: bytes) -> bytes | None:
+    """A GIF's XMP packet (PIL reads none)."""
+    start = data.find(_GIF_XMP)
+    if start < 0:
+        return None
+    start += len(_GIF_XMP)
+    end = data.find(_GIF_XMP_TRAILER[:4], start)  # 1, 255, 254, 253: no byte of UTF-8 text
+    return (data[start:end] or None) if end > 0 else None
+
+
+def with_gif_xmp(gif: bytes, xmp: bytes) -> bytes:
+    """`gif` (as PIL writes it, without XMP) with `xmp`, before its first frame."""
+    colour_table = 3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0
+    header_end = 13 + colour_table  # the header, screen descriptor and global colour table
+    return gif[:header_end] + _GIF_XMP + xmp + _GIF_XMP_TRAILER + gif[header_end:]
+
+
 _RAW_PROFILE = "Raw profile type "
 
 

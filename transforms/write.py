@@ -17,10 +17,10 @@ from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 from models.grey_values import scaled_to_8_bits
 from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_order, packed_colours
 from transforms.frame_store import store_frame
-from transforms.png_rows import GREY_WITH_ALPHA, PNG_HEADER_BYTES, png_chunk, png_of_16_bit_samples
 from transforms.image_metadata import (
-    XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_photoshop_resources,
-    without_removed_regions, xmp_to_write)
+    XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_gif_xmp,
+    with_photoshop_resources, without_removed_regions, xmp_to_write)
+from transforms.png_rows import GREY_WITH_ALPHA, PNG_HEADER_BYTES, png_chunk, png_of_16_bit_samples
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, ImageInfo, SourceEncoding, skip_type_inference
 from transforms.select import removed_region
@@ -178,6 +178,8 @@ def _saved(image: Image.Image, image_format: str, options: dict, encoding: Sourc
     image.save(buffer, format=image_format, **options, **more)
     if image_format == "JPEG" and encoding.photoshop:
         return with_photoshop_resources(buffer.getvalue(), encoding.photoshop)
+    if image_format == "GIF" and encoding.xmp:
+        return with_gif_xmp(buffer.getvalue(), encoding.xmp)
     return buffer.getvalue()
 
 
