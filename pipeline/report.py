@@ -14,6 +14,7 @@ import collections
 import html
 import io
 import re
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from transforms.decode import decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED
+from transforms.write import output_path, output_root
 
 THUMBNAIL_SIZE = 320
 OUTLINE = (255, 0, 255)       # a removed instance
@@ -226,6 +228,7 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
     content = read_report_content(output, max_images)
     inputs = _InputReader(tfrecord_image_key)
     report_dir = FileSystems.join(output.rstrip("/"), "report")
+    images_root = output_path(output_root(output), "")
     thumbs_dir = FileSystems.join(report_dir, "thumbs")  # FileSystems.create makes folders
     # An earlier report may have had more pages or images: none of its files may linger.
     earlier = FileSystems.match([FileSystems.join(report_dir, "page-*.html"),
@@ -258,7 +261,7 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
             # Records are read here, in shard order; files are read by the pool, in parallel.
             sources = [inputs.record_bytes(row["image_uri"]) for row in page]
             made = pool.map(_write_thumbnails, page, sources, [thumbs_dir] * len(page), stems)
-            items = [_item(row, stem, problem) for row, stem, problem in zip(page, stems, made)]
+            items = [_item(row, stem, problem, images_root) for row, stem, problem in zip(page, stems, made)]
             body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
             page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
                          f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
@@ -291,7 +294,7 @@ def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: s
     return None
 
 
-def _item(row: dict, stem: str, problem: Exception | None) -> str:
+def _item(row: dict, stem: str, problem: Exception | None, images_root: str) -> str:
     if problem is not None:
         return f'<div class="item missing">{html.escape(row["image_uri"])}: {html.escape(str(problem))}</div>'
     instances = row["instances"] or []
@@ -299,11 +302,13 @@ def _item(row: dict, stem: str, problem: Exception | None) -> str:
     kept = ", ".join(sorted({i["label"] for i in instances if i.get("kept")}))
     if kept:
         labels += f"; kept: {kept}"
-    frame = shown_frame(row["instances"] or [])
+    frame = shown_frame(instances)
     if frame:
         labels += f" (frame {frame + 1} shown)"
-    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">'
-            f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
+    after = f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
+    if row["output_uri"].startswith(images_root):  # the image in full, beside the report
+        after = f'<a href="../images/{urllib.parse.quote(row["output_uri"][len(images_root):])}">{after}</a>'
+    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">{after}'
             f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
             f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
 

@@ -27,6 +27,7 @@ from transforms.metadata import metadata_pattern
 from transforms.frame_store import frames_folder
 from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
 from transforms.user_masks import USER_MASKS_IDENTITY
+from transforms.write import output_root
 
 logger = logging.getLogger(__name__)
 
@@ -262,12 +263,6 @@ def _previous_metadata(options: RemoverOptions) -> tuple[str, ...]:
         return ()
     [match] = FileSystems.match([metadata_pattern(output_root(options.output))])
     return tuple(sorted(m.path for m in match.metadata_list))
-
-
-def output_root(output: str | None) -> str | None:
-    """--output, made absolute when local: the rows' `output_uri`s then name their files wherever
-    the metadata is read."""
-    return output if not output or "://" in output else os.path.abspath(output)
 
 
 def _threads_per_worker_process(options) -> int | None:

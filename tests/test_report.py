@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import urllib.parse
 
 import pytest
 
@@ -41,11 +43,26 @@ def test_report_pages_render_every_image_and_the_errors(masks_corpus, tmp_path, 
     assert "<td>mask</td><td>2</td>" in first  # removed instances per class
     thumbs = os.listdir(output / "report" / "thumbs")
     assert len(thumbs) == 2 * len(specs)
+    # each cleaned thumbnail links to its image in full
+    links = re.findall(r'<a href="([^"]+)"><img src="thumbs/\d+-after.jpg"', first + second)
+    assert len(links) == len(specs)
+    assert sorted(os.path.relpath(os.path.normpath(output / "report" / urllib.parse.unquote(link)), output / "images")
+                  for link in links) == sorted(specs)
 
     write_report(str(output), per_page=1)  # 3 pages, then 1: nothing of the longer one lingers
     write_report(str(output))
     assert sorted(os.listdir(output / "report")) == ["index.html", "thumbs"]
     assert sorted(os.listdir(output / "report" / "thumbs")) == sorted(thumbs)
+
+
+def test_a_thumbnail_links_to_its_image_whatever_its_name():
+    from pipeline.report import _item
+
+    row = {"image_uri": "/in/x", "output_uri": "/out/images/Côte d'Azur/#1 100%.jpg", "status": "cleaned",
+           "instances": [], "removed_fraction": 0.0}
+    assert '<a href="../images/C%C3%B4te%20d%27Azur/%231%20100%25.jpg">' in _item(row, "000000", None, "/out/images/")
+    moved = {**row, "output_uri": "/elsewhere/images/a.jpg"}  # not under the report's output: no link
+    assert "<a href" not in _item(moved, "000000", None, "/out/images/")
 
 
 def test_report_reads_tfrecord_inputs_back_from_their_shards(tmp_path, tiny_inpaint_weights):
@@ -97,8 +114,6 @@ def test_a_large_runs_report_shows_a_sample_the_first_errors_and_links_few_pages
         tmp_path, tiny_inpaint_weights):
     """An archive's report must stay a few pages' work: the gallery an even sample, the errors
     table capped, each page linking to its neighbours rather than to every page."""
-    import re
-
     from PIL import Image
 
     from pipeline.report import read_report_content

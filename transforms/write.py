@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import posixpath
 import uuid
 import zlib
@@ -41,6 +42,12 @@ _TIFF_FAX = {"group3", "group4", "tiff_ccitt"}
 _WRITTEN_AS = {"MPO": "JPEG"}
 _JPEG_FORMATS = {"JPEG", "MPO"}  # an MPO's pictures are JPEGs: each keeps its own tables
 FALLBACK_FORMAT = "PNG"
+
+
+def output_root(output: str | None) -> str | None:
+    """--output, made absolute when local: the rows' `output_uri`s then name their files wherever
+    the metadata is read."""
+    return output if not output or "://" in output else os.path.abspath(output)
 
 
 def output_path(output_root: str, relative_path: str) -> str:
