@@ -8,7 +8,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from models.segmentation import Detections
 from transforms.read import NAMESPACE
-from transforms.records import ERROR, UNCHANGED, ImageInfo
+from transforms.frames import merged_info
+from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo
 from transforms.select import SelectAndDilate, removed_region
 
 
@@ -161,3 +162,15 @@ def test_a_subjects_pixels_stay_where_removed_instances_overlap_it_and_the_mask_
     np.testing.assert_array_equal(hole, masks[2] & ~masks[0])
     np.testing.assert_array_equal(removed_region(info), masks[2] & ~masks[0])
 
+
+def test_a_multi_frame_images_note_counts_the_subjects_kept_in_all_its_frames():
+    masks = _people_of_areas([4, 36, 9])
+    frames = []
+    for frame in range(2):
+        element = (ImageInfo("walk.gif", "walk.gif", width=20, height=20, frame=frame, frames=2),
+                   PredictionResult(np.zeros((20, 20, 3), np.uint8), _detections(masks, [0.9] * 3)))
+        [(info, _)] = SelectAndDilate(None, 0.5, 0, keep_largest=1).process(element)
+        assert info.notes == ()
+        frames.append(info.replace(status=CLEANED))
+    assert merged_info(frames).notes == (
+        "2 kept as the photo's subjects (person) in 2 frames: --keep_largest / --keep_larger_than",)

@@ -50,6 +50,19 @@ def instance_rows(detections, removed: np.ndarray, frame: int = 0,
         for i in range(len(detections.labels)))
 
 
+def kept_note(instances) -> str | None:
+    """The row's note on the subjects --keep_largest / --keep_larger_than kept, if any, over all
+    of an image's frames."""
+    kept = [instance for instance in instances if instance.get("kept")]
+    if not kept:
+        return None
+    labels = ", ".join(sorted({instance["label"] for instance in kept}))
+    frames = len({instance.get("frame") or 0 for instance in kept})
+    where = f" in {frames} frames" if frames > 1 else ""
+    return (f"{len(kept)} kept as the photo's subjects ({labels}){where}: "
+            "--keep_largest / --keep_larger_than")
+
+
 def removed_region(info: ImageInfo, frame: int = 0) -> np.ndarray:
     """The pixels removed (from `frame` of a multi-frame image), before `--dilate` grows them:
     those of the instances chosen for removal less those of the subjects kept. Masks mode grows
@@ -114,9 +127,8 @@ class SelectAndDilate(beam.DoFn):
                             removed_fraction=float(hole.mean()))
         if kept.any():
             self._kept.inc(int(kept.sum()))
-            labels = ", ".join(sorted({detections.labels[i] for i in np.flatnonzero(kept)}))
-            info = info.with_note(f"{int(kept.sum())} kept as the photo's subjects ({labels}): "
-                                  f"--keep_largest / --keep_larger_than")
+            if info.frames == 1:  # a multi-frame image's note counts all its frames (frames.py)
+                info = info.with_note(kept_note(info.instances))
         if hole.all():
             count_error(self._errors, info)
             dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"
