@@ -42,7 +42,8 @@ class RemoverOptions(PipelineOptions):
                             "those of the classes the checkpoint was trained on.")
         select.add_argument("--min_score", default="0.5",
                             help="Minimum detection score of a removed instance (default 0.5), and "
-                            "for some classes their own: '0.5,car=0.8,animal=0.7'.")
+                            "for some classes their own: '0.5,car=0.8,animal=0.7' (a class's own "
+                            "wins over its supercategory's).")
         select.add_argument("--keep_largest", type=int, default=0,
                             help="Of the instances chosen in each image, keep the N largest (by mask "
                             "area) as the photo's subjects: 1 removes the people behind the one "

@@ -552,6 +552,18 @@ def test_min_score_gives_every_class_a_score_and_some_their_own():
         COCO_DETECTOR_CLASSES.parse_min_scores([('cra', 0.8)])
 
 
+def test_a_classes_own_min_score_wins_over_its_supercategorys_and_two_of_one_kind_are_refused():
+    vehicles = {class_id: 0.7 for class_id in range(2, 10)}
+    for entries in ([('vehicle', 0.7), ('car', 0.9)], [('car', 0.9), ('vehicle', 0.7)]):
+        assert COCO_DETECTOR_CLASSES.parse_min_scores(entries) == {**vehicles, 3: 0.9}
+    assert COCO_DETECTOR_CLASSES.parse_min_scores([('1', 0.8)]) == {1: 0.8}  # person: a class too
+    for entries, message in [([('car', 0.8), ('3', 0.2)], "'car' and '3' both give 'car' a score"),
+                             ([('person', 0.8), ('Person', 0.9)], "'person' and 'Person' both give"),
+                             ([('vehicle', 0.7), ('vehicle', 0.6)], "'vehicle' and 'vehicle' both give 'bicycle'")]:
+        with pytest.raises(ValueError, match=message):
+            COCO_DETECTOR_CLASSES.parse_min_scores(entries)
+
+
 def test_detections_select_takes_a_class_its_own_score():
     masks = np.ones((3, 4, 4), bool)
     detections = Detections.from_full_masks(masks, boxes=np.zeros((3, 4), np.float32),

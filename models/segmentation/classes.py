@@ -75,15 +75,36 @@ class DetectorClasses:
 
     def parse_min_scores(self, entries: list[tuple[str, float]]) -> dict[int, float]:
         """The ids of `--min_score`'s per-class entries (`(name or id, score)`, a COCO
-        supercategory standing for its classes) and the score each needs."""
-        return {class_id: score for entry, score in entries for class_id in self._class_ids(entry.strip())}
+        supercategory standing for its classes) and the score each needs.
+
+        A class's own entry wins over its supercategory's whatever their order (`vehicle=0.7,
+        car=0.9`: cars need 0.9), as the more precise one; two entries of one kind for a class
+        (`car=0.8,3=0.9`) are refused rather than one silently dropped.
+        """
+        from_supercategories, own = {}, {}  # class id -> (entry, score)
+        for entry, score in entries:
+            entry = entry.strip()
+            given = own if self._supercategory(entry) is None else from_supercategories
+            for class_id in self._class_ids(entry):
+                if class_id in given:
+                    raise ValueError(f'{given[class_id][0]!r} and {entry!r} both give '
+                                     f'{self.names[self.ids.index(class_id)]!r} a score')
+                given[class_id] = entry, score
+        return {class_id: score for class_id, (_, score) in {**from_supercategories, **own}.items()}
 
     @property
     def _kind(self) -> str:
         return 'COCO class' if self.is_coco else 'class'
 
+    def _supercategory(self, entry: str) -> tuple[str, ...] | None:
+        """The classes of COCO supercategory `entry`; None for a class (`person` is both: a class)."""
+        name = normalise_class_name(entry)
+        if not self.is_coco or name in COCO_CLASSES:
+            return None
+        return COCO_SUPERCATEGORIES.get(name)
+
     def _class_ids(self, entry: str) -> tuple[int, ...]:
-        if self.is_coco and (classes := COCO_SUPERCATEGORIES.get(normalise_class_name(entry))):
+        if classes := self._supercategory(entry):
             return tuple(self._class_id(name) for name in classes)
         return (self._class_id(entry),)
 
