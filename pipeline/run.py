@@ -199,8 +199,12 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         min_score, class_min_scores = split_min_scores(options.min_score)
     except ValueError as e:
         raise UsageError(f"--min_score: {e}") from None
-    if options.keep_largest < 0 or not 0.0 <= (options.keep_larger_than or 0.0) < 1.0:
-        raise UsageError("--keep_largest must be >= 0 and --keep_larger_than within [0, 1)")
+    if options.keep_largest < 0:
+        raise UsageError(f"--keep_largest {options.keep_largest}: must be >= 0 (0 keeps none)")
+    if options.keep_larger_than is not None and not 0.0 < options.keep_larger_than < 1.0:
+        raise UsageError(f"--keep_larger_than {options.keep_larger_than:g}: a share of the image "
+                         "above 0 and below 1 (0 would keep every instance chosen, removing nothing; "
+                         "leave it out to keep none)")
     if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
         raise UsageError("batch sizes must be >= 1")
     positive = {"--max_batch_megabytes": options.max_batch_megabytes,

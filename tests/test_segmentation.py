@@ -87,8 +87,13 @@ def test_parse_classes_takes_cocos_supercategories_for_their_classes():
 def test_parse_classes_takes_all_but_some():
     assert COCO_DETECTOR_CLASSES.parse('all,-person') == frozenset(COCO_CATEGORY_IDS) - {1}
     assert COCO_DETECTOR_CLASSES.parse('ALL, -person, - vehicle') == frozenset(COCO_CATEGORY_IDS) - set(range(1, 10))
-    with pytest.raises(ValueError, match='only followed by classes to leave out'):
-        COCO_DETECTOR_CLASSES.parse('person,-car')
+    for spec, suggestion in [('-person', 'all,-person'), ('person,-car, - dog', 'all,-car,-dog')]:
+        with pytest.raises(ValueError, match=f'a "-" leaves a class out of "all", which comes first: "{suggestion}"'):
+            COCO_DETECTOR_CLASSES.parse(spec)
+    with pytest.raises(ValueError, match="'All,-ALL' leaves no class to remove"):
+        COCO_DETECTOR_CLASSES.parse('All,-ALL')
+    # A model's own class named "all" is left out by name: "all" alone is every class.
+    assert DetectorClasses.from_names(['all', 'pole']).parse('all,-all') == frozenset({2})
     with pytest.raises(ValueError, match='only followed by classes to leave out'):
         COCO_DETECTOR_CLASSES.parse('all,-person,car')
     with pytest.raises(ValueError, match="unknown COCO class 'persn'"):
@@ -113,8 +118,8 @@ def test_parse_classes_rejects_unknown_ids_empty_entries_and_mixed_all():
         COCO_DETECTOR_CLASSES.parse('91')
     with pytest.raises(ValueError, match='empty entry'):
         COCO_DETECTOR_CLASSES.parse('person,,car')
-    with pytest.raises(ValueError, match='empty entry'):
-        COCO_DETECTOR_CLASSES.parse('')
+    with pytest.raises(ValueError, match="' ' names no class; give COCO class names or ids"):
+        COCO_DETECTOR_CLASSES.parse(' ')
     with pytest.raises(ValueError, match='cannot be combined'):
         COCO_DETECTOR_CLASSES.parse('all,person')
 

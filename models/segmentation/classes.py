@@ -58,16 +58,26 @@ class DetectorClasses:
         image is read rather than silently removing nothing.
         """
         entries = [entry.strip() for entry in spec.split(',')]
+        if not spec.strip():
+            raise ValueError(f'{spec!r} names no class; give {self._kind} names or ids, '
+                             f'comma-separated, or "all"')
         if any(not entry.lstrip('-').strip() for entry in entries):
             raise ValueError(f'{spec!r} has an empty entry; give {self._kind} names or '
                              f'ids, comma-separated, or "all"')
         if [entry.lower() for entry in entries] == ['all']:
             return None
-        if entries[0].lower() == 'all' and all(entry.startswith('-') for entry in entries[1:]):
-            excluded = {class_id for entry in entries[1:] for class_id in self._class_ids(entry[1:].strip())}
+        left_out = [entry[1:].strip() for entry in entries if entry.startswith('-')]
+        if entries[0].lower() == 'all' and len(left_out) == len(entries) - 1:
+            a_class_named_all = 'all' in (normalise_class_name(name) for name in self.names)
+            if not a_class_named_all and any(entry.lower() == 'all' for entry in left_out):
+                raise ValueError(f'{spec!r} leaves no class to remove')
+            excluded = {class_id for entry in left_out for class_id in self._class_ids(entry)}
             if excluded >= set(self.ids):
                 raise ValueError(f'{spec!r} leaves no class to remove')
             return frozenset(self.ids) - excluded
+        if left_out and not any(entry.lower() == 'all' for entry in entries):
+            raise ValueError(f'{spec!r}: a "-" leaves a class out of "all", which comes first: '
+                             f'"all,{",".join("-" + entry for entry in left_out)}"')
         if any(entry.lower() == 'all' or entry.startswith('-') for entry in entries):
             raise ValueError(f'{spec!r}: "all" cannot be combined with other classes, only followed '
                              f'by classes to leave out, each after a "-" ("all,-person")')
