@@ -50,7 +50,8 @@ class RemoverOptions(PipelineOptions):
                             "you photographed (default 0: remove every one).")
         select.add_argument("--keep_larger_than", type=float, default=None,
                             help="Keep every chosen instance whose mask covers more than this share "
-                            "of the image (above 0 and below 1, e.g. 0.05): those near the camera, the subjects.")
+                            "of the image (above 0 and below 1, e.g. 0.05): those near the camera, "
+                            "the subjects.")
         select.add_argument("--dilate", type=int, default=9,
                             help="Grow the removed region by this many pixels (default 9; 0 = none).")
 
