@@ -303,11 +303,15 @@ def _validate_segmenter(options, class_min_scores: list[tuple[str, float]]
         scores_by_id = segmenter.classes.parse_min_scores(class_min_scores)
     except ValueError as e:
         raise UsageError(f"--min_score: {e}") from None
-    if class_ids is not None and not scores_by_id.keys() <= class_ids:
+    if class_ids is not None:
+        # A supercategory's score holds those of its classes --classes removes, if any
+        # (`--classes all,-car --min_score 0.5,vehicle=0.7`).
         unchosen = [name for name, _ in class_min_scores
-                    if not segmenter.classes.parse_min_scores([(name, 0.0)]).keys() <= class_ids]
-        raise UsageError(f"--min_score gives {', '.join(unchosen)} a score, but --classes "
-                         f"{options.classes} does not remove them")
+                    if class_ids.isdisjoint(segmenter.classes.parse_min_scores([(name, 0.0)]))]
+        if unchosen:
+            raise UsageError(f"--min_score gives {', '.join(unchosen)} a score, but --classes "
+                             f"{options.classes} does not remove them")
+        scores_by_id = {class_id: score for class_id, score in scores_by_id.items() if class_id in class_ids}
     return segmenter.identity, class_ids, scores_by_id
 
 
