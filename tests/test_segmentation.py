@@ -92,8 +92,10 @@ def test_parse_classes_takes_all_but_some():
             COCO_DETECTOR_CLASSES.parse(spec)
     with pytest.raises(ValueError, match="'All,-ALL' leaves no class to remove"):
         COCO_DETECTOR_CLASSES.parse('All,-ALL')
-    # A model's own class named "all" is left out by name: "all" alone is every class.
-    assert DetectorClasses.from_names(['all', 'pole']).parse('all,-all') == frozenset({2})
+    # A model's own class named "all" is left out by name: "all" alone is every class; one with a
+    # comma in its name is chosen by its id.
+    own = DetectorClasses.from_names(['all', 'pole, wooden'])
+    assert own.parse('all,-all') == own.parse('2') == frozenset({2}) and own.parse('all') is None
     with pytest.raises(ValueError, match='only followed by classes to leave out'):
         COCO_DETECTOR_CLASSES.parse('all,-person,car')
     with pytest.raises(ValueError, match="unknown COCO class 'persn'"):
