@@ -42,14 +42,16 @@ class RemoverOptions(PipelineOptions):
                             "those of the classes the checkpoint was trained on.")
         select.add_argument("--min_score", default="0.5",
                             help="Minimum detection score of a removed instance (default 0.5), and "
-                            "for some classes their own: '0.5,car=0.8,animal=0.7'.")
+                            "for some classes their own: '0.5,car=0.8,animal=0.7' (a class's own "
+                            "wins over its supercategory's).")
         select.add_argument("--keep_largest", type=int, default=0,
                             help="Of the instances chosen in each image, keep the N largest (by mask "
                             "area) as the photo's subjects: 1 removes the people behind the one "
                             "you photographed (default 0: remove every one).")
         select.add_argument("--keep_larger_than", type=float, default=None,
                             help="Keep every chosen instance whose mask covers more than this share "
-                            "of the image (0-1, e.g. 0.05): those near the camera, the subjects.")
+                            "of the image (above 0 and below 1, e.g. 0.05): those near the camera, "
+                            "the subjects.")
         select.add_argument("--dilate", type=int, default=9,
                             help="Grow the removed region by this many pixels (default 9; 0 = none).")
 

@@ -200,8 +200,12 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         min_score, class_min_scores = split_min_scores(options.min_score)
     except ValueError as e:
         raise UsageError(f"--min_score: {e}") from None
-    if options.keep_largest < 0 or not 0.0 <= (options.keep_larger_than or 0.0) < 1.0:
-        raise UsageError("--keep_largest must be >= 0 and --keep_larger_than within [0, 1)")
+    if options.keep_largest < 0:
+        raise UsageError(f"--keep_largest {options.keep_largest}: must be >= 0 (0 keeps none)")
+    if options.keep_larger_than is not None and not 0.0 < options.keep_larger_than < 1.0:
+        raise UsageError(f"--keep_larger_than {options.keep_larger_than:g}: a share of the image "
+                         "above 0 and below 1 (0 would keep every instance chosen, removing nothing; "
+                         "leave it out to keep none)")
     if options.seg_batch_size < 1 or options.inpaint_batch_size < 1:
         raise UsageError("batch sizes must be >= 1")
     positive = {"--max_batch_megabytes": options.max_batch_megabytes,
@@ -294,11 +298,15 @@ def _validate_segmenter(options, class_min_scores: list[tuple[str, float]]
         scores_by_id = segmenter.classes.parse_min_scores(class_min_scores)
     except ValueError as e:
         raise UsageError(f"--min_score: {e}") from None
-    if class_ids is not None and not scores_by_id.keys() <= class_ids:
+    if class_ids is not None:
+        # A supercategory's score holds those of its classes --classes removes, if any
+        # (`--classes all,-car --min_score 0.5,vehicle=0.7`).
         unchosen = [name for name, _ in class_min_scores
-                    if not segmenter.classes.parse_min_scores([(name, 0.0)]).keys() <= class_ids]
-        raise UsageError(f"--min_score gives {', '.join(unchosen)} a score, but --classes "
-                         f"{options.classes} does not remove them")
+                    if class_ids.isdisjoint(segmenter.classes.parse_min_scores([(name, 0.0)]))]
+        if unchosen:
+            raise UsageError(f"--min_score gives {', '.join(unchosen)} a score, but --classes "
+                             f"{options.classes} does not remove them")
+        scores_by_id = {class_id: score for class_id, score in scores_by_id.items() if class_id in class_ids}
     return segmenter.identity, class_ids, scores_by_id
 
 

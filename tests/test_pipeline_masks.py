@@ -282,8 +282,13 @@ def test_nonsense_limits_stop_the_launcher(masks_corpus, tmp_path, tiny_inpaint_
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--keep_largest", "-1"], "--keep_largest must be >= 0"),
-    (["--keep_larger_than", "1.5"], "--keep_larger_than within [0, 1)"),
+    (["--keep_largest", "-1"], "--keep_largest -1: must be >= 0 (0 keeps none)"),
+    (["--keep_larger_than", "1.5"], "--keep_larger_than 1.5: a share of the image above 0 and below 1"),
+    # 0 keeps every instance chosen: nothing would be removed, whatever was meant.
+    (["--keep_larger_than", "0"], "--keep_larger_than 0: a share of the image above 0 and below 1 (0 "
+                                  "would keep every instance chosen, removing nothing; leave it out to keep none)"),
+    (["--keep_larger_than", "-0"], "--keep_larger_than -0: a share"),
+    (["--keep_larger_than", "nan"], "--keep_larger_than nan: a share"),
     (["--keep_largest", "1"], "a class's own --min_score choose among the instances a detector finds"),
     (["--min_score", "0.5,car=0.9"], "a class's own --min_score choose among the instances a detector finds"),
     (["--min_score", "1.2"], "--min_score: '1.2': a score lies within [0, 1]"),

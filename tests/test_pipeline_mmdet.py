@@ -6,6 +6,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
+from pipeline.options import RemoverOptions
+from pipeline.run import resolve_config
 from tests.conftest import textured_image
 from tests.pipeline_helpers import load_rgb, output_files, read_rows, run_pipeline
 from tests.segmentation_fixtures import write_tiny_maskrcnn
@@ -58,9 +60,9 @@ def test_mmdet_segmenter_rows_and_class_filter(tmp_path, tiny_segmenter, tiny_in
     chosen_counts = []
     for uri, row in read_rows(tmp_path / "subject").items():
         candidates = [x for x in row["instances"] if x["score"] >= 0.05 and x["area"] > 0]
-        kept = [x for x in candidates if not x["removed"]]
+        kept = [x for x in row["instances"] if x["kept"]]
         assert len(kept) == min(1, len(candidates)) and all(x["area"] >= y["area"] for x in kept for y in candidates)
-        assert [x["kept"] for x in row["instances"]] == [any(x is k for k in kept) for x in row["instances"]]
+        assert not any(x["kept"] and x["removed"] for x in row["instances"])
         chosen_counts.append(len(candidates))
     assert max(chosen_counts) >= 2, "no image with one instance kept and another removed"
     report = (tmp_path / "subject" / "report" / "index.html").read_text()
@@ -82,6 +84,18 @@ def test_a_min_score_for_a_class_not_removed_fails_before_any_work(tmp_path, tin
                       "--inpaint_weights", tiny_inpaint_weights, "--output", tmp_path / "out",
                       "--classes", "person,cat", "--min_score", "0.4,car=0.8,cat=0.6,dog=0.7"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_supercategorys_min_score_holds_those_of_its_classes_that_are_removed(tmp_path, tiny_segmenter,
+                                                                               tiny_inpaint_weights):
+    config, checkpoint = tiny_segmenter
+    images, _ = _corpus(tmp_path)
+    resolved = resolve_config(RemoverOptions([
+        "--input", f"{images}/*.png", "--seg_config", config, "--seg_checkpoint", checkpoint,
+        "--inpaint_weights", tiny_inpaint_weights, "--output", str(tmp_path / "out"),
+        "--classes", "all,-car", "--min_score", "0.5,vehicle=0.7,truck=0.9"]))
+    # vehicle: bicycle, car, motorcycle, airplane, bus, train, truck and boat; car is not removed.
+    assert dict(resolved.class_min_scores) == {2: 0.7, 4: 0.7, 5: 0.7, 6: 0.7, 7: 0.7, 8: 0.9, 9: 0.7}
 
 
 def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inpaint_weights):

@@ -87,8 +87,15 @@ def test_parse_classes_takes_cocos_supercategories_for_their_classes():
 def test_parse_classes_takes_all_but_some():
     assert COCO_DETECTOR_CLASSES.parse('all,-person') == frozenset(COCO_CATEGORY_IDS) - {1}
     assert COCO_DETECTOR_CLASSES.parse('ALL, -person, - vehicle') == frozenset(COCO_CATEGORY_IDS) - set(range(1, 10))
-    with pytest.raises(ValueError, match='only followed by classes to leave out'):
-        COCO_DETECTOR_CLASSES.parse('person,-car')
+    for spec, suggestion in [('-person', 'all,-person'), ('person,-car, - dog', 'all,-car,-dog')]:
+        with pytest.raises(ValueError, match=f'a "-" leaves a class out of "all", which comes first: "{suggestion}"'):
+            COCO_DETECTOR_CLASSES.parse(spec)
+    with pytest.raises(ValueError, match="'All,-ALL' leaves no class to remove"):
+        COCO_DETECTOR_CLASSES.parse('All,-ALL')
+    # A model's own class named "all" is left out by name: "all" alone is every class; one with a
+    # comma in its name is chosen by its id.
+    own = DetectorClasses.from_names(['all', 'pole, wooden'])
+    assert own.parse('all,-all') == own.parse('2') == frozenset({2}) and own.parse('all') is None
     with pytest.raises(ValueError, match='only followed by classes to leave out'):
         COCO_DETECTOR_CLASSES.parse('all,-person,car')
     with pytest.raises(ValueError, match="unknown COCO class 'persn'"):
@@ -113,8 +120,8 @@ def test_parse_classes_rejects_unknown_ids_empty_entries_and_mixed_all():
         COCO_DETECTOR_CLASSES.parse('91')
     with pytest.raises(ValueError, match='empty entry'):
         COCO_DETECTOR_CLASSES.parse('person,,car')
-    with pytest.raises(ValueError, match='empty entry'):
-        COCO_DETECTOR_CLASSES.parse('')
+    with pytest.raises(ValueError, match="' ' names no class; give COCO class names or ids"):
+        COCO_DETECTOR_CLASSES.parse(' ')
     with pytest.raises(ValueError, match='cannot be combined'):
         COCO_DETECTOR_CLASSES.parse('all,person')
 
@@ -550,6 +557,18 @@ def test_min_score_gives_every_class_a_score_and_some_their_own():
             split_min_scores(spec)
     with pytest.raises(ValueError, match="unknown COCO class 'cra'"):
         COCO_DETECTOR_CLASSES.parse_min_scores([('cra', 0.8)])
+
+
+def test_a_classes_own_min_score_wins_over_its_supercategorys_and_two_of_one_kind_are_refused():
+    vehicles = {class_id: 0.7 for class_id in range(2, 10)}
+    for entries in ([('vehicle', 0.7), ('car', 0.9)], [('car', 0.9), ('vehicle', 0.7)]):
+        assert COCO_DETECTOR_CLASSES.parse_min_scores(entries) == {**vehicles, 3: 0.9}
+    assert COCO_DETECTOR_CLASSES.parse_min_scores([('1', 0.8)]) == {1: 0.8}  # person: a class too
+    for entries, message in [([('car', 0.8), ('3', 0.2)], "'car' and '3' both give 'car' a score"),
+                             ([('person', 0.8), ('Person', 0.9)], "'person' and 'Person' both give"),
+                             ([('vehicle', 0.7), ('vehicle', 0.6)], "'vehicle' and 'vehicle' both give 'bicycle'")]:
+        with pytest.raises(ValueError, match=message):
+            COCO_DETECTOR_CLASSES.parse_min_scores(entries)
 
 
 def test_detections_select_takes_a_class_its_own_score():

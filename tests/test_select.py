@@ -8,8 +8,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from models.segmentation import Detections
 from transforms.read import NAMESPACE
-from transforms.records import ERROR, UNCHANGED, ImageInfo
-from transforms.select import SelectAndDilate
+from transforms.frames import merged_info
+from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo
+from transforms.select import SelectAndDilate, removed_region
 
 
 def _detections(masks: np.ndarray, scores) -> Detections:
@@ -146,3 +147,30 @@ def test_the_hole_grown_by_dilate_stops_at_a_subject_kept():
         return True
     assert_that(holes | beam.Map(check), equal_to([True]))
     pipeline.run().wait_until_finish()
+
+
+def test_a_subjects_pixels_stay_where_removed_instances_overlap_it_and_the_mask_written_says_so():
+    masks = np.zeros((3, 12, 12), bool)
+    masks[0, 2:10, 1:6] = True  # the subject, the largest
+    masks[1, 3:6, 2:5] = True  # the subject found again, within it
+    masks[2, 4:8, 4:9] = True  # a passer-by whose mask overlaps the subject's edge
+    element = (ImageInfo("pair.png", "pair.png", width=12, height=12),
+               PredictionResult(np.zeros((12, 12, 3), np.uint8), _detections(masks, [0.9, 0.9, 0.9])))
+    [(info, (_, hole))] = SelectAndDilate(None, 0.5, 0, keep_largest=1).process(element)
+    assert [x["kept"] for x in info.instances] == [True, False, False]
+    assert [x["removed"] for x in info.instances] == [False, False, True]  # the second removes nothing
+    np.testing.assert_array_equal(hole, masks[2] & ~masks[0])
+    np.testing.assert_array_equal(removed_region(info), masks[2] & ~masks[0])
+
+
+def test_a_multi_frame_images_note_counts_the_subjects_kept_in_all_its_frames():
+    masks = _people_of_areas([4, 36, 9])
+    frames = []
+    for frame in range(2):
+        element = (ImageInfo("walk.gif", "walk.gif", width=20, height=20, frame=frame, frames=2),
+                   PredictionResult(np.zeros((20, 20, 3), np.uint8), _detections(masks, [0.9] * 3)))
+        [(info, _)] = SelectAndDilate(None, 0.5, 0, keep_largest=1).process(element)
+        assert info.notes == ()
+        frames.append(info.replace(status=CLEANED))
+    assert merged_info(frames).notes == (
+        "2 kept as the photo's subjects (person) in 2 frames: --keep_largest / --keep_larger_than",)

@@ -20,6 +20,7 @@ from transforms.decode import decode_frames
 from transforms.frame_store import delete_stored_frames, load_frame
 from transforms.read import read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference
+from transforms.select import kept_note
 from transforms.write import WriteImage, encode_frames, without_removed_regions_in_xmp
 
 FRAME = WriteImage.FRAME
@@ -35,15 +36,18 @@ class FramesApart(beam.DoFn):
 
 def merged_info(frames: list[ImageInfo]) -> ImageInfo:
     """One image's info from its frames' (in order): frame 0's size and encoding, every frame's
-    instances (each names its frame), the share of all frames' pixels replaced, and the first
-    failure, if any, as the image's error."""
+    instances (each names its frame), the share of all frames' pixels replaced, one note on the
+    subjects kept in all of them, and the first failure, if any, as the image's error."""
     first, count = frames[0], frames[0].frames
     pixels = [frame.width * frame.height for frame in frames]
+    instances = tuple(instance for frame in frames for instance in frame.instances)
+    kept = kept_note(instances)
     merged = first.replace(
-        frame=0, instances=tuple(instance for frame in frames for instance in frame.instances),
+        frame=0, instances=instances,
         removed_fraction=sum(frame.removed_fraction * size for frame, size in zip(frames, pixels))
         / max(1, sum(pixels)),
-        notes=tuple(dict.fromkeys(note for frame in frames for note in frame.notes)),
+        notes=tuple(dict.fromkeys(note for frame in frames for note in frame.notes))
+        + ((kept,) if kept else ()),
         frame_sizes=tuple((frame.height, frame.width) for frame in frames),
         output_uri=None, alpha=None, encoding=None)
     failed = next((frame for frame in frames if frame.status == ERROR), None)

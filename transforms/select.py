@@ -50,11 +50,32 @@ def instance_rows(detections, removed: np.ndarray, frame: int = 0,
         for i in range(len(detections.labels)))
 
 
+def kept_note(instances) -> str | None:
+    """The row's note on the subjects --keep_largest / --keep_larger_than kept, if any, over all
+    of an image's frames."""
+    kept = [instance for instance in instances if instance.get("kept")]
+    if not kept:
+        return None
+    labels = ", ".join(sorted({instance["label"] for instance in kept}))
+    frames = len({instance.get("frame") or 0 for instance in kept})
+    where = f" in {frames} frames" if frames > 1 else ""
+    return (f"{len(kept)} kept as the photo's subjects ({labels}){where}: "
+            "--keep_largest / --keep_larger_than")
+
+
 def removed_region(info: ImageInfo, frame: int = 0) -> np.ndarray:
-    """The union of the instances chosen for removal (from `frame` of a multi-frame image),
-    before `--dilate` grows it: masks mode grows it again by its own `--dilate`."""
+    """The pixels removed (from `frame` of a multi-frame image), before `--dilate` grows them:
+    those of the instances chosen for removal less those of the subjects kept. Masks mode grows
+    it again by its own `--dilate`."""
+    removed = _union_of(info, frame, "removed")
+    return removed & ~_union_of(info, frame, "kept") if removed.any() else removed
+
+
+def _union_of(info: ImageInfo, frame: int, flag: str) -> np.ndarray:
+    """The union of the masks of `frame`'s instances whose `flag` is true (rows written before
+    `kept` existed have it null)."""
     rles = [instance["mask"] for instance in info.instances
-            if instance["removed"] and instance.get("frame", 0) == frame]
+            if instance.get(flag) and instance.get("frame", 0) == frame]
     if not rles:
         return np.zeros(info.frame_sizes[frame] if info.frame_sizes else (info.height, info.width), bool)
     merged = coco_mask.merge([{"size": rle["size"], "counts": rle["counts"].encode("ascii")}
@@ -91,17 +112,23 @@ class SelectAndDilate(beam.DoFn):
         chosen = detections.select(self._class_ids, self._min_score, self._class_min_scores) & detections.nonempty()
         kept = detections.subjects(chosen, self._keep_largest, self._keep_larger_than)
         removed = chosen & ~kept
-        union = detections.union(removed)
-        hole = dilate(union, self._dilate)
-        if kept.any():  # grown, the hole stops at the subjects kept: it would eat into their edges
-            hole &= union | ~detections.union(kept)
+        if kept.any():
+            # A subject's pixels stay, also where a removed instance's mask overlaps it (the same
+            # object found twice, or a mask bleeding over its edge): an instance within the
+            # subjects removes nothing. The hole grown by --dilate stops at them too.
+            subjects = detections.union(kept)
+            removed &= detections.reaching_outside(subjects)
+            union = detections.union(removed) & ~subjects
+            hole = dilate(union, self._dilate) & ~subjects
+        else:
+            union = detections.union(removed)
+            hole = dilate(union, self._dilate)
         info = info.replace(instances=instance_rows(detections, removed, info.frame, kept),
                             removed_fraction=float(hole.mean()))
         if kept.any():
             self._kept.inc(int(kept.sum()))
-            labels = ", ".join(sorted({detections.labels[i] for i in np.flatnonzero(kept)}))
-            info = info.with_note(f"{int(kept.sum())} kept as the photo's subjects ({labels}): "
-                                  f"--keep_largest / --keep_larger_than")
+            if info.frames == 1:  # a multi-frame image's note counts all its frames (frames.py)
+                info = info.with_note(kept_note(info.instances))
         if hole.all():
             count_error(self._errors, info)
             dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"

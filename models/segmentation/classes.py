@@ -58,16 +58,26 @@ class DetectorClasses:
         image is read rather than silently removing nothing.
         """
         entries = [entry.strip() for entry in spec.split(',')]
+        if not spec.strip():
+            raise ValueError(f'{spec!r} names no class; give {self._kind} names or ids, '
+                             f'comma-separated, or "all"')
         if any(not entry.lstrip('-').strip() for entry in entries):
             raise ValueError(f'{spec!r} has an empty entry; give {self._kind} names or '
                              f'ids, comma-separated, or "all"')
         if [entry.lower() for entry in entries] == ['all']:
             return None
-        if entries[0].lower() == 'all' and all(entry.startswith('-') for entry in entries[1:]):
-            excluded = {class_id for entry in entries[1:] for class_id in self._class_ids(entry[1:].strip())}
+        left_out = [entry[1:].strip() for entry in entries if entry.startswith('-')]
+        if entries[0].lower() == 'all' and len(left_out) == len(entries) - 1:
+            a_class_named_all = 'all' in (normalise_class_name(name) for name in self.names)
+            if not a_class_named_all and any(entry.lower() == 'all' for entry in left_out):
+                raise ValueError(f'{spec!r} leaves no class to remove')
+            excluded = {class_id for entry in left_out for class_id in self._class_ids(entry)}
             if excluded >= set(self.ids):
                 raise ValueError(f'{spec!r} leaves no class to remove')
             return frozenset(self.ids) - excluded
+        if left_out and not any(entry.lower() == 'all' for entry in entries):
+            raise ValueError(f'{spec!r}: a "-" leaves a class out of "all", which comes first: '
+                             f'"all,{",".join("-" + entry for entry in left_out)}"')
         if any(entry.lower() == 'all' or entry.startswith('-') for entry in entries):
             raise ValueError(f'{spec!r}: "all" cannot be combined with other classes, only followed '
                              f'by classes to leave out, each after a "-" ("all,-person")')
@@ -75,15 +85,36 @@ class DetectorClasses:
 
     def parse_min_scores(self, entries: list[tuple[str, float]]) -> dict[int, float]:
         """The ids of `--min_score`'s per-class entries (`(name or id, score)`, a COCO
-        supercategory standing for its classes) and the score each needs."""
-        return {class_id: score for entry, score in entries for class_id in self._class_ids(entry.strip())}
+        supercategory standing for its classes) and the score each needs.
+
+        A class's own entry wins over its supercategory's whatever their order (`vehicle=0.7,
+        car=0.9`: cars need 0.9), as the more precise one; two entries of one kind for a class
+        (`car=0.8,3=0.9`) are refused rather than one silently dropped.
+        """
+        from_supercategories, own = {}, {}  # class id -> (entry, score)
+        for entry, score in entries:
+            entry = entry.strip()
+            given = own if self._supercategory(entry) is None else from_supercategories
+            for class_id in self._class_ids(entry):
+                if class_id in given:
+                    raise ValueError(f'{given[class_id][0]!r} and {entry!r} both give '
+                                     f'{self.names[self.ids.index(class_id)]!r} a score')
+                given[class_id] = entry, score
+        return {class_id: score for class_id, (_, score) in {**from_supercategories, **own}.items()}
 
     @property
     def _kind(self) -> str:
         return 'COCO class' if self.is_coco else 'class'
 
+    def _supercategory(self, entry: str) -> tuple[str, ...] | None:
+        """The classes of COCO supercategory `entry`; None for a class (`person` is both: a class)."""
+        name = normalise_class_name(entry)
+        if not self.is_coco or name in COCO_CLASSES:
+            return None
+        return COCO_SUPERCATEGORIES.get(name)
+
     def _class_ids(self, entry: str) -> tuple[int, ...]:
-        if self.is_coco and (classes := COCO_SUPERCATEGORIES.get(normalise_class_name(entry))):
+        if classes := self._supercategory(entry):
             return tuple(self._class_id(name) for name in classes)
         return (self._class_id(entry),)
 

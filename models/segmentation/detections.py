@@ -91,6 +91,12 @@ class Detections:
         """Which instances set at least one pixel."""
         return np.fromiter((crop.any() for crop in self.masks), bool, len(self))
 
+    def reaching_outside(self, region: np.ndarray) -> np.ndarray:
+        """Which instances set a pixel outside the image-sized bool `region`."""
+        return np.fromiter(
+            ((crop & ~region[top:top + crop.shape[0], left:left + crop.shape[1]]).any()
+             for crop, (top, left) in zip(self.masks, self.mask_offsets)), bool, len(self))
+
     def areas(self) -> np.ndarray:
         """Pixels each instance sets."""
         return np.fromiter((crop.sum() for crop in self.masks), np.int64, len(self))
