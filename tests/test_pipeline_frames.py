@@ -104,7 +104,7 @@ def test_every_frame_is_cleaned_and_written_back_together(animation_corpus, tmp_
 
     # The report shows frame 1, the first one something was removed from.
     index = (output / "report" / "index.html").read_text()
-    [stem] = re.findall(r'src="thumbs/([^"]+)-before.jpg"[^<]*<img[^>]*><div class="caption">[^<]*anim\.png[^<]*'
+    [stem] = re.findall(r'src="thumbs/([^"]+)-before.jpg"[^<]*<a[^>]*><img[^>]*></a><div class="caption">[^<]*anim\.png[^<]*'
                         r'\(frame 2 shown\)', index)
     shown = np.asarray(Image.open(output / "report" / "thumbs" / f"{stem}-before.jpg"), float)
     distances = [np.abs(shown - frame).mean() for frame in animation]
