@@ -6,6 +6,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from models import SHIPPED_INPAINT_WEIGHTS
 from transforms.decode import DEFAULT_MAX_PIXELS
 
+DEFAULT_CLASSES, DEFAULT_MIN_SCORE = "person", "0.5"
 DEFAULT_SEG_CONFIG = "mask-rcnn_r50_fpn_1x_coco"
 DEFAULT_SEG_CHECKPOINT = ("https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/"
                           "mask_rcnn_r50_fpn_1x_coco/mask_rcnn_r50_fpn_1x_coco_20200205-d4b0c5d6.pth")
@@ -35,12 +36,12 @@ class RemoverOptions(PipelineOptions):
                             f"(default {DEFAULT_MAX_PIXELS:,}).")
 
         select = parser.add_argument_group("what to remove")
-        select.add_argument("--classes", default="person",
+        select.add_argument("--classes", default=DEFAULT_CLASSES,
                             help="Class names or ids, comma-separated, or 'all' (default "
                             "person), or 'all,-person' (every class but those after a '-'): COCO "
                             "names, category ids and supercategories (vehicle, animal, ...), or "
                             "those of the classes the checkpoint was trained on.")
-        select.add_argument("--min_score", default="0.5",
+        select.add_argument("--min_score", default=DEFAULT_MIN_SCORE,
                             help="Minimum detection score of a removed instance (default 0.5), and "
                             "for some classes their own: '0.5,car=0.8,animal=0.7' (a class's own "
                             "wins over its supercategory's).")

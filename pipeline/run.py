@@ -22,7 +22,7 @@ from models.segmentation.classes import split_min_scores
 from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.logs import configure_command_line_logging
-from pipeline.options import SHIPPED_INPAINT_WEIGHTS, RemoverOptions
+from pipeline.options import DEFAULT_CLASSES, DEFAULT_MIN_SCORE, SHIPPED_INPAINT_WEIGHTS, RemoverOptions
 from transforms.metadata import metadata_pattern
 from transforms.frame_store import frames_folder
 from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
@@ -225,6 +225,12 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
                              "each mask marks")
         if "://" not in options.masks and not os.path.isdir(options.masks):
             raise UsageError(f"--masks folder not found: {options.masks}")
+        unused = [f"{flag} {value}" for flag, value, default in (
+            ("--classes", options.classes, DEFAULT_CLASSES), ("--min_score", options.min_score, DEFAULT_MIN_SCORE))
+            if value != default]
+        if unused:
+            logger.warning("%s: not used with --segmenter masks, which removes what each mask marks",
+                           ", ".join(unused))
     expected_images = None
     if not _dry_run(options):  # a dry run touches no storage
         count = bool(options.input) and _one_process_sees_every_image(options)

@@ -300,6 +300,18 @@ def test_subjects_to_keep_and_min_scores_are_checked_by_the_launcher(masks_corpu
     assert not (tmp_path / "out").exists()
 
 
+def test_classes_and_min_score_given_in_masks_mode_are_named_as_unused(masks_corpus, tmp_path, caplog):
+    from pipeline.options import RemoverOptions
+    from pipeline.run import resolve_config
+
+    images, masks, _ = masks_corpus
+    given = ["--input", f"{images}/**", "--segmenter", "masks", "--masks", str(masks), "--output", str(tmp_path / "o")]
+    resolve_config(RemoverOptions(given))
+    assert "not used with --segmenter masks" not in caplog.text
+    resolve_config(RemoverOptions(given + ["--classes", "dog", "--min_score", "0.7"]))
+    assert "--classes dog, --min_score 0.7: not used with --segmenter masks" in caplog.text
+
+
 def test_input_that_matches_nothing_stops_the_launcher(masks_corpus, tmp_path, tiny_inpaint_weights):
     images, masks, _ = masks_corpus
     output = tmp_path / "out"
