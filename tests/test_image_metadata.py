@@ -176,6 +176,16 @@ def test_xmp_regions_of_a_removed_person_go_with_their_name_the_others_stay():
     assert without_removed_regions(XMP, _left_half) == (XMP, 0, frozenset())  # no regions: untouched
 
 
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+def test_an_xml_files_codec_is_told_by_its_first_bytes(codec):
+    """XMP may be UTF-16 or UTF-32, with a byte order mark (`utf-16`, `utf-32`) or without."""
+    from transforms.image_metadata import xml_codec
+
+    data = REGIONS_XMP.decode().encode(codec)
+    assert xml_codec(data) == {"utf-16": "utf-16-le", "utf-32": "utf-32-le"}.get(codec, codec)
+    assert data.decode(xml_codec(data)).lstrip("\ufeff") == REGIONS_XMP.decode()
+
+
 def _written_without_regions_of(data: bytes, removed: np.ndarray) -> bytes:
     """The 40x20 photo `data` as written once a person covering `removed` was: its XMP less the
     regions there, which must be two."""

@@ -344,6 +344,46 @@ def test_sidecars_are_written_beside_their_images_less_the_removed_persons_regio
             "only they gave") in rows[str(tree / "a.jpg")]["notes"]
 
 
+def test_xmp_sidecars_that_are_utf16_malformed_of_turned_pages_or_of_an_image_not_written(
+        tmp_path, tiny_inpaint_weights):
+    """UTF-16 is cleaned as UTF-8 is, and written back in UTF-16; one that names regions but is not
+    well-formed XML is not written (it could still name who was removed); a multi-page TIFF's,
+    its pages turned upright, is written upright too; an image whose write fails gets none."""
+    from tests.bad_input_corpus import REGIONS_XMP, left_mask_png
+
+    tree, masks, output = tmp_path / "tree", tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    for name in ("wide", "broken", "failing"):
+        _image(tree / f"{name}.jpg", (120, 90, 60), size=(40, 20))
+        (masks / f"{name}.png").write_bytes(left_mask_png(40, 20))
+    (tree / "wide.jpg.xmp").write_bytes(REGIONS_XMP.decode().encode("utf-16"))
+    (tree / "broken.jpg.xmp").write_bytes(REGIONS_XMP.replace(b"</rdf:RDF>", b""))
+    (tree / "failing.jpg.xmp").write_bytes(REGIONS_XMP)
+    (output / "images/failing.jpg").mkdir(parents=True)  # where the image would go
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    pages = [Image.new("RGB", (40, 20), colour) for colour in ((200, 0, 0), (0, 200, 0))]
+    pages[0].save(tree / "pages.tif", save_all=True, append_images=pages[1:], exif=turned)
+    (tree / "pages.tif.xmp").write_bytes(REGIONS_XMP.replace(
+        b"xmlns:dc=", b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc=').replace(
+        b"<dc:rights>", b"<tiff:Orientation>6</tiff:Orientation><dc:rights>"))
+    (masks / "pages.png").write_bytes(left_mask_png(20, 40))  # upright
+    rows = _masks_run(str(tree), masks, output, tiny_inpaint_weights)
+    notes = {posixpath.basename(uri): row["notes"] for uri, row in rows.items()}
+    assert {posixpath.basename(uri): row["status"] for uri, row in rows.items()} == {
+        "wide.jpg": "cleaned", "broken.jpg": "cleaned", "failing.jpg": "error", "pages.tif": "cleaned"}
+    written = output_files(output)
+    assert sorted(written) == ["broken.jpg", "pages.tif", "pages.tif.xmp", "wide.jpg", "wide.jpg.xmp"]
+    wide = written["wide.jpg.xmp"].decode("utf-16")
+    assert written["wide.jpg.xmp"].startswith(b"\xff\xfe") and "Alice" not in wide and wide.count("Bob") == 3
+    assert "2 XMP face or person regions of what was removed dropped from its sidecar wide.jpg.xmp, with the " \
+           "names only they gave" in notes["wide.jpg"]
+    assert ("sidecar broken.jpg.xmp not written: ValueError: not well-formed XML, so the face and person regions "
+            "of what was removed could not be taken out of it") in notes["broken.jpg"]
+    assert b"<tiff:Orientation>1</tiff:Orientation>" in written["pages.tif.xmp"] and b"Alice" not in written["pages.tif.xmp"]
+    assert rows[str(tree / "failing.jpg")]["notes"] == []
+
+
 def test_sidecars_on_an_object_store_are_found_in_one_listing(monkeypatch):
     """There a folder's listing is one of its whole subtree: the pattern's root is listed once."""
     from transforms.read import _beside_images, _matched_apart, sidecars_by_image
