@@ -384,6 +384,29 @@ def test_xmp_sidecars_that_are_utf16_malformed_of_turned_pages_or_of_an_image_no
     assert rows[str(tree / "failing.jpg")]["notes"] == []
 
 
+def test_skip_existing_redoes_an_image_until_its_sidecars_are_written(tmp_path):
+    """A sidecar added since the image was written, or one a killed run or a failure left unwritten,
+    is written by a --skip_existing run: the image is done only once its sidecars are."""
+    from transforms.records import ImageInfo
+    from transforms.skip_existing import SkipExisting
+
+    (tmp_path / "images/sub").mkdir(parents=True)
+    (tmp_path / "images/sub/a.jpg").write_bytes(b"written")
+    info = ImageInfo("/in/sub/a.jpg", "sub/a.jpg", sidecars=("/in/sub/a.jpg.xmp", "/in/sub/A.AAE"))
+    skip = SkipExisting(str(tmp_path))
+
+    def skipped(info):
+        """The output a skipped image keeps; None for one passed on, to be done again."""
+        (outcome,) = skip.process((info, b""))
+        return None if outcome == (info, b"") else outcome.value.output_uri
+    assert skipped(info.replace(sidecars=())) == str(tmp_path / "images/sub/a.jpg")
+    assert skipped(info) is None
+    (tmp_path / "images/sub/a.jpg.xmp").write_bytes(b"<x/>")
+    assert skipped(info) is None
+    (tmp_path / "images/sub/A.AAE").write_bytes(b"<plist/>")
+    assert skipped(info) == str(tmp_path / "images/sub/a.jpg")
+
+
 def test_sidecars_on_an_object_store_are_found_in_one_listing(monkeypatch):
     """There a folder's listing is one of its whole subtree: the pattern's root is listed once."""
     from transforms.read import _beside_images, _matched_apart, sidecars_by_image

@@ -55,6 +55,11 @@ def output_path(output_root: str, relative_path: str) -> str:
     return FileSystems.join(output_root.rstrip("/"), "images", relative_path)
 
 
+def sidecar_output_path(output_root: str, relative_path: str, sidecar: str) -> str:
+    """Where a sidecar of the image at `relative_path` is written: beside it, under its own name."""
+    return output_path(output_root, posixpath.join(posixpath.dirname(relative_path), posixpath.basename(sidecar)))
+
+
 def fallback_path(path: str) -> str:
     """Where an image whose format PIL cannot write goes: a PNG named so that it cannot be
     mistaken for the input's format."""
@@ -588,7 +593,7 @@ class WriteImage(beam.DoFn):
         written (upright with it, less the face and person regions of what was removed and the
         names only they gave). One that cannot be written is a note. Returns the info and the
         sidecars written."""
-        folder, written = posixpath.dirname(info.relative_path), []
+        written = []
         for sidecar in info.sidecars:
             name = posixpath.basename(sidecar)
             try:
@@ -599,7 +604,7 @@ class WriteImage(beam.DoFn):
                         info = info.with_note(f"{dropped} XMP face or person region{'s' * (dropped > 1)} of "
                                               f"what was removed dropped from its sidecar {name}, with the "
                                               f"names only they gave")
-                path = output_path(self._output_root, posixpath.join(folder, name))
+                path = sidecar_output_path(self._output_root, info.relative_path, sidecar)
                 write_atomically(path, data)
                 written.append(path)
             except Exception as e:  # noqa: BLE001 - the image still counts
