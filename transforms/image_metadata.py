@@ -213,7 +213,9 @@ _MWG_REGIONS = "http://www.metadataworkinggroup.com/schemas/regions/"
 _AREA = "http://ns.adobe.com/xmp/sType/Area#"
 _MP_REGION = "http://ns.microsoft.com/photo/1.2/t/Region#"
 _IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
-_XMP_META = re.compile(rb"<(?:[\w.-]+:)?xmpmeta\b.*</(?:[\w.-]+:)?xmpmeta\s*>", re.DOTALL)
+# The x:xmpmeta element or, in XMP without it (which the standard allows: some sidecars), rdf:RDF.
+_XMP_META = re.compile(rb"<(?:[\w.-]+:)?xmpmeta\b.*</(?:[\w.-]+:)?xmpmeta\s*>|<(?:[\w.-]+:)?RDF\b.*</(?:[\w.-]+:)?RDF\s*>",
+                       re.DOTALL)
 _NAMESPACE = re.compile(rb"""xmlns:([\w.-]+)\s*=\s*["']([^"']*)["']""")
 # The keyword lists photo managers add a tagged person's name to, and what parts a hierarchical
 # keyword's levels ("People|Alice"): a removed person's name is taken out of them too.
@@ -326,8 +328,8 @@ def without_removed_regions(xmp: bytes, removed: Callable[[RegionBox], bool]) ->
 
 
 def well_formed(xmp: bytes) -> bool:
-    """Whether the XMP's x:xmpmeta element is there and parses: where it does not, its regions
-    cannot be read, nor taken out."""
+    """Whether the XMP's x:xmpmeta (else rdf:RDF) element is there and parses: where it does not,
+    its regions cannot be read, nor taken out."""
     return _parsed(xmp)[0] is not None
 
 
@@ -344,8 +346,8 @@ def xml_codec(xml: bytes) -> str:
 
 
 def _parsed(xmp: bytes) -> tuple[ElementTree.Element | None, re.Match | None]:
-    """The XMP's x:xmpmeta element parsed, and where it lies; (None, None) where it is missing or
-    not well-formed."""
+    """The XMP's x:xmpmeta (else rdf:RDF) element parsed, and where it lies; (None, None) where it
+    is missing or not well-formed."""
     meta = _XMP_META.search(xmp)
     if meta is None or b"<!DOCTYPE" in xmp:
         return None, None  # XMP has no DOCTYPE: one would only declare entities to expand
