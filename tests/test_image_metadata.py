@@ -174,6 +174,20 @@ def test_xmp_regions_of_a_removed_person_go_with_their_name_the_others_stay():
     assert b"xmlns:mwg-rs=" in xmp and b"<mwg-rs:RegionList>" in xmp  # its own prefixes, for readers that need them
     assert without_removed_regions(REGIONS_XMP, lambda box: False) == (REGIONS_XMP, 0, frozenset())
     assert without_removed_regions(XMP, _left_half) == (XMP, 0, frozenset())  # no regions: untouched
+    bare = REGIONS_XMP[REGIONS_XMP.index(b"<rdf:RDF"):REGIONS_XMP.index(b"</x:xmpmeta>")]  # no x:xmpmeta, as XMP allows
+    xmp, dropped, gone = without_removed_regions(bare, _left_half)
+    assert dropped == 2 and gone == {"Alice"} and xmp.startswith(b"<rdf:RDF") and xmp.endswith(b"</rdf:RDF>")
+    assert b"Alice" not in xmp and xmp.count(b"Bob") == 3
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+def test_an_xml_files_codec_is_told_by_its_first_bytes(codec):
+    """XMP may be UTF-16 or UTF-32, with a byte order mark (`utf-16`, `utf-32`) or without."""
+    from transforms.image_metadata import xml_codec
+
+    data = REGIONS_XMP.decode().encode(codec)
+    assert xml_codec(data) == {"utf-16": "utf-16-le", "utf-32": "utf-32-le"}.get(codec, codec)
+    assert data.decode(xml_codec(data)).lstrip("\ufeff") == REGIONS_XMP.decode()
 
 
 def _written_without_regions_of(data: bytes, removed: np.ndarray) -> bytes:

@@ -288,16 +288,20 @@ def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inp
 def test_each_sidecar_goes_with_its_own_image():
     from transforms.read import sidecars_by_image
 
-    images = ["/p/a.jpg", "/p/IMG_1.HEIC", "/p/c.jpg", "/p/c.png", "/p/sub/a.jpg", "/p/d.JPG", "/p/e.jpg"]
+    images = ["/p/a.jpg", "/p/IMG_1.HEIC", "/p/c.jpg", "/p/c.png", "/p/sub/a.jpg", "/p/d.JPG", "/p/e.jpg",
+              "/p/f.JPG", "/p/f.jpg", "/p/g.jpg"]
     sidecars = ["/p/a.jpg.xmp", "/p/a.xmp", "/p/IMG_1.AAE", "/p/img_1.xmp", "/p/c.xmp", "/p/c.png.xmp",
                 "/p/sub/b.xmp", "/p/D.JPG.XMP", "/p/a.jpg.json", "/p/IMG_1.HEIC.supplemental-metadata.json",
-                "/p/e.json", "/p/metadata.json"]
-    assert sidecars_by_image(images, sidecars) == {
+                "/p/e.json", "/p/metadata.json", "/p/f.JPG.xmp", "/p/f.jpg.xmp", "/p/F.Jpg.xmp", "/p/g.xmp",
+                "/p/h.xmp"]
+    assert sidecars_by_image(images, sidecars, others=["/p/G.CR2", "/p/h.png"]) == {
         "/p/a.jpg": ("/p/a.jpg.json", "/p/a.jpg.xmp", "/p/a.xmp"),  # its own name's, and its stem's
         "/p/IMG_1.HEIC": ("/p/IMG_1.AAE", "/p/IMG_1.HEIC.supplemental-metadata.json", "/p/img_1.xmp"),  # any case
         "/p/c.png": ("/p/c.png.xmp",),  # c.xmp may describe c.jpg or c.png: neither's
-        "/p/d.JPG": ("/p/D.JPG.XMP",)}  # sub/b.xmp: no image of that name in its folder; Takeout's
-    # JSON goes by the whole name only (e.json is not e.jpg's), an album's metadata.json is nobody's
+        "/p/d.JPG": ("/p/D.JPG.XMP",),  # sub/b.xmp: no image of that name in its folder; Takeout's
+        # JSON goes by the whole name only (e.json is not e.jpg's), an album's metadata.json is nobody's
+        "/p/f.JPG": ("/p/f.JPG.xmp",), "/p/f.jpg": ("/p/f.jpg.xmp",)}  # its own case first; F.Jpg.xmp: either's
+    # g.xmp describes the raw beside g.jpg that the pattern left out; h.xmp is the unmatched h.png's
 
 
 @pytest.mark.parametrize("pattern", ["{tree}", "{tree}/**/*g"])  # the second matches no sidecar itself
@@ -321,41 +325,114 @@ def test_sidecars_are_written_beside_their_images_less_the_removed_persons_regio
     _image(tree / "c.jpg", (9, 9, 9))
     _empty_masks(masks, "c.png", "c.jpg")
     (tree / "c.xmp").write_bytes(REGIONS_XMP)  # c.png's or c.jpg's?
+    _image(tree / "d.jpg", (9, 9, 9))
+    _empty_masks(masks, "d.png")
+    (tree / "d.CR2").write_bytes(b"II*\x00 a raw")  # the second pattern leaves it out: d.xmp is still its
+    (tree / "d.xmp").write_bytes(REGIONS_XMP)
     rows = _masks_run(pattern.format(tree=tree), masks, output, tiny_inpaint_weights)
-    assert {posixpath.basename(uri): row["status"] for uri, row in rows.items()} == {
-        "a.jpg": "cleaned", "b.png": "unchanged", "IMG_1.png": "cleaned", "c.png": "unchanged", "c.jpg": "unchanged"}
+    expected = {"a.jpg": "cleaned", "b.png": "unchanged", "IMG_1.png": "cleaned", "c.png": "unchanged",
+                "c.jpg": "unchanged", "d.jpg": "unchanged"}
+    if pattern == "{tree}":
+        expected["d.CR2"] = "error"  # a camera raw file
+    assert {posixpath.basename(uri): row["status"] for uri, row in rows.items()} == expected
     written = output_files(output)
-    assert sorted(written) == ["a.jpg", "a.jpg.xmp", "b.png", "b.xmp", "c.jpg", "c.png", "sub/IMG_1.AAE", "sub/IMG_1.png"]
+    assert sorted(written) == ["a.jpg", "a.jpg.xmp", "b.png", "b.xmp", "c.jpg", "c.png", "d.jpg", "sub/IMG_1.AAE",
+                               "sub/IMG_1.png"]
     assert b"Alice" not in written["a.jpg.xmp"] and written["a.jpg.xmp"].count(b"Bob") == 3
     assert written["b.xmp"] == REGIONS_XMP and written["sub/IMG_1.AAE"] == b"<plist>edits</plist>"
     assert ("2 XMP face or person regions of what was removed dropped from its sidecar a.jpg.xmp, with the names "
             "only they gave") in rows[str(tree / "a.jpg")]["notes"]
 
 
+def test_xmp_sidecars_that_are_utf16_malformed_of_turned_pages_or_of_an_image_not_written(
+        tmp_path, tiny_inpaint_weights):
+    """UTF-16 is cleaned as UTF-8 is, and written back in UTF-16; one that names regions but is not
+    well-formed XML is not written (it could still name who was removed); a multi-page TIFF's,
+    its pages turned upright, is written upright too; an image whose write fails gets none."""
+    from tests.bad_input_corpus import REGIONS_XMP, left_mask_png
+
+    tree, masks, output = tmp_path / "tree", tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    for name in ("wide", "broken", "failing"):
+        _image(tree / f"{name}.jpg", (120, 90, 60), size=(40, 20))
+        (masks / f"{name}.png").write_bytes(left_mask_png(40, 20))
+    (tree / "wide.jpg.xmp").write_bytes(REGIONS_XMP.decode().encode("utf-16"))
+    (tree / "broken.jpg.xmp").write_bytes(REGIONS_XMP.replace(b"</rdf:RDF>", b""))
+    (tree / "failing.jpg.xmp").write_bytes(REGIONS_XMP)
+    (output / "images/failing.jpg").mkdir(parents=True)  # where the image would go
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    pages = [Image.new("RGB", (40, 20), colour) for colour in ((200, 0, 0), (0, 200, 0))]
+    pages[0].save(tree / "pages.tif", save_all=True, append_images=pages[1:], exif=turned)
+    (tree / "pages.tif.xmp").write_bytes(REGIONS_XMP.replace(
+        b"xmlns:dc=", b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc=').replace(
+        b"<dc:rights>", b"<tiff:Orientation>6</tiff:Orientation><dc:rights>"))
+    (masks / "pages.png").write_bytes(left_mask_png(20, 40))  # upright
+    rows = _masks_run(str(tree), masks, output, tiny_inpaint_weights)
+    notes = {posixpath.basename(uri): row["notes"] for uri, row in rows.items()}
+    assert {posixpath.basename(uri): row["status"] for uri, row in rows.items()} == {
+        "wide.jpg": "cleaned", "broken.jpg": "cleaned", "failing.jpg": "error", "pages.tif": "cleaned"}
+    written = output_files(output)
+    assert sorted(written) == ["broken.jpg", "pages.tif", "pages.tif.xmp", "wide.jpg", "wide.jpg.xmp"]
+    wide = written["wide.jpg.xmp"].decode("utf-16")
+    assert written["wide.jpg.xmp"].startswith(b"\xff\xfe") and "Alice" not in wide and wide.count("Bob") == 3
+    assert "2 XMP face or person regions of what was removed dropped from its sidecar wide.jpg.xmp, with the " \
+           "names only they gave" in notes["wide.jpg"]
+    assert ("sidecar broken.jpg.xmp not written: ValueError: not well-formed XML, so the face and person regions "
+            "of what was removed could not be taken out of it") in notes["broken.jpg"]
+    assert b"<tiff:Orientation>1</tiff:Orientation>" in written["pages.tif.xmp"] and b"Alice" not in written["pages.tif.xmp"]
+    assert rows[str(tree / "failing.jpg")]["notes"] == []
+
+
+def test_skip_existing_redoes_an_image_until_its_sidecars_are_written(tmp_path):
+    """A sidecar added since the image was written, or one a killed run or a failure left unwritten,
+    is written by a --skip_existing run: the image is done only once its sidecars are."""
+    from transforms.records import ImageInfo
+    from transforms.skip_existing import SkipExisting
+
+    (tmp_path / "images/sub").mkdir(parents=True)
+    (tmp_path / "images/sub/a.jpg").write_bytes(b"written")
+    info = ImageInfo("/in/sub/a.jpg", "sub/a.jpg", sidecars=("/in/sub/a.jpg.xmp", "/in/sub/A.AAE"))
+    skip = SkipExisting(str(tmp_path))
+
+    def skipped(info):
+        """The output a skipped image keeps; None for one passed on, to be done again."""
+        (outcome,) = skip.process((info, b""))
+        return None if outcome == (info, b"") else outcome.value.output_uri
+    assert skipped(info.replace(sidecars=())) == str(tmp_path / "images/sub/a.jpg")
+    assert skipped(info) is None
+    (tmp_path / "images/sub/a.jpg.xmp").write_bytes(b"<x/>")
+    assert skipped(info) is None
+    (tmp_path / "images/sub/A.AAE").write_bytes(b"<plist/>")
+    assert skipped(info) == str(tmp_path / "images/sub/a.jpg")
+
+
 def test_sidecars_on_an_object_store_are_found_in_one_listing(monkeypatch):
     """There a folder's listing is one of its whole subtree: the pattern's root is listed once."""
-    from transforms.read import _matched_apart, _sidecars_beside, sidecars_by_image
+    from transforms.read import _beside_images, _matched_apart, sidecars_by_image
 
     _ObjectStore.objects = {"teststore://b/in/a.jpg", "teststore://b/in/a.jpg.xmp", "teststore://b/in/y/b.jpg",
-                            "teststore://b/in/y/B.AAE", "teststore://b/in/y/z/c.xmp", "teststore://b/out.xmp"}
+                            "teststore://b/in/y/B.AAE", "teststore://b/in/y/z/c.xmp", "teststore://b/out.xmp",
+                            "teststore://b/in/y/b.dng"}
     listed = []
     monkeypatch.setattr(_ObjectStore, "_list", lambda self, prefix: listed.append(prefix) or (
         FileMetadata(path, 0) for path in sorted(self.objects) if path.startswith(prefix)))
     pattern = "teststore://b/in/**/*.jpg"
     images, others, _ = _matched_apart(pattern, None)
     listed.clear()
-    sidecars = _sidecars_beside(pattern, images, others)
+    sidecars, unmatched = _beside_images(pattern, images, others)
     assert sidecars == ["teststore://b/in/a.jpg.xmp", "teststore://b/in/y/B.AAE"] and listed == ["teststore://b/in/"]
-    assert sidecars_by_image([m.path for m in images], sidecars) == {
-        "teststore://b/in/a.jpg": ("teststore://b/in/a.jpg.xmp",), "teststore://b/in/y/b.jpg": ("teststore://b/in/y/B.AAE",)}
+    assert unmatched == ["teststore://b/in/y/b.dng"]
+    assert sidecars_by_image([m.path for m in images], sidecars, unmatched) == {
+        "teststore://b/in/a.jpg": ("teststore://b/in/a.jpg.xmp",)}  # B.AAE may be the raw's
 
 
 def test_sidecars_are_found_in_a_folder_whose_name_holds_glob_characters(tmp_path):
-    from transforms.read import _matched_apart, _sidecars_beside
+    from transforms.read import _beside_images, _matched_apart
 
     folder = tmp_path / "Photos [2019] *best?"
     _image(folder / "a.jpg", (1, 2, 3))
     (folder / "a.jpg.xmp").write_bytes(b"<x:xmpmeta/>")
     pattern = f"{tmp_path}/**/*.jpg"
     images, others, _ = _matched_apart(pattern, None)
-    assert _sidecars_beside(pattern, images, others) == [str(folder / "a.jpg.xmp")]
+    assert _beside_images(pattern, images, others) == ([str(folder / "a.jpg.xmp")], [])

@@ -21,7 +21,7 @@ from transforms.frame_store import delete_stored_frames, load_frame
 from transforms.read import read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference
 from transforms.select import kept_note
-from transforms.write import WriteImage, encode_frames, without_removed_regions_in_xmp
+from transforms.write import WriteImage, encode_frames, orientation_only, without_removed_regions_in_xmp
 
 FRAME = WriteImage.FRAME
 
@@ -35,7 +35,7 @@ class FramesApart(beam.DoFn):
 
 
 def merged_info(frames: list[ImageInfo]) -> ImageInfo:
-    """One image's info from its frames' (in order): frame 0's size and encoding, every frame's
+    """One image's info from its frames' (in order): frame 0's size and orientation, every frame's
     instances (each names its frame), the share of all frames' pixels replaced, one note on the
     subjects kept in all of them, and the first failure, if any, as the image's error."""
     first, count = frames[0], frames[0].frames
@@ -49,7 +49,7 @@ def merged_info(frames: list[ImageInfo]) -> ImageInfo:
         notes=tuple(dict.fromkeys(note for frame in frames for note in frame.notes))
         + ((kept,) if kept else ()),
         frame_sizes=tuple((frame.height, frame.width) for frame in frames),
-        output_uri=None, alpha=None, encoding=None)
+        output_uri=None, alpha=None, encoding=orientation_only(first.encoding))
     failed = next((frame for frame in frames if frame.status == ERROR), None)
     if failed is not None:
         return merged.replace(status=ERROR, error=f"{failed.error} (frame {failed.frame + 1} of {count})")

@@ -6,6 +6,7 @@ were turned, and the XMP face and person regions of what was removed go, with th
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import re
@@ -212,7 +213,9 @@ _MWG_REGIONS = "http://www.metadataworkinggroup.com/schemas/regions/"
 _AREA = "http://ns.adobe.com/xmp/sType/Area#"
 _MP_REGION = "http://ns.microsoft.com/photo/1.2/t/Region#"
 _IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
-_XMP_META = re.compile(rb"<(?:[\w.-]+:)?xmpmeta\b.*</(?:[\w.-]+:)?xmpmeta\s*>", re.DOTALL)
+# The x:xmpmeta element or, in XMP without it (which the standard allows: some sidecars), rdf:RDF.
+_XMP_META = re.compile(rb"<(?:[\w.-]+:)?xmpmeta\b.*</(?:[\w.-]+:)?xmpmeta\s*>|<(?:[\w.-]+:)?RDF\b.*</(?:[\w.-]+:)?RDF\s*>",
+                       re.DOTALL)
 _NAMESPACE = re.compile(rb"""xmlns:([\w.-]+)\s*=\s*["']([^"']*)["']""")
 # The keyword lists photo managers add a tagged person's name to, and what parts a hierarchical
 # keyword's levels ("People|Alice"): a removed person's name is taken out of them too.
@@ -324,9 +327,27 @@ def without_removed_regions(xmp: bytes, removed: Callable[[RegionBox], bool]) ->
     return xmp[:meta.start()] + _xml_text(root) + xmp[meta.end():], dropped, gone
 
 
+def well_formed(xmp: bytes) -> bool:
+    """Whether the XMP's x:xmpmeta (else rdf:RDF) element is there and parses: where it does not,
+    its regions cannot be read, nor taken out."""
+    return _parsed(xmp)[0] is not None
+
+
+# How XMP in UTF-32 or UTF-16, which the XMP standard allows, starts: a byte order mark or its
+# first '<'. Read as bytes, none of its names would match ours.
+_WIDE_XML = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (b"<\0\0\0", "utf-32-le"),
+             (b"\0\0\0<", "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+             (b"<\0", "utf-16-le"), (b"\0<", "utf-16-be"))
+
+
+def xml_codec(xml: bytes) -> str:
+    """The codec of an XML file (an XMP sidecar): UTF-16 or UTF-32 where it starts as they do, else UTF-8."""
+    return next((codec for start, codec in _WIDE_XML if xml.startswith(start)), "utf-8")
+
+
 def _parsed(xmp: bytes) -> tuple[ElementTree.Element | None, re.Match | None]:
-    """The XMP's x:xmpmeta element parsed, and where it lies; (None, None) where it is missing or
-    not well-formed."""
+    """The XMP's x:xmpmeta (else rdf:RDF) element parsed, and where it lies; (None, None) where it
+    is missing or not well-formed."""
     meta = _XMP_META.search(xmp)
     if meta is None or b"<!DOCTYPE" in xmp:
         return None, None  # XMP has no DOCTYPE: one would only declare entities to expand

@@ -99,48 +99,61 @@ def is_sidecar(path: str) -> bool:
     return posixpath.splitext(path)[1].lower() in SIDECAR_EXTENSIONS
 
 
-def sidecars_by_image(images: list[str], sidecars: list[str]) -> dict[str, tuple[str, ...]]:
-    """The sidecars that belong to each image, any case: one named after the image's whole name
-    is its own (darktable's and digiKam's `a.jpg.xmp`, Google Takeout's `a.jpg.json` and
-    `a.jpg.supplemental-metadata.json`); `<stem>.xmp` or `<stem>.aae` (Lightroom, Apple Photos)
-    is that of the one image with that stem in its folder. One that several images share a stem
-    with is nobody's: it may describe any of them (a RAW+JPEG pair's describes the raw, which is
-    never written)."""
-    by_name, by_stem = {}, {}
+def sidecars_by_image(images: list[str], sidecars: list[str], others: list[str] = ()) -> dict[str, tuple[str, ...]]:
+    """The sidecars that belong to each image: one named after the image's whole name is its own
+    (darktable's and digiKam's `a.jpg.xmp`, Google Takeout's `a.jpg.json` and
+    `a.jpg.supplemental-metadata.json`), in its case or, where no image has that case, in any case
+    one image alone has; `<stem>.xmp` or `<stem>.aae` (Lightroom, Apple Photos) is that of the one
+    file with that stem in its folder, any case. One that several files share a stem with is
+    nobody's: it may describe any of them (a RAW+JPEG pair's describes the raw, which is never
+    written). `others`, the files beside the images that are not inputs (the raw beside the JPEGs
+    `*.jpg` matched), share stems too: the pattern changes no image's sidecars."""
+    inputs, by_name, by_any_case, by_stem = set(images), {}, {}, {}
     for image in images:
         folder, name = posixpath.split(image)
-        by_name[folder, name.lower()] = image
-        by_stem.setdefault((folder, posixpath.splitext(name)[0].lower()), []).append(image)
+        by_name[folder, name] = image
+        by_any_case.setdefault((folder, name.lower()), []).append(image)
+    for path in [*images, *others]:
+        folder, name = posixpath.split(path)
+        by_stem.setdefault((folder, posixpath.splitext(name)[0].lower()), []).append(path)
     owned = {}
     for sidecar in sidecars:
         folder, name = posixpath.split(sidecar)
-        parts = name.lower().split(".")
-        owner = next((by_name[folder, ".".join(parts[:end])] for end in range(len(parts) - 1, 0, -1)
-                      if (folder, ".".join(parts[:end])) in by_name), None)
-        if owner is None and "." + parts[-1] in _SIDECARS_BY_STEM:
-            sharing = by_stem.get((folder, ".".join(parts[:-1])), [])
-            owner = sharing[0] if len(sharing) == 1 else None
-        if owner is not None:
-            owned.setdefault(owner, []).append(sidecar)
+        parts = name.split(".")
+        named = next((".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1)
+                      if (folder, ".".join(parts[:end]).lower()) in by_any_case), None)
+        if named is not None:
+            candidates = [by_name[folder, named]] if (folder, named) in by_name else by_any_case[folder, named.lower()]
+        elif "." + parts[-1].lower() in _SIDECARS_BY_STEM:
+            candidates = by_stem.get((folder, ".".join(parts[:-1]).lower()), [])
+        else:
+            continue
+        if len(candidates) == 1 and candidates[0] in inputs:
+            owned.setdefault(candidates[0], []).append(sidecar)
     return {image: tuple(sorted(found)) for image, found in owned.items()}
 
 
-def _sidecars_beside(pattern: str, images: list, others: list) -> list[str]:
-    """The sidecars in the images' folders: those the pattern matched and, in folders where it
-    cannot match them (`photos/*.jpg`), those a listing finds: of each such folder, or on an
+def _beside_images(pattern: str, images: list, others: list) -> tuple[list[str], list[str]]:
+    """The sidecars in the images' folders, and the files there that are neither inputs nor never
+    images (`sidecars_by_image`'s `others`): those the pattern matched and, in folders where it
+    cannot match sidecars (`photos/*.jpg`), those a listing finds: of each such folder, or on an
     object store, whose listing of a folder is one of its whole subtree, of the pattern's root once."""
     accepts = globstar_regex(pattern).match
-    found = {m.path for m in others if is_sidecar(m.path)}
+    sidecars = {m.path for m in others if is_sidecar(m.path)}
     unlisted = {folder for folder in {posixpath.dirname(m.path) for m in images}
                 if not all(accepts(f"{folder}/name{extension}") for extension in SIDECAR_EXTENSIONS)}
     if "://" in pattern and len(unlisted) > 1:
         listings = [_escaped(pattern_root(pattern)) + "**"]
     else:
         listings = [_escaped(folder) + "/*" for folder in sorted(unlisted)]
+    inputs, unmatched = {m.path for m in images}, set()
     for listed in FileSystems.match(listings) if listings else ():
-        found.update(m.path for m in listed.metadata_list
-                     if is_sidecar(m.path) and posixpath.dirname(m.path) in unlisted)
-    return sorted(found)
+        for path in (m.path for m in listed.metadata_list if posixpath.dirname(m.path) in unlisted):
+            if is_sidecar(path):
+                sidecars.add(path)
+            elif path not in inputs and not never_an_image(path):
+                unmatched.add(path)
+    return sorted(sidecars), sorted(unmatched)
 
 
 def _escaped(path: str) -> str:
@@ -274,7 +287,7 @@ class _MatchFiles(beam.DoFn):
         if not self._sidecars:
             yield from inputs
             return
-        owned = sidecars_by_image([m.path for m in inputs], _sidecars_beside(pattern, inputs, others))
+        owned = sidecars_by_image([m.path for m in inputs], *_beside_images(pattern, inputs, others))
         if owned:
             logger.info("%d sidecars (.xmp, .aae, .json) go with their images", sum(map(len, owned.values())))
         for metadata in inputs:

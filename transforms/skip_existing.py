@@ -7,15 +7,16 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.read import NAMESPACE
 from transforms.records import CLEANED, SKIPPED, UNCHANGED
-from transforms.write import existing_output
+from transforms.write import existing_output, sidecar_output_path
 from transforms.write_masks import written_mask_path
 
 
 class SkipExisting(beam.DoFn):
     """`(ImageInfo, payload)` passes on when its output is missing, else a 'skipped' info.
 
-    With `masks_too` (`--write_masks`) an image is done only once its mask is written too: a run
-    killed between the two, or a mask that could not be written, is finished like a missing image.
+    An image is done only once its sidecars are written too, and with `masks_too` (`--write_masks`)
+    its mask: a sidecar added since, a run killed between them and the image, or a sidecar or mask
+    that could not be written, is finished like a missing image.
     """
 
     SKIPPED = "skipped"
@@ -29,8 +30,10 @@ class SkipExisting(beam.DoFn):
         info, _ = element
         if info.status is None and info.relative_path:
             path = existing_output(self._output_root, info.relative_path)
-            if path and (not self._masks_too or FileSystems.exists(
-                    written_mask_path(self._output_root, info.relative_path))):
+            with_it = [sidecar_output_path(self._output_root, info.relative_path, sidecar) for sidecar in info.sidecars]
+            if self._masks_too:
+                with_it.append(written_mask_path(self._output_root, info.relative_path))
+            if path and all(FileSystems.exists(written) for written in with_it):
                 self._skipped.inc()
                 yield beam.pvalue.TaggedOutput(self.SKIPPED, info.replace(status=SKIPPED, output_uri=path))
                 return

@@ -1,6 +1,7 @@
 """Stage 6: encode each image in its input's format and write it atomically under <output>/images/."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -19,8 +20,8 @@ from models.grey_values import scaled_to_8_bits
 from transforms.decode import IPTC_TAG, PHOTOSHOP_TAG, UPRIGHT, XMP_TAG, bgr_order, packed_colours
 from transforms.frame_store import store_frame
 from transforms.image_metadata import (
-    XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, with_gif_xmp,
-    with_photoshop_resources, without_removed_regions, xmp_to_write)
+    XMP_PNG_KEY, RegionBox, has_regions, iim_without_keywords, photoshop_without_keywords, well_formed,
+    with_gif_xmp, with_photoshop_resources, without_removed_regions, xml_codec, xmp_to_write)
 from transforms.png_rows import GREY_WITH_ALPHA, PNG_HEADER_BYTES, png_chunk, png_of_16_bit_samples
 from transforms.read import NAMESPACE, read_bytes
 from transforms.records import CLEANED, UNCHANGED, ImageInfo, SourceEncoding, skip_type_inference
@@ -52,6 +53,11 @@ def output_root(output: str | None) -> str | None:
 
 def output_path(output_root: str, relative_path: str) -> str:
     return FileSystems.join(output_root.rstrip("/"), "images", relative_path)
+
+
+def sidecar_output_path(output_root: str, relative_path: str, sidecar: str) -> str:
+    """Where a sidecar of the image at `relative_path` is written: beside it, under its own name."""
+    return output_path(output_root, posixpath.join(posixpath.dirname(relative_path), posixpath.basename(sidecar)))
 
 
 def fallback_path(path: str) -> str:
@@ -490,6 +496,12 @@ def _share_removed(removed: np.ndarray, box) -> float:
     return float(removed[top:bottom, left:right].mean())
 
 
+def orientation_only(encoding: SourceEncoding | None) -> SourceEncoding | None:
+    """What a frame's info keeps of its encoding where the writer does not need the rest: how its
+    pixels were turned upright, which its image's XMP sidecar is written upright with."""
+    return SourceEncoding(turned=encoding.turned) if encoding is not None and encoding.turned else None
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Writes a uniquely named temporary beside `path`, then renames it: a reader (or a rerun)
     never sees a half-written image, and a retried bundle just replaces the file."""
@@ -542,7 +554,7 @@ class WriteImage(beam.DoFn):
         decoded again from the input, should another frame of it be cleaned."""
         info = info.replace(status=info.status or CLEANED)
         if info.status == UNCHANGED and self._copy_unchanged:
-            return info.replace(alpha=None, encoding=None)
+            return info.replace(alpha=None, encoding=orientation_only(info.encoding))
         try:
             return store_frame(self._output_root, info, rgb)
         except Exception as e:  # noqa: BLE001 - its image becomes an error row
@@ -561,20 +573,27 @@ class WriteImage(beam.DoFn):
                     path = fallback_path(path)
                     info = info.with_note(f"{not_written_because}: written as {FALLBACK_FORMAT} "
                                           f"to {posixpath.basename(path)}")
-            info = self._with_sidecars_written(info, status)  # first: an image written has its sidecars
-            write_atomically(path, data)
+            # First, so an image written has its sidecars; an error row has none.
+            with_sidecars, sidecars = self._with_sidecars_written(info, status)
+            try:
+                write_atomically(path, data)
+            except Exception:
+                with contextlib.suppress(Exception):  # the image's own failure is its error
+                    FileSystems.delete(sidecars)
+                raise
         except Exception as e:  # noqa: BLE001 - a failed write is this image's error row
             self._errors.inc()
             return info.failed("write", e)
         self._counters[status].inc()
-        return info.replace(status=status, output_uri=path, alpha=None, encoding=None)
+        return with_sidecars.replace(status=status, output_uri=path, alpha=None, encoding=None)
 
-    def _with_sidecars_written(self, info: ImageInfo, status: str) -> ImageInfo:
+    def _with_sidecars_written(self, info: ImageInfo, status: str) -> tuple[ImageInfo, list[str]]:
         """Each of the image's sidecars written beside its output, under its own name: beside an
         unchanged image as it was; beside a cleaned one an XMP sidecar as the image's own XMP is
         written (upright with it, less the face and person regions of what was removed and the
-        names only they gave). One that cannot be written is a note."""
-        folder = posixpath.dirname(info.relative_path)
+        names only they gave). One that cannot be written is a note. Returns the info and the
+        sidecars written."""
+        written = []
         for sidecar in info.sidecars:
             name = posixpath.basename(sidecar)
             try:
@@ -585,16 +604,25 @@ class WriteImage(beam.DoFn):
                         info = info.with_note(f"{dropped} XMP face or person region{'s' * (dropped > 1)} of "
                                               f"what was removed dropped from its sidecar {name}, with the "
                                               f"names only they gave")
-                write_atomically(output_path(self._output_root, posixpath.join(folder, name)), data)
+                path = sidecar_output_path(self._output_root, info.relative_path, sidecar)
+                write_atomically(path, data)
+                written.append(path)
             except Exception as e:  # noqa: BLE001 - the image still counts
                 info = info.with_note(f"sidecar {name} not written: {type(e).__name__}: {e}")
-        return info
+        return info, written
 
 
 def _cleaned_sidecar(info: ImageInfo, xmp: bytes) -> tuple[bytes, int]:
-    """An XMP sidecar of the cleaned image `info` as its own XMP is written, and how many regions
-    it lost. Those of a multi-frame image's are tested on its first frame."""
+    """An XMP sidecar of the cleaned image `info` as its own XMP is written, in the sidecar's own
+    encoding, and how many regions it lost. Those of a multi-frame image's are tested on its first
+    frame. One that may name regions but is not well-formed XML is refused: as it was, it could
+    still name who was removed."""
+    codec = xml_codec(xmp)
+    xmp = xmp.decode(codec).encode("utf-8") if codec != "utf-8" else xmp
+    if has_regions(xmp) and not well_formed(xmp):
+        raise ValueError("not well-formed XML, so the face and person regions of what was removed "
+                         "could not be taken out of it")
     turned = info.encoding.turned if info.encoding is not None else None
     xmp = xmp_to_write(xmp, turned is not None, [])
     xmp, dropped, _ = without_removed_regions(xmp, _in_removed(removed_region(info, 0), turned))
-    return xmp, dropped
+    return (xmp.decode("utf-8").encode(codec) if codec != "utf-8" else xmp), dropped
