@@ -27,7 +27,7 @@ def _summary(element):
             [x["area"] for x in info.instances], info.removed_fraction > 0)
 
 
-def test_instances_with_empty_masks_are_never_removed_nor_counted():
+def test_instances_with_empty_masks_are_never_removed():
     empty = np.zeros((1, 8, 8), bool)
     found = np.zeros((2, 8, 8), bool)
     found[0, 2:4, 2:4] = True
@@ -49,16 +49,10 @@ def test_instances_with_empty_masks_are_never_removed_nor_counted():
     assert_that(selected[SelectAndDilate.UNCHANGED] | "Unchanged" >> beam.Map(_summary),
                 equal_to([("only-empty.png", UNCHANGED, [False], [0], False),
                           ("nothing.png", UNCHANGED, [], [], False)]), label="unchanged")
-    result = pipeline.run()
-    result.wait_until_finish()
-    [removed] = result.metrics().query(
-        MetricsFilter().with_namespace(NAMESPACE).with_name("instances_removed"))["counters"]
-    assert removed.committed == 1
+    pipeline.run().wait_until_finish()
 
 
-def test_instances_over_the_whole_image_are_an_error_not_counted_as_removed():
-    """Nothing is written for such an image, so `instances_removed` (the run's summary) must not
-    count its instances."""
+def test_instances_over_the_whole_image_are_an_error():
     whole = np.ones((1, 6, 6), bool)
     pipeline = TestPipeline()
     selected = (pipeline | beam.Create([(ImageInfo("whole.png", "whole.png"), PredictionResult(
@@ -67,10 +61,31 @@ def test_instances_over_the_whole_image_are_an_error_not_counted_as_removed():
                     SelectAndDilate.UNCHANGED, SelectAndDilate.ERROR, main="holes"))
     assert_that(selected[SelectAndDilate.ERROR] | beam.Map(lambda info: (info.image_uri, info.status)),
                 equal_to([("whole.png", ERROR)]))
+    pipeline.run().wait_until_finish()
+
+
+def test_the_runs_instance_counts_are_those_of_the_images_written(tmp_path):
+    """`instances_removed` and `instances_kept` (the run's summary) count an image's instances once
+    it is written: one that failed after they were chosen (here its write) removed nothing."""
+    from transforms.write import WriteImage
+
+    rgb = np.zeros((6, 6, 3), np.uint8)
+    removed, kept, neither = ({"removed": True, "kept": False}, {"removed": False, "kept": True},
+                              {"removed": False, "kept": False})
+    infos = [ImageInfo("/in/a.png", "a.png", "PNG", 6, 6, instances=(removed, removed, kept, neither)),
+             ImageInfo("/in/b.png", "b.png", "PNG", 6, 6, instances=(kept, neither), status=UNCHANGED),
+             ImageInfo("/in/c.png", "c.png", "PNG", 6, 6, instances=(removed, kept))]
+    (tmp_path / "images/c.png").mkdir(parents=True)  # where c.png would be written
+    pipeline = TestPipeline()
+    written = (pipeline | beam.Create([(info, rgb) for info in infos])
+               | beam.ParDo(WriteImage(str(tmp_path), copy_unchanged=False))
+               | beam.Map(lambda info: (info.relative_path, info.status)))
+    assert_that(written, equal_to([("a.png", CLEANED), ("b.png", UNCHANGED), ("c.png", ERROR)]))
     result = pipeline.run()
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    assert {c.key.metric.name: c.committed for c in counters}.get("instances_removed", 0) == 0
+    totals = {c.key.metric.name: c.committed for c in counters}
+    assert (totals["instances_removed"], totals["instances_kept"]) == (2, 2)
 
 
 def test_dilation_adds_exactly_the_pixels_within_the_given_euclidean_distance():
@@ -125,10 +140,7 @@ def test_subjects_kept_are_not_removed_and_a_note_says_so():
         element[0].notes, int(element[1][1].sum()))),
         equal_to([([True, False, True], [False, True, False],
                    ("1 kept as the photo's subjects (person): --keep_largest / --keep_larger_than",), 13)]))
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    assert {c.key.metric.name: c.committed for c in counters} == {"instances_removed": 2, "instances_kept": 1}
+    pipeline.run().wait_until_finish()
 
 
 def test_the_hole_grown_by_dilate_stops_at_a_subject_kept():

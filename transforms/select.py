@@ -101,8 +101,6 @@ class SelectAndDilate(beam.DoFn):
         self._dilate = dilate_pixels
         self._keep_largest = keep_largest
         self._keep_larger_than = keep_larger_than
-        self._removed = beam.metrics.Metrics.counter(NAMESPACE, "instances_removed")
-        self._kept = beam.metrics.Metrics.counter(NAMESPACE, "instances_kept")
         self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
 
     def process(self, element):
@@ -125,10 +123,8 @@ class SelectAndDilate(beam.DoFn):
             hole = dilate(union, self._dilate)
         info = info.replace(instances=instance_rows(detections, removed, info.frame, kept),
                             removed_fraction=float(hole.mean()))
-        if kept.any():
-            self._kept.inc(int(kept.sum()))
-            if info.frames == 1:  # a multi-frame image's note counts all its frames (frames.py)
-                info = info.with_note(kept_note(info.instances))
+        if kept.any() and info.frames == 1:  # a multi-frame image's note counts all its frames (frames.py)
+            info = info.with_note(kept_note(info.instances))
         if hole.all():
             count_error(self._errors, info)
             dilated = "" if union.all() else f" grown by --dilate {self._dilate} px"
@@ -136,7 +132,6 @@ class SelectAndDilate(beam.DoFn):
                 "select", f"the instances to remove{dilated} cover the whole image: no pixel is "
                           "left to fill them from"))
         elif hole.any():
-            self._removed.inc(int(removed.sum()))
             yield info, (rgb, hole)
         else:
             yield beam.pvalue.TaggedOutput(self.UNCHANGED, (info.replace(status=UNCHANGED), rgb))

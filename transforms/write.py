@@ -539,6 +539,10 @@ class WriteImage(beam.DoFn):
         self._counters = {status: beam.metrics.Metrics.counter(NAMESPACE, f"images_{status}")
                           for status in ("cleaned", "unchanged")}
         self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
+        # Counted here, once an image is written: an image that failed after its instances were
+        # chosen (inpainting, encoding, the write) removed nothing.
+        self._instances = {flag: beam.metrics.Metrics.counter(NAMESPACE, f"instances_{flag}")
+                           for flag in ("removed", "kept")}
 
     def process(self, element):
         info, rgb = element
@@ -585,6 +589,9 @@ class WriteImage(beam.DoFn):
             self._errors.inc()
             return info.failed("write", e)
         self._counters[status].inc()
+        for flag, counter in self._instances.items():
+            if count := sum(bool(instance.get(flag)) for instance in info.instances):
+                counter.inc(count)
         return with_sidecars.replace(status=status, output_uri=path, alpha=None, encoding=None)
 
     def _with_sidecars_written(self, info: ImageInfo, status: str) -> tuple[ImageInfo, list[str]]:
