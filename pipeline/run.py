@@ -46,6 +46,25 @@ class UsageError(ValueError):
     """Bad options or model files, found before any image is touched."""
 
 
+def _dash_values_joined(flags: list[str]) -> list[str]:
+    """`--classes -person` as `--classes=-person`: argparse takes a value starting with a single
+    '-' for an option, and fails with 'expected one argument'; joined, the value gets its own
+    check and message."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    RemoverOptions._add_argparse_args(parser)  # pylint: disable=protected-access
+    takes_a_value = {flag for action in parser._actions if action.nargs is None for flag in action.option_strings}
+    joined, i = [], 0
+    while i < len(flags):
+        flag, value = flags[i], flags[i + 1] if i + 1 < len(flags) else None
+        if flag in takes_a_value and value is not None and value.startswith("-") and not value.startswith("--"):
+            joined.append(f"{flag}={value}")
+            i += 2
+        else:
+            joined.append(flag)
+            i += 1
+    return joined
+
+
 def _reject_unknown_arguments(flags: list[str]) -> None:
     """Beam keeps only the flags some PipelineOptions class declares and drops the rest with a
     warning, so a misspelt flag or a shell-expanded glob would run the whole job on defaults.
@@ -378,7 +397,7 @@ def _print_summary(totals: dict[str, int], config: GraphConfig) -> None:
 
 
 def run(argv=None, test_pipeline=None):
-    flags = sys.argv[1:] if argv is None else list(argv)
+    flags = _dash_values_joined(sys.argv[1:] if argv is None else [str(flag) for flag in argv])
     options = RemoverOptions(flags)
     try:
         _reject_unknown_arguments(flags)

@@ -112,6 +112,12 @@ def test_misspelt_class_fails_before_any_work(tmp_path, tiny_segmenter, tiny_inp
     assert str(stopped.value) == ("bg-obj-remover: error: --classes: 'all,person': \"all\" cannot be "
                                   "combined with other classes, only followed by classes to leave out, "
                                   "each after a \"-\" (\"all,-person\")")
+    # argparse alone would take '-person' for an option and say only 'expected one argument'.
+    with pytest.raises(SystemExit, match='--classes: \'-person\': a "-" leaves a class out of "all", which '
+                                         'comes first: "all,-person"'):
+        run_pipeline(["--input", f"{images}/*.png", "--output", tmp_path / "o",
+                      "--seg_config", config, "--seg_checkpoint", checkpoint,
+                      "--classes", "-person", "--inpaint_weights", tiny_inpaint_weights])
     assert not (tmp_path / "o").exists()
 
 
