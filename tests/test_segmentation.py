@@ -287,6 +287,19 @@ def test_corrupt_and_truncated_checkpoints_fail_clearly(tmp_path, tiny_files):
             load_checkpoint_weights(str(path))
 
 
+def test_a_file_that_is_no_checkpoint_at_all_says_what_it_starts_with(tmp_path):
+    # Text whose first bytes are pickle opcodes made the unpickler raise a bare KeyError (`101`
+    # was all the launcher said), IndexError or struct.error.
+    for name, content in (('notes.pth', b'hello world\n'),
+                          ('error-page.pth', b'<!DOCTYPE html><html>Access denied</html>'),
+                          ('lfs-pointer.pth', b'version https://git-lfs.github.com/spec/v1\n')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ModelFileError, match=rf"'{path}' is not a PyTorch checkpoint: it "
+                                                 rf"starts with b'{content[:8].decode()}"):
+            load_checkpoint_weights(str(path))
+
+
 def test_unreachable_checkpoint_uri_says_how_to_pass_a_local_file(tmp_path):
     with pytest.raises(ModelFileError, match='pass its local path') as raised:
         MaskRCNNSegmenter(DEFAULT_CONFIG, 'memory://segmentation-tests/missing/model.pth',
