@@ -15,7 +15,7 @@ import torch
 from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, COCO_DETECTOR_CLASSES,
                                  DEFAULT_CONFIG, Detections, DetectorClasses, MaskRCNNSegmenter)
 from models.segmentation.checkpoint import load_checkpoint_weights
-from models.segmentation.config import packaged_configs, resolve_config
+from models.segmentation.config import load_config, packaged_configs, resolve_config
 from models.segmentation.maskrcnn import MIN_RESIZED_SIDE, _crop_to_image
 from models.uri import ModelFileError
 from tests.segmentation_fixtures import (TINY_CONFIG_NAME, build_random_maskrcnn, random_images,
@@ -196,6 +196,59 @@ def test_unknown_config_name_suggests_packaged_names():
         resolve_config('mask-rcnn_r50_fpn_1x_cocoo')
     with pytest.raises(ModelFileError, match='config file not found'):
         resolve_config('/nonexistent/dir/config.py')
+
+
+def test_packaged_configs_are_also_found_by_their_mmdet_path():
+    path = packaged_configs()[DEFAULT_CONFIG]
+    assert resolve_config(f'mmdet::mask_rcnn/{DEFAULT_CONFIG}.py').path == path
+    with pytest.raises(ModelFileError, match='mmdet ships no such config. Close matches: '
+                                             'mask-rcnn_r50_fpn_1x_coco'):
+        resolve_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_cocoo.py')
+    # A packaged config's file name is not a local file: the error says how to pass it.
+    with pytest.raises(ModelFileError, match=rf"not found: '{DEFAULT_CONFIG}.py' \(mmdet ships a "
+                                             rf"config of that name: pass '{DEFAULT_CONFIG}' or "
+                                             rf"'mmdet::mask_rcnn/{DEFAULT_CONFIG}.py'\)"):
+        resolve_config(f'{DEFAULT_CONFIG}.py')
+
+
+def test_a_config_that_cannot_be_loaded_is_named_in_the_error(tmp_path, tiny_files):
+    # mmengine's own errors (a SyntaxError, a FileNotFoundError of the base, an AttributeError
+    # for a config without `model`) reached the user without the config's name.
+    configs = {'unclosed.py': 'model = dict(\n', 'no_base.py': "_base_ = './gone.py'\n",
+               'no_model.py': 'x = 1\n', 'weights.pth': tiny_files[1]}
+    for name, content in configs.items():
+        path = tmp_path / name
+        if name.endswith('.pth'):
+            path.symlink_to(content)
+        else:
+            path.write_text(content)
+        with pytest.raises(ModelFileError, match=f"config '{path}'"):
+            load_config(resolve_config(str(path)))
+    unknown_type = tmp_path / 'unknown_type.py'
+    unknown_type.write_text(f"_base_ = {tiny_files[0]!r}\nmodel = dict(type='NoSuchDetector')\n")
+    with pytest.raises(ModelFileError, match="cannot build the config's model 'NoSuchDetector'"):
+        MaskRCNNSegmenter(str(unknown_type), tiny_files[1])
+
+
+def test_a_remote_config_comes_with_the_bases_it_inherits_from_beside_it(tiny_files, tmp_path):
+    folder = f'memory://segmentation-tests/{uuid.uuid4().hex}'
+    memory = fsspec.filesystem('memory')
+    with open(tiny_files[0], 'rb') as f:
+        memory.pipe(f'{folder}/shared/tiny.py', f.read())
+    memory.pipe(f'{folder}/shared/smaller.py',
+                b"_base_ = './tiny.py'\nmodel = dict(test_cfg=dict(rcnn=dict(max_per_img=7)))\n")
+    memory.pipe(f'{folder}/project/mine.py', b"_base_ = ['../shared/smaller.py']\n"
+                                             b"model = dict(test_cfg=dict(rpn=dict(nms_pre=99)))\n")
+    source = resolve_config(f'{folder}/project/mine.py', allow_remote_config=True,
+                            cache_dir=str(tmp_path))
+    cfg = load_config(source)
+    assert source.name == 'mine'
+    assert cfg.model.test_cfg.rpn.nms_pre == 99 and cfg.model.test_cfg.rcnn.max_per_img == 7
+    assert cfg.model.backbone.depth == 18  # from tiny.py, two levels up
+    memory.pipe(f'{folder}/shared/smaller.py', b"_base_ = './tiny.py'\n")
+    again = resolve_config(f'{folder}/project/mine.py', allow_remote_config=True,
+                           cache_dir=str(tmp_path))
+    assert load_config(again).model.test_cfg.rcnn.max_per_img == 30, 'a changed base is fetched'
 
 
 def test_remote_config_is_refused_unless_explicitly_allowed(tiny_files, tmp_path):
