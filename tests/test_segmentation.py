@@ -547,6 +547,18 @@ def test_candidate_score_threshold_sets_the_floor_for_min_score(tiny_files, tiny
     assert len(confident) == everything.select(None, 0.5).sum() > 0
 
 
+def test_a_candidate_scoring_exactly_the_threshold_is_kept_as_min_score_keeps_it(tiny_files,
+                                                                               tiny_segmenter):
+    # mmdet keeps candidates scoring above its score_thr; `--min_score` keeps those at it too.
+    image = random_images([(64, 96)], seed=6)
+    [everything] = tiny_segmenter.segment(image)
+    threshold = float(np.sort(everything.scores)[len(everything) // 2])
+    at_threshold = MaskRCNNSegmenter(*tiny_files, candidate_score_threshold=threshold)
+    [kept] = at_threshold.segment(image)
+    assert threshold in kept.scores
+    assert len(kept) == everything.select(None, threshold).sum()
+
+
 def test_segment_rejects_images_that_are_not_rgb_uint8(tiny_segmenter):
     assert tiny_segmenter.segment([]) == []
     for bad in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8),

@@ -185,7 +185,10 @@ def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.M
         raise ModelFileError(
             f'config sets test_cfg.rcnn.mask_thr_binary={rcnn_test_cfg.mask_thr_binary}: a '
             f'negative threshold gives mask probabilities for display, not masks; use 0.5')
-    rcnn_test_cfg.score_thr = candidate_score_threshold
+    # mmdet keeps candidates scoring above score_thr (its float32 scores against it), `select`
+    # those at min_score too: the float32 just below keeps a candidate at the threshold.
+    rcnn_test_cfg.score_thr = float(np.nextafter(np.float32(candidate_score_threshold),
+                                                 np.float32(-1)))
     model_cfg = copy.deepcopy(cfg.model)
     # Pretrained-backbone init would download ImageNet weights the checkpoint replaces anyway.
     model_cfg.backbone.init_cfg = None
