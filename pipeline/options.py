@@ -62,7 +62,8 @@ class RemoverOptions(PipelineOptions):
                             "image (nonzero = remove), no segmentation model needed.")
         models.add_argument("--masks", help="Root folder of user masks for --segmenter masks.")
         models.add_argument("--seg_config", default=DEFAULT_SEG_CONFIG,
-                            help="mmdet config name shipped in the mmdet package, or a local path.")
+                            help="mmdet config shipped in the mmdet package, by name or mmdet:: path "
+                            "(mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py), or a local path.")
         models.add_argument("--allow_remote_config", action="store_true",
                             help="Allow --seg_config to be a remote URI (configs are executed as "
                             "Python: only for sources you trust).")

@@ -19,6 +19,7 @@ from apache_beam.runners.runner import create_runner
 
 from models.runtime import usable_cpu_count
 from models.segmentation.classes import split_min_scores
+from models.segmentation.config import PACKAGED_PREFIX
 from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.logs import configure_command_line_logging
@@ -198,7 +199,8 @@ def _require_remote_paths(options: RemoverOptions) -> None:
         paths["--masks"] = options.masks
     else:
         paths["--seg_checkpoint"] = options.seg_checkpoint
-        if "/" in options.seg_config or options.seg_config.endswith(".py"):  # not a name in mmdet
+        packaged = options.seg_config.startswith(PACKAGED_PREFIX)  # installed on every worker
+        if not packaged and ("/" in options.seg_config or options.seg_config.endswith(".py")):
             paths["--seg_config"] = options.seg_config
     local = [f"{flag} {path}" for flag, path in paths.items() if path and not is_remote(path)]
     if local:

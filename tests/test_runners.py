@@ -162,3 +162,20 @@ def test_the_shipped_inpainting_checkpoint_needs_no_upload_for_dataflow():
     # What the graph's handler gets for the default: "" -> the checkpoint where its process has it.
     loaded = InpaintModelHandler("", self_ensemble=1).load_model()
     assert loaded.identity.startswith(f"pconv_unet_256-256@{sha256_of(SHIPPED_INPAINT_WEIGHTS)[:12]}")
+
+
+@pytest.mark.parametrize("seg_config,refused", [
+    ("mask-rcnn_r50_fpn_1x_coco", False), ("mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py", False),
+    ("configs/my_config.py", True), ("gs://b/models/my_config.py", False)])
+def test_only_a_local_seg_config_is_refused_for_dataflow(seg_config, refused):
+    """mmdet's packaged configs, by name or `mmdet::` path, are installed on every worker."""
+    from pipeline.options import RemoverOptions
+    from pipeline.run import UsageError, _require_remote_paths
+
+    options = RemoverOptions(["--runner", "DataflowRunner", "--input", "gs://b/in/*", "--output", "gs://b/out",
+                              "--seg_checkpoint", "gs://b/models/w.pth", "--seg_config", seg_config])
+    if refused:
+        with pytest.raises(UsageError, match=f"upload --seg_config {seg_config}"):
+            _require_remote_paths(options)
+    else:
+        _require_remote_paths(options)

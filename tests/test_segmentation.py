@@ -15,7 +15,7 @@ import torch
 from models.segmentation import (COCO_CATEGORY_IDS, COCO_CLASSES, COCO_DETECTOR_CLASSES,
                                  DEFAULT_CONFIG, Detections, DetectorClasses, MaskRCNNSegmenter)
 from models.segmentation.checkpoint import load_checkpoint_weights
-from models.segmentation.config import packaged_configs, resolve_config
+from models.segmentation.config import load_config, packaged_configs, resolve_config
 from models.segmentation.maskrcnn import MIN_RESIZED_SIDE, _crop_to_image
 from models.uri import ModelFileError
 from tests.segmentation_fixtures import (TINY_CONFIG_NAME, build_random_maskrcnn, random_images,
@@ -198,6 +198,59 @@ def test_unknown_config_name_suggests_packaged_names():
         resolve_config('/nonexistent/dir/config.py')
 
 
+def test_packaged_configs_are_also_found_by_their_mmdet_path():
+    path = packaged_configs()[DEFAULT_CONFIG]
+    assert resolve_config(f'mmdet::mask_rcnn/{DEFAULT_CONFIG}.py').path == path
+    with pytest.raises(ModelFileError, match='mmdet ships no such config. Close matches: '
+                                             'mask-rcnn_r50_fpn_1x_coco'):
+        resolve_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_cocoo.py')
+    # A packaged config's file name is not a local file: the error says how to pass it.
+    with pytest.raises(ModelFileError, match=rf"not found: '{DEFAULT_CONFIG}.py' \(mmdet ships a "
+                                             rf"config of that name: pass '{DEFAULT_CONFIG}' or "
+                                             rf"'mmdet::mask_rcnn/{DEFAULT_CONFIG}.py'\)"):
+        resolve_config(f'{DEFAULT_CONFIG}.py')
+
+
+def test_a_config_that_cannot_be_loaded_is_named_in_the_error(tmp_path, tiny_files):
+    # mmengine's own errors (a SyntaxError, a FileNotFoundError of the base, an AttributeError
+    # for a config without `model`) reached the user without the config's name.
+    configs = {'unclosed.py': 'model = dict(\n', 'no_base.py': "_base_ = './gone.py'\n",
+               'no_model.py': 'x = 1\n', 'weights.pth': tiny_files[1]}
+    for name, content in configs.items():
+        path = tmp_path / name
+        if name.endswith('.pth'):
+            path.symlink_to(content)
+        else:
+            path.write_text(content)
+        with pytest.raises(ModelFileError, match=f"config '{path}'"):
+            load_config(resolve_config(str(path)))
+    unknown_type = tmp_path / 'unknown_type.py'
+    unknown_type.write_text(f"_base_ = {tiny_files[0]!r}\nmodel = dict(type='NoSuchDetector')\n")
+    with pytest.raises(ModelFileError, match="cannot build the config's model 'NoSuchDetector'"):
+        MaskRCNNSegmenter(str(unknown_type), tiny_files[1])
+
+
+def test_a_remote_config_comes_with_the_bases_it_inherits_from_beside_it(tiny_files, tmp_path):
+    folder = f'memory://segmentation-tests/{uuid.uuid4().hex}'
+    memory = fsspec.filesystem('memory')
+    with open(tiny_files[0], 'rb') as f:
+        memory.pipe(f'{folder}/shared/tiny.py', f.read())
+    memory.pipe(f'{folder}/shared/smaller.py',
+                b"_base_ = './tiny.py'\nmodel = dict(test_cfg=dict(rcnn=dict(max_per_img=7)))\n")
+    memory.pipe(f'{folder}/project/mine.py', b"_base_ = ['../shared/smaller.py']\n"
+                                             b"model = dict(test_cfg=dict(rpn=dict(nms_pre=99)))\n")
+    source = resolve_config(f'{folder}/project/mine.py', allow_remote_config=True,
+                            cache_dir=str(tmp_path))
+    cfg = load_config(source)
+    assert source.name == 'mine'
+    assert cfg.model.test_cfg.rpn.nms_pre == 99 and cfg.model.test_cfg.rcnn.max_per_img == 7
+    assert cfg.model.backbone.depth == 18  # from tiny.py, two levels up
+    memory.pipe(f'{folder}/shared/smaller.py', b"_base_ = './tiny.py'\n")
+    again = resolve_config(f'{folder}/project/mine.py', allow_remote_config=True,
+                           cache_dir=str(tmp_path))
+    assert load_config(again).model.test_cfg.rcnn.max_per_img == 30, 'a changed base is fetched'
+
+
 def test_remote_config_is_refused_unless_explicitly_allowed(tiny_files, tmp_path):
     uri = f'memory://segmentation-tests/{uuid.uuid4().hex}/{TINY_CONFIG_NAME}.py'
     with open(tiny_files[0], 'rb') as f:
@@ -284,6 +337,19 @@ def test_corrupt_and_truncated_checkpoints_fail_clearly(tmp_path, tiny_files):
     empty.write_bytes(b'')
     for path in (garbage, truncated, empty):
         with pytest.raises(ModelFileError, match=str(path)):
+            load_checkpoint_weights(str(path))
+
+
+def test_a_file_that_is_no_checkpoint_at_all_says_what_it_starts_with(tmp_path):
+    # Text whose first bytes are pickle opcodes made the unpickler raise a bare KeyError (`101`
+    # was all the launcher said), IndexError or struct.error.
+    for name, content in (('notes.pth', b'hello world\n'),
+                          ('error-page.pth', b'<!DOCTYPE html><html>Access denied</html>'),
+                          ('lfs-pointer.pth', b'version https://git-lfs.github.com/spec/v1\n')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ModelFileError, match=rf"'{path}' is not a PyTorch checkpoint: it "
+                                                 rf"starts with b'{content[:8].decode()}"):
             load_checkpoint_weights(str(path))
 
 
@@ -479,6 +545,18 @@ def test_candidate_score_threshold_sets_the_floor_for_min_score(tiny_files, tiny
     [confident] = strict.segment(image)
     assert everything.scores.min() < 0.5 <= confident.scores.min()
     assert len(confident) == everything.select(None, 0.5).sum() > 0
+
+
+def test_a_candidate_scoring_exactly_the_threshold_is_kept_as_min_score_keeps_it(tiny_files,
+                                                                               tiny_segmenter):
+    # mmdet keeps candidates scoring above its score_thr; `--min_score` keeps those at it too.
+    image = random_images([(64, 96)], seed=6)
+    [everything] = tiny_segmenter.segment(image)
+    threshold = float(np.sort(everything.scores)[len(everything) // 2])
+    at_threshold = MaskRCNNSegmenter(*tiny_files, candidate_score_threshold=threshold)
+    [kept] = at_threshold.segment(image)
+    assert threshold in kept.scores
+    assert len(kept) == everything.select(None, threshold).sum()
 
 
 def test_segment_rejects_images_that_are_not_rgb_uint8(tiny_segmenter):

@@ -65,6 +65,8 @@ def load_checkpoint_weights(path: str) -> tuple[OrderedDict[str, torch.Tensor], 
     try:
         with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
             loaded = torch.load(path, map_location='cpu', weights_only=True)
+    except OSError as error:
+        raise ModelFileError(f'cannot read checkpoint {path!r}: {_first_line(error)}') from None
     except pickle.UnpicklingError as error:
         reason = _unpickler_reason(error)
         refused = _REFUSED_GLOBAL.search(reason)
@@ -74,14 +76,28 @@ def load_checkpoint_weights(path: str) -> tuple[OrderedDict[str, torch.Tensor], 
                 f'{refused.group(1)!r}, which is not a tensor or mmengine data type, and loading '
                 f'it could run code from the file. Re-save the weights as a plain state dict '
                 f'(torch.save(model.state_dict(), ...)) from a source you trust.') from None
-        raise ModelFileError(
-            f'cannot load checkpoint {path!r}: {reason}. Either it is not a PyTorch checkpoint '
-            f'or it holds objects that weights-only loading refuses; nothing in it was '
-            f'executed.') from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ModelFileError(f'{path!r} is not a readable PyTorch checkpoint (corrupt or '
-                             f'truncated?): {_first_line(error)}') from None
+        raise _unreadable(path, error, reason) from None
+    except Exception as error:  # noqa: BLE001 - garbage makes the unpickler fail in any way
+        raise _unreadable(path, error, _first_line(error)) from None
     return _split_state_dict_and_meta(path, loaded)
+
+
+def _unreadable(path: str, error: Exception, reason: str) -> ModelFileError:
+    """The error for a file torch cannot load: what it starts with where that is neither a zip
+    (torch's format since 1.6) nor a pickle (the legacy format), else why torch stopped."""
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    if not head.startswith((b'PK', b'\x80')):
+        # torch's own word on a format it knows (safetensors) says more than an opcode's
+        known_format = f' ({reason})' if isinstance(error, RuntimeError) else ''
+        return ModelFileError(
+            f'{path!r} is not a PyTorch checkpoint: it starts with {head!r}{known_format}')
+    if isinstance(error, pickle.UnpicklingError):
+        return ModelFileError(
+            f'cannot load checkpoint {path!r}: {reason}. Either it is not a PyTorch checkpoint '
+            f'or it holds objects that weights-only loading refuses; nothing in it was executed.')
+    return ModelFileError(f'{path!r} is not a readable PyTorch checkpoint (corrupt or '
+                          f'truncated?): {reason}')
 
 
 def _split_state_dict_and_meta(path: str, loaded) -> tuple[OrderedDict[str, torch.Tensor], dict]:

@@ -26,7 +26,8 @@ from mmengine.model.utils import revert_sync_batchnorm
 from models.runtime import usable_cpu_count
 from models.segmentation.checkpoint import load_checkpoint_weights
 from models.segmentation.classes import COCO_DETECTOR_CLASSES, DetectorClasses
-from models.segmentation.config import DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, resolve_config
+from models.segmentation.config import (DEFAULT_CHECKPOINT_URI, DEFAULT_CONFIG, load_config,
+                                         resolve_config)
 from models.segmentation.detections import Detections, crop_to_content
 from models.uri import ModelFileError, fetch
 
@@ -65,7 +66,7 @@ class MaskRCNNSegmenter:
             # pinned to fewer CPUs that oversubscribes them, so follow the CPUs we may run on.
             torch.set_num_threads(cpu_threads or usable_cpu_count())
         source = resolve_config(config, allow_remote_config, cache_dir)
-        cfg = Config.fromfile(source.path)
+        cfg = load_config(source)
         weights = fetch(checkpoint, cache_dir, hint=_CHECKPOINT_HINT)
         state_dict, meta = load_checkpoint_weights(weights.path)
 
@@ -184,11 +185,19 @@ def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.M
         raise ModelFileError(
             f'config sets test_cfg.rcnn.mask_thr_binary={rcnn_test_cfg.mask_thr_binary}: a '
             f'negative threshold gives mask probabilities for display, not masks; use 0.5')
-    rcnn_test_cfg.score_thr = candidate_score_threshold
+    # mmdet keeps candidates scoring above score_thr (its float32 scores against it), `select`
+    # those at min_score too: the float32 just below keeps a candidate at the threshold.
+    rcnn_test_cfg.score_thr = float(np.nextafter(np.float32(candidate_score_threshold),
+                                                 np.float32(-1)))
     model_cfg = copy.deepcopy(cfg.model)
     # Pretrained-backbone init would download ImageNet weights the checkpoint replaces anyway.
     model_cfg.backbone.init_cfg = None
-    return revert_sync_batchnorm(MODELS.build(model_cfg))
+    try:
+        model = MODELS.build(model_cfg)
+    except Exception as error:  # noqa: BLE001 - an unknown type, a wrong argument, ...
+        raise ModelFileError(f'cannot build the config\'s model {cfg.model.type!r}: '
+                             f'{type(error).__name__}: {error}') from None
+    return revert_sync_batchnorm(model)
 
 
 def _load_weights(model: torch.nn.Module, state_dict, uri: str, config_name: str) -> None:
