@@ -13,6 +13,7 @@ import argparse
 import collections
 import html
 import io
+import itertools
 import re
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
 from models.runtime import usable_cpu_count
-from transforms.decode import decode_image
+from transforms.decode import decode_frames, decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED
@@ -164,6 +165,21 @@ def shown_frame(instances: list[dict]) -> int:
     return min((instance.get("frame") or 0 for instance in instances if instance["removed"]), default=0)
 
 
+def output_frame(source: bytes, output: bytes, frame: int) -> int:
+    """The output's frame showing input frame `frame`, the first one cleaned. PIL's GIF and PNG
+    writers merge identical consecutive frames into one (an animation holding a still moment as
+    repeated frames), so where the output has fewer frames than its input, `frame` moves one
+    earlier for each repeat before it: those frames were written as they were."""
+    if frame == 0 or decode_image(output).frames == decode_image(source).frames:
+        return frame
+    repeats, previous = 0, None
+    for decoded in itertools.islice(decode_frames(source), frame):  # one frame in memory at a time
+        current = (decoded.rgb, decoded.alpha)
+        repeats += previous is not None and all(map(np.array_equal, previous, current))
+        previous = current
+    return frame - repeats
+
+
 def outlined_thumbnail(image: Image.Image, instances: list[dict]) -> Image.Image:
     """The input with each removed instance's outline and label, and each kept subject's in
     another colour, scaled to thumbnail size."""
@@ -286,7 +302,8 @@ def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: s
         frame = shown_frame(instances)
         before = outlined_thumbnail(_open_rgb(data, frame), [
             instance for instance in instances if (instance.get("frame") or 0) == frame])
-        after = _thumbnail(_open_rgb(read_bytes(row["output_uri"]), frame))
+        output = read_bytes(row["output_uri"])
+        after = _thumbnail(_open_rgb(output, output_frame(data, output, frame)))
         _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
         _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
     except Exception as e:  # noqa: BLE001

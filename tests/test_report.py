@@ -194,3 +194,46 @@ def test_the_report_outlines_kept_subjects_apart_and_counts_them(tmp_path):
                    metadata / "part-1-00001-of-00002.parquet")
     content = read_report_content(str(tmp_path / "out"), max_images=None)
     assert content.removed_per_class == {"person": 2} and content.kept_per_class == {"person": 2}
+
+
+def test_the_cleaned_thumbnail_is_of_the_frame_shown_where_the_writer_merged_repeated_frames(
+        tmp_path, tiny_inpaint_weights, monkeypatch):
+    """An animation holding a still moment repeats a frame (gifsicle and ImageMagick write them);
+    PIL's writer merges the repeat, so the cleaned file has a frame fewer before the one shown."""
+    import numpy as np
+    from PIL import GifImagePlugin, Image
+
+    from pipeline.report import output_frame
+    from transforms.read import read_bytes
+
+    height, width, box = 40, 48, (5, 5, 25, 25)
+    still, red, blue = (Image.fromarray(np.full((height, width, 3), colour, np.uint8)).quantize(8)
+                        for colour in ((90, 160, 90), (200, 30, 30), (30, 30, 200)))
+    images, masks, output = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    with monkeypatch.context() as patched:  # PIL itself would merge the repeat as it writes it
+        unmerged = GifImagePlugin._getbbox
+        patched.setattr(GifImagePlugin, "_getbbox", lambda previous, frame: (unmerged(previous, frame)[0],
+                                                                              (0, 0) + frame.size))
+        still.save(images / "held.gif", save_all=True, append_images=[still, red, blue], duration=100, loop=0)
+
+    def mask(hole, transparent_pixel=False):  # a transparent pixel removes nothing, but keeps frames apart
+        rgba = np.zeros((height, width, 4), np.uint8)
+        rgba[..., 3] = 255
+        rgba[hole[1]:hole[3], hole[0]:hole[2]] = 255
+        rgba[0, 0, 3] = 0 if transparent_pixel else 255
+        return Image.fromarray(rgba)
+
+    frame_masks = [mask((0, 0, 0, 0)), mask((0, 0, 0, 0), transparent_pixel=True), mask(box), mask((0, 0, 0, 0))]
+    frame_masks[0].save(masks / "held.png", save_all=True, append_images=frame_masks[1:])
+    run_pipeline(["--input", f"{images}/*", "--segmenter", "masks", "--masks", masks,
+                  "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--report"])
+
+    index = (output / "report" / "index.html").read_text()
+    assert "missing" not in index and "(frame 3 shown)" in index
+    after = np.asarray(Image.open(output / "report" / "thumbs" / "000000-after.jpg"), float)
+    assert np.abs(after[30:, 30:].reshape(-1, 3).mean(axis=0) - (200, 30, 30)).max() < 8  # red, not blue
+    assert Image.open(output / "images" / "held.gif").n_frames == 3  # the repeat merged
+    source, written = read_bytes(str(images / "held.gif")), read_bytes(str(output / "images" / "held.gif"))
+    assert [output_frame(source, written, frame) for frame in range(4)] == [0, 1, 1, 2]
