@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import html
 import io
 import itertools
@@ -29,7 +30,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
 from models.runtime import usable_cpu_count
-from transforms.decode import decode_frames, decode_image
+from transforms.decode import DEFAULT_MAX_PIXELS, decode_frames, decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
 from transforms.records import CLEANED, ERROR, UNCHANGED
@@ -155,8 +156,8 @@ class _InputReader:
         raise FileNotFoundError(f"{shard} has no record {offset}")
 
 
-def _open_rgb(data: bytes, frame: int = 0) -> Image.Image:
-    return Image.fromarray(decode_image(data, frame=frame).rgb)
+def _open_rgb(data: bytes, frame: int, max_pixels: int) -> Image.Image:
+    return Image.fromarray(decode_image(data, max_pixels, frame).rgb)
 
 
 def shown_frame(instances: list[dict]) -> int:
@@ -165,15 +166,16 @@ def shown_frame(instances: list[dict]) -> int:
     return min((instance.get("frame") or 0 for instance in instances if instance["removed"]), default=0)
 
 
-def output_frame(source: bytes, output: bytes, frame: int) -> int:
+def output_frame(source: bytes, output: bytes, frame: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     """The output's frame showing input frame `frame`, the first one cleaned. PIL's GIF and PNG
     writers merge identical consecutive frames into one (an animation holding a still moment as
     repeated frames), so where the output has fewer frames than its input, `frame` moves one
     earlier for each repeat before it: those frames were written as they were."""
-    if frame == 0 or decode_image(output).frames == decode_image(source).frames:
+    if frame == 0 or decode_image(output, max_pixels).frames == decode_image(source, max_pixels).frames:
         return frame
     repeats, previous = 0, None
-    for decoded in itertools.islice(decode_frames(source), frame):  # one frame in memory at a time
+    for decoded in itertools.islice(decode_frames(source, max_pixels), frame):  # one frame in memory at a time
         current = (decoded.rgb, decoded.alpha)
         repeats += previous is not None and all(map(np.array_equal, previous, current))
         previous = current
@@ -236,12 +238,14 @@ def _page_name(index: int) -> str:
 
 
 def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "image/encoded",
-                 max_images: int | None = 1000) -> str:
+                 max_images: int | None = 1000, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """Writes `<output>/report/` and returns the path of its index.html. The gallery shows at most
-    `max_images` images (None: all), evenly spaced over the run's inputs."""
+    `max_images` images (None: all), evenly spaced over the run's inputs. `max_pixels`: the run's
+    `--max_image_pixels`, so that every image it cleaned can be shown."""
     if per_page < 1 or (max_images is not None and max_images < 1):
         raise ValueError(f"per_page and max_images must be >= 1, got {per_page}, {max_images}")
     content = read_report_content(output, max_images)
+    Image.MAX_IMAGE_PIXELS = None  # `max_pixels` replaces PIL's fixed bomb limit, as in the run's workers
     inputs = _InputReader(tfrecord_image_key)
     report_dir = FileSystems.join(output.rstrip("/"), "report")
     images_root = output_path(output_root(output), "")
@@ -276,7 +280,8 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
             stems = [f"{page_index * per_page + n:06d}" for n in range(len(page))]
             # Records are read here, in shard order; files are read by the pool, in parallel.
             sources = [inputs.record_bytes(row["image_uri"]) for row in page]
-            made = pool.map(_write_thumbnails, page, sources, [thumbs_dir] * len(page), stems)
+            made = pool.map(functools.partial(_write_thumbnails, thumbs_dir=thumbs_dir, max_pixels=max_pixels),
+                            page, sources, stems)
             items = [_item(row, stem, problem, images_root) for row, stem, problem in zip(page, stems, made)]
             body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
             page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
@@ -290,8 +295,8 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
 _THUMBNAIL_THREADS = min(32, 4 * usable_cpu_count())
 
 
-def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: str,
-                      stem: str) -> Exception | None:
+def _write_thumbnails(row: dict, source: bytes | Exception | None, stem: str, thumbs_dir: str,
+                      max_pixels: int) -> Exception | None:
     """Writes the row's before/after thumbnails; returns what went wrong, if anything (a vanished
     file should not sink the report). `source`: the input's bytes when already read."""
     try:
@@ -300,10 +305,10 @@ def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: s
         data = source if source is not None else read_bytes(row["image_uri"])
         instances = row["instances"] or []
         frame = shown_frame(instances)
-        before = outlined_thumbnail(_open_rgb(data, frame), [
+        before = outlined_thumbnail(_open_rgb(data, frame, max_pixels), [
             instance for instance in instances if (instance.get("frame") or 0) == frame])
         output = read_bytes(row["output_uri"])
-        after = _thumbnail(_open_rgb(output, output_frame(data, output, frame)))
+        after = _thumbnail(_open_rgb(output, output_frame(data, output, frame, max_pixels), max_pixels))
         _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
         _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
     except Exception as e:  # noqa: BLE001
@@ -368,13 +373,16 @@ def main(argv=None):
     parser.add_argument("--max_images", type=_int_at_least(0), default=1000,
                         help="Images in the gallery, evenly spaced over the run's inputs when it "
                              "wrote more; 0: all (default 1000).")
+    parser.add_argument("--max_image_pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
+                        help="As given to the pipeline: images declaring more pixels (over all "
+                             f"their frames) are not shown (default {DEFAULT_MAX_PIXELS}).")
     parser.add_argument("--tfrecord_image_key", default="image/encoded",
                         help="For TFRecord input: the feature holding the image bytes, as given "
                              "to the pipeline (default image/encoded).")
     args = parser.parse_args(argv)
     try:
         print(write_report(args.output, args.per_page, args.tfrecord_image_key,
-                           args.max_images or None))
+                           args.max_images or None, args.max_image_pixels))
     except FileNotFoundError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 

@@ -237,3 +237,28 @@ def test_the_cleaned_thumbnail_is_of_the_frame_shown_where_the_writer_merged_rep
     assert Image.open(output / "images" / "held.gif").n_frames == 3  # the repeat merged
     source, written = read_bytes(str(images / "held.gif")), read_bytes(str(output / "images" / "held.gif"))
     assert [output_frame(source, written, frame) for frame in range(4)] == [0, 1, 1, 2]
+
+
+def test_the_report_shows_the_images_within_the_runs_pixel_limit(masks_corpus, tmp_path, tiny_inpaint_weights,
+                                                                  monkeypatch):
+    """A run given a --max_image_pixels above the default cleans scans and long animations the
+    report must show too: the run's limit is the report's, in place of PIL's own bomb limit."""
+    from PIL import Image
+
+    import pipeline.report
+
+    images, masks, _ = masks_corpus  # 64x48 = 3,072, 56x40 = 2,240 and 32x32 = 1,024 pixels
+    output = tmp_path / "out"
+    limits, write_report_of_run = [], pipeline.report.write_report
+    monkeypatch.setattr(pipeline.report, "write_report",
+                        lambda *args, **kwargs: limits.append(kwargs["max_pixels"]) or write_report_of_run(*args, **kwargs))
+    run_pipeline(["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks, "--output", output,
+                  "--inpaint_weights", tiny_inpaint_weights, "--max_image_pixels", 400_000_000, "--report"])
+    assert limits == [400_000_000]
+
+    monkeypatch.setattr(pipeline.report, "write_report", write_report_of_run)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # PIL alone would refuse all three as bombs
+    pipeline.report.main([str(output), "--max_image_pixels", "2500"])
+    index = (output / "report" / "index.html").read_text()
+    assert index.count('class="item"') == 2 and index.count('class="item missing"') == 1
+    assert "a.png: image declares 64x48 = 3,072 pixels, over the limit of 2,500" in index
