@@ -15,6 +15,7 @@ import functools
 import html
 import io
 import itertools
+import posixpath
 import re
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -284,8 +285,10 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
                             page, sources, stems)
             items = [_item(row, stem, problem, images_root) for row, stem, problem in zip(page, stems, made)]
             body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
-            page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
-                         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+            title = "bg-obj-remover report" + (f", page {page_index + 1} of {len(pages)}" if len(pages) > 1 else "")
+            page_html = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                         f"<title>{title}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
             _write(FileSystems.join(report_dir, _page_name(page_index)), page_html.encode("utf-8"),
                    "text/html")
     return FileSystems.join(report_dir, "index.html")
@@ -327,16 +330,20 @@ def _item(row: dict, stem: str, problem: Exception | None, images_root: str) -> 
     frame = shown_frame(instances)
     if frame:
         labels += f" (frame {frame + 1} shown)"
-    after = f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
+    # Each image's alt names it: a screen reader reads it out, and as the link's text.
+    name = html.escape(posixpath.basename(row["image_uri"]))
+    after = f'<img src="thumbs/{stem}-after.jpg" alt="{name}, after">'
     if row["output_uri"].startswith(images_root):  # the image in full, beside the report
         after = f'<a href="../images/{urllib.parse.quote(row["output_uri"][len(images_root):])}">{after}</a>'
-    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">{after}'
+    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="{name}, before">{after}'
             f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
             f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
 
 
 def _per_class_table(removed: collections.Counter, kept: collections.Counter) -> list[str]:
     """Removed instances per class, most first; and beside them the subjects kept, where any were."""
+    if not removed and not kept:
+        return ["<h2>Removed instances per class</h2><p>None: nothing was removed.</p>"]
     if not kept:
         return (["<h2>Removed instances per class</h2><table><tr><th>class</th><th>count</th></tr>"]
                 + [f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in removed.most_common()]
@@ -362,7 +369,7 @@ def _nav(current: int, count: int) -> str:
         previous = index
     if current < count - 1:
         parts.append(f'<a href="{_page_name(current + 1)}">next</a>')
-    return "<nav>" + " ".join(parts) + "</nav>"
+    return '<nav aria-label="pages">' + " ".join(parts) + "</nav>"
 
 
 def main(argv=None):

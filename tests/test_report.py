@@ -38,7 +38,9 @@ def test_report_pages_render_every_image_and_the_errors(masks_corpus, tmp_path, 
     first = _rendered_dom(index, tmp_path)
     second = _rendered_dom(os.path.join(os.path.dirname(index), "page-2.html"), tmp_path)
     assert first.count('class="item"') == 2 and second.count('class="item"') == 1
-    assert first.count('alt="cleaned"') == 2
+    # each image named in its thumbnails' alt (so also as its link's text), each page in its title
+    assert 'alt="a.png, before"' in first and 'alt="a.png, after"' in first and first.count(', after"') == 2
+    assert "<title>bg-obj-remover report, page 2 of 2</title>" in second and '<html lang="en">' in second
     assert "broken.png" in first and "not an image file" in first  # the errors table
     assert "<td>mask</td><td>2</td>" in first  # removed instances per class
     thumbs = os.listdir(output / "report" / "thumbs")
@@ -148,7 +150,7 @@ def test_a_large_runs_report_shows_a_sample_the_first_errors_and_links_few_pages
 
     write_report(str(output), per_page=1, max_images=None)  # 12 pages
     page = (output / "report" / "page-6.html").read_text()
-    nav = page[page.index("<nav>"):page.index("</nav>")]
+    nav = page[page.index("<nav"):page.index("</nav>")]
     linked = re.findall(r'<a href="(?:index|page-(\d+))\.html">([^<]+)</a>', nav)
     assert [text for _, text in linked] == ["previous", "1", "3", "4", "5", "7", "8", "9", "12", "next"]
     assert "<b>6</b>" in nav
@@ -262,3 +264,21 @@ def test_the_report_shows_the_images_within_the_runs_pixel_limit(masks_corpus, t
     index = (output / "report" / "index.html").read_text()
     assert index.count('class="item"') == 2 and index.count('class="item missing"') == 1
     assert "a.png: image declares 64x48 = 3,072 pixels, over the limit of 2,500" in index
+
+
+def test_a_report_of_only_errors_says_that_nothing_was_removed(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.metadata import SCHEMA
+
+    metadata = tmp_path / "out" / "metadata"
+    metadata.mkdir(parents=True)
+    row = {"image_uri": "/in/a.png", "output_uri": None, "status": "error", "error": "decode: ValueError: empty file",
+           "width": None, "height": None, "instances": [], "removed_fraction": 0.0, "segmenter": "s",
+           "inpainter": "i", "notes": []}
+    pq.write_table(pa.Table.from_pylist([row], SCHEMA), metadata / "part-1-00000-of-00001.parquet")
+    index = open(write_report(str(tmp_path / "out"))).read()
+    assert "<p>None: nothing was removed.</p>" in index and "<table><tr><th>class</th>" not in index
+    assert "<td>/in/a.png</td><td>decode: ValueError: empty file</td>" in index
+    assert "<title>bg-obj-remover report</title>" in index  # one page: no page number
