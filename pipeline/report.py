@@ -230,7 +230,7 @@ _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
 .item{display:inline-block;margin:0 1em 1.5em 0;vertical-align:top}
 .item img{max-width:320px;max-height:320px;margin-right:4px;border:1px solid #ccc}
 .caption{font-size:12px;max-width:650px;word-break:break-all}
-table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}
+table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px;overflow-wrap:anywhere}
 nav a{margin-right:.6em}"""
 
 
@@ -356,7 +356,9 @@ def _per_class_table(removed: collections.Counter, kept: collections.Counter) ->
 
 def _nav(current: int, count: int) -> str:
     """Links to the first and last pages and to the three either side of this one: a link to
-    every page from every page would grow with the square of the page count."""
+    every page from every page would grow with the square of the page count. None for one page."""
+    if count == 1:
+        return ""
     near = {0, count - 1, *range(max(0, current - 3), min(count, current + 4))}
     parts, previous = [], None
     if current > 0:

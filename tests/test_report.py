@@ -266,7 +266,9 @@ def test_the_report_shows_the_images_within_the_runs_pixel_limit(masks_corpus, t
     assert "a.png: image declares 64x48 = 3,072 pixels, over the limit of 2,500" in index
 
 
-def test_a_report_of_only_errors_says_that_nothing_was_removed(tmp_path):
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_a_report_of_only_errors_says_that_nothing_was_removed_and_fits_the_window(tmp_path):
+    """A deep bucket path does not push its error out of the window (the table wraps, not the page)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -274,11 +276,19 @@ def test_a_report_of_only_errors_says_that_nothing_was_removed(tmp_path):
 
     metadata = tmp_path / "out" / "metadata"
     metadata.mkdir(parents=True)
-    row = {"image_uri": "/in/a.png", "output_uri": None, "status": "error", "error": "decode: ValueError: empty file",
+    deep = "gs://bucket/" + "/".join(f"scans_{year}_from_the_family_archive" for year in range(1990, 2000)) + "/a.png"
+    row = {"image_uri": deep, "output_uri": None, "status": "error", "error": "decode: ValueError: empty file",
            "width": None, "height": None, "instances": [], "removed_fraction": 0.0, "segmenter": "s",
            "inpainter": "i", "notes": []}
     pq.write_table(pa.Table.from_pylist([row], SCHEMA), metadata / "part-1-00000-of-00001.parquet")
-    index = open(write_report(str(tmp_path / "out"))).read()
-    assert "<p>None: nothing was removed.</p>" in index and "<table><tr><th>class</th>" not in index
-    assert "<td>/in/a.png</td><td>decode: ValueError: empty file</td>" in index
-    assert "<title>bg-obj-remover report</title>" in index  # one page: no page number
+    index = write_report(str(tmp_path / "out"))
+    page = open(index).read()
+    assert "<p>None: nothing was removed.</p>" in page and "<table><tr><th>class</th>" not in page
+    assert f"<td>{deep}</td><td>decode: ValueError: empty file</td>" in page
+    assert "<title>bg-obj-remover report</title>" in page and "<nav" not in page  # one page: no page links
+
+    measured = os.path.join(os.path.dirname(index), "measured.html")  # the page, reporting its own width
+    with open(measured, "w") as f:
+        f.write(page.replace("</body>", "<script>document.body.dataset.scrolls = "
+                             "document.documentElement.scrollWidth > innerWidth</script></body>"))
+    assert 'data-scrolls="false"' in _rendered_dom(measured, tmp_path)
