@@ -34,7 +34,7 @@ from models.runtime import usable_cpu_count
 from transforms.decode import DEFAULT_MAX_PIXELS, decode_frames, decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
-from transforms.records import CLEANED, ERROR, UNCHANGED
+from transforms.records import CLEANED, ERROR, SKIPPED, UNCHANGED
 from transforms.write import output_path, output_root
 
 THUMBNAIL_SIZE = 320
@@ -63,7 +63,7 @@ class ReportContent:
     removed_per_class: collections.Counter
     kept_per_class: collections.Counter  # subjects kept, in the images written
     shown: list[dict]   # gallery rows (whole, with instances), in record order
-    showable: int       # rows with an output image, of which `shown` is an even sample
+    showable: int       # rows with an output image (skipped ones too), of which `shown` is an even sample
     errors: list[dict]  # `image_uri`, `error` of the first error rows in record order
     error_count: int
 
@@ -86,7 +86,7 @@ def read_report_content(output: str, max_images: int | None = 1000,
             statuses[status] += 1
             if status == ERROR:
                 errors.append((_record_order(uri), {"image_uri": uri, "error": error}))
-            elif status in (CLEANED, UNCHANGED) and output_uri:
+            elif status in (CLEANED, UNCHANGED, SKIPPED) and output_uri:
                 showable.append((_record_order(uri), file_index, row_index))
     errors.sort(key=lambda item: item[0])
     showable.sort()
@@ -330,14 +330,16 @@ def _item(row: dict, stem: str, problem: Exception | None, images_root: str) -> 
     frame = shown_frame(instances)
     if frame:
         labels += f" (frame {frame + 1} shown)"
+    outcome = f"{labels}, {100 * (row['removed_fraction'] or 0):.1f}% replaced"
+    if row["status"] == SKIPPED:  # written by a run that was stopped before its metadata was
+        outcome = "written by an earlier run, which recorded nothing of it"
     # Each image's alt names it: a screen reader reads it out, and as the link's text.
     name = html.escape(posixpath.basename(row["image_uri"]))
     after = f'<img src="thumbs/{stem}-after.jpg" alt="{name}, after">'
     if row["output_uri"].startswith(images_root):  # the image in full, beside the report
         after = f'<a href="../images/{urllib.parse.quote(row["output_uri"][len(images_root):])}">{after}</a>'
     return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="{name}, before">{after}'
-            f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
-            f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
+            f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, {html.escape(outcome)}</div></div>')
 
 
 def _per_class_table(removed: collections.Counter, kept: collections.Counter) -> list[str]:

@@ -292,3 +292,25 @@ def test_a_report_of_only_errors_says_that_nothing_was_removed_and_fits_the_wind
         f.write(page.replace("</body>", "<script>document.body.dataset.scrolls = "
                              "document.documentElement.scrollWidth > innerWidth</script></body>"))
     assert 'data-scrolls="false"' in _rendered_dom(measured, tmp_path)
+
+
+def test_images_a_stopped_run_wrote_are_shown_after_a_skip_existing_rerun(masks_corpus, tmp_path, tiny_inpaint_weights):
+    """A run stopped before its metadata was written leaves its images; the rerun that finishes
+    with --skip_existing has them as `skipped` rows, whose images the report still shows."""
+    import numpy as np
+    from PIL import Image
+
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    args = ["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks, "--output", output,
+            "--inpaint_weights", tiny_inpaint_weights]
+    run_pipeline(args)
+    shutil.rmtree(output / "metadata")  # stopped before its end: images written, no metadata
+    run_pipeline(args + ["--skip_existing", "--report"])
+
+    index = (output / "report" / "index.html").read_text()
+    assert "skipped: 3" in index and index.count('class="item"') == 3 and "missing" not in index
+    assert f"{images / 'a.png'} — skipped, written by an earlier run, which recorded nothing of it" in index
+    after, written, source = (np.asarray(Image.open(path), float)[8:24, 10:30] for path in (  # a.png's hole
+        output / "report" / "thumbs" / "000000-after.jpg", output / "images" / "a.png", images / "a.png"))
+    assert np.abs(after - written).mean() < np.abs(after - source).mean() / 4  # the image written, not the input
