@@ -230,7 +230,8 @@ _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
 .item{display:inline-block;margin:0 1em 1.5em 0;vertical-align:top}
 .item img{max-width:320px;max-height:320px;margin-right:4px;border:1px solid #ccc}
 .caption{font-size:12px;max-width:650px;word-break:break-all}
-table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px;overflow-wrap:anywhere}
+table{border-collapse:collapse;margin-bottom:1em}
+td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px;overflow-wrap:anywhere}
 nav a{margin-right:.6em}"""
 
 
@@ -339,7 +340,8 @@ def _item(row: dict, stem: str, problem: Exception | None, images_root: str) -> 
     if row["output_uri"].startswith(images_root):  # the image in full, beside the report
         after = f'<a href="../images/{urllib.parse.quote(row["output_uri"][len(images_root):])}">{after}</a>'
     return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="{name}, before">{after}'
-            f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, {html.escape(outcome)}</div></div>')
+            f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
+            f'{html.escape(outcome)}</div></div>')
 
 
 def _per_class_table(removed: collections.Counter, kept: collections.Counter) -> list[str]:

@@ -252,8 +252,12 @@ def test_the_report_shows_the_images_within_the_runs_pixel_limit(masks_corpus, t
     images, masks, _ = masks_corpus  # 64x48 = 3,072, 56x40 = 2,240 and 32x32 = 1,024 pixels
     output = tmp_path / "out"
     limits, write_report_of_run = [], pipeline.report.write_report
-    monkeypatch.setattr(pipeline.report, "write_report",
-                        lambda *args, **kwargs: limits.append(kwargs["max_pixels"]) or write_report_of_run(*args, **kwargs))
+
+    def write_report_recording_its_limit(*args, **kwargs):
+        limits.append(kwargs["max_pixels"])
+        return write_report_of_run(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.report, "write_report", write_report_recording_its_limit)
     run_pipeline(["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks, "--output", output,
                   "--inpaint_weights", tiny_inpaint_weights, "--max_image_pixels", 400_000_000, "--report"])
     assert limits == [400_000_000]
