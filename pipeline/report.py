@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import html
 import io
+import itertools
+import posixpath
 import re
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +31,10 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as coco_mask
 
 from models.runtime import usable_cpu_count
-from transforms.decode import decode_image
+from transforms.decode import DEFAULT_MAX_PIXELS, decode_frames, decode_image
 from transforms.metadata import metadata_prefix
 from transforms.read import RecordParser, read_bytes
-from transforms.records import CLEANED, ERROR, UNCHANGED
+from transforms.records import CLEANED, ERROR, SKIPPED, UNCHANGED
 from transforms.write import output_path, output_root
 
 THUMBNAIL_SIZE = 320
@@ -60,7 +63,7 @@ class ReportContent:
     removed_per_class: collections.Counter
     kept_per_class: collections.Counter  # subjects kept, in the images written
     shown: list[dict]   # gallery rows (whole, with instances), in record order
-    showable: int       # rows with an output image, of which `shown` is an even sample
+    showable: int       # rows with an output image (skipped ones too), of which `shown` is an even sample
     errors: list[dict]  # `image_uri`, `error` of the first error rows in record order
     error_count: int
 
@@ -83,7 +86,7 @@ def read_report_content(output: str, max_images: int | None = 1000,
             statuses[status] += 1
             if status == ERROR:
                 errors.append((_record_order(uri), {"image_uri": uri, "error": error}))
-            elif status in (CLEANED, UNCHANGED) and output_uri:
+            elif status in (CLEANED, UNCHANGED, SKIPPED) and output_uri:
                 showable.append((_record_order(uri), file_index, row_index))
     errors.sort(key=lambda item: item[0])
     showable.sort()
@@ -154,14 +157,30 @@ class _InputReader:
         raise FileNotFoundError(f"{shard} has no record {offset}")
 
 
-def _open_rgb(data: bytes, frame: int = 0) -> Image.Image:
-    return Image.fromarray(decode_image(data, frame=frame).rgb)
+def _open_rgb(data: bytes, frame: int, max_pixels: int) -> Image.Image:
+    return Image.fromarray(decode_image(data, max_pixels, frame).rgb)
 
 
 def shown_frame(instances: list[dict]) -> int:
     """The frame of a multi-frame image the report shows: the first one something was removed
     from (rows written before frames were counted have no `frame`: theirs is the first)."""
     return min((instance.get("frame") or 0 for instance in instances if instance["removed"]), default=0)
+
+
+def output_frame(source: bytes, output: bytes, frame: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The output's frame showing input frame `frame`, the first one cleaned. PIL's GIF and PNG
+    writers merge identical consecutive frames into one (an animation holding a still moment as
+    repeated frames), so where the output has fewer frames than its input, `frame` moves one
+    earlier for each repeat before it: those frames were written as they were."""
+    if frame == 0 or decode_image(output, max_pixels).frames == decode_image(source, max_pixels).frames:
+        return frame
+    repeats, previous = 0, None
+    for decoded in itertools.islice(decode_frames(source, max_pixels), frame):  # one frame in memory at a time
+        current = (decoded.rgb, decoded.alpha)
+        repeats += previous is not None and all(map(np.array_equal, previous, current))
+        previous = current
+    return frame - repeats
 
 
 def outlined_thumbnail(image: Image.Image, instances: list[dict]) -> Image.Image:
@@ -211,7 +230,8 @@ _STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
 .item{display:inline-block;margin:0 1em 1.5em 0;vertical-align:top}
 .item img{max-width:320px;max-height:320px;margin-right:4px;border:1px solid #ccc}
 .caption{font-size:12px;max-width:650px;word-break:break-all}
-table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}
+table{border-collapse:collapse;margin-bottom:1em}
+td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px;overflow-wrap:anywhere}
 nav a{margin-right:.6em}"""
 
 
@@ -220,12 +240,14 @@ def _page_name(index: int) -> str:
 
 
 def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "image/encoded",
-                 max_images: int | None = 1000) -> str:
+                 max_images: int | None = 1000, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """Writes `<output>/report/` and returns the path of its index.html. The gallery shows at most
-    `max_images` images (None: all), evenly spaced over the run's inputs."""
+    `max_images` images (None: all), evenly spaced over the run's inputs. `max_pixels`: the run's
+    `--max_image_pixels`, so that every image it cleaned can be shown."""
     if per_page < 1 or (max_images is not None and max_images < 1):
         raise ValueError(f"per_page and max_images must be >= 1, got {per_page}, {max_images}")
     content = read_report_content(output, max_images)
+    Image.MAX_IMAGE_PIXELS = None  # `max_pixels` replaces PIL's fixed bomb limit, as in the run's workers
     inputs = _InputReader(tfrecord_image_key)
     report_dir = FileSystems.join(output.rstrip("/"), "report")
     images_root = output_path(output_root(output), "")
@@ -260,11 +282,14 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
             stems = [f"{page_index * per_page + n:06d}" for n in range(len(page))]
             # Records are read here, in shard order; files are read by the pool, in parallel.
             sources = [inputs.record_bytes(row["image_uri"]) for row in page]
-            made = pool.map(_write_thumbnails, page, sources, [thumbs_dir] * len(page), stems)
+            made = pool.map(functools.partial(_write_thumbnails, thumbs_dir=thumbs_dir, max_pixels=max_pixels),
+                            page, sources, stems)
             items = [_item(row, stem, problem, images_root) for row, stem, problem in zip(page, stems, made)]
             body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
-            page_html = (f'<!doctype html><html><head><meta charset="utf-8"><title>bg-obj-remover report</title>'
-                         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+            title = "bg-obj-remover report" + (f", page {page_index + 1} of {len(pages)}" if len(pages) > 1 else "")
+            page_html = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                         f"<title>{title}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
             _write(FileSystems.join(report_dir, _page_name(page_index)), page_html.encode("utf-8"),
                    "text/html")
     return FileSystems.join(report_dir, "index.html")
@@ -274,8 +299,8 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
 _THUMBNAIL_THREADS = min(32, 4 * usable_cpu_count())
 
 
-def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: str,
-                      stem: str) -> Exception | None:
+def _write_thumbnails(row: dict, source: bytes | Exception | None, stem: str, thumbs_dir: str,
+                      max_pixels: int) -> Exception | None:
     """Writes the row's before/after thumbnails; returns what went wrong, if anything (a vanished
     file should not sink the report). `source`: the input's bytes when already read."""
     try:
@@ -284,9 +309,10 @@ def _write_thumbnails(row: dict, source: bytes | Exception | None, thumbs_dir: s
         data = source if source is not None else read_bytes(row["image_uri"])
         instances = row["instances"] or []
         frame = shown_frame(instances)
-        before = outlined_thumbnail(_open_rgb(data, frame), [
+        before = outlined_thumbnail(_open_rgb(data, frame, max_pixels), [
             instance for instance in instances if (instance.get("frame") or 0) == frame])
-        after = _thumbnail(_open_rgb(read_bytes(row["output_uri"]), frame))
+        output = read_bytes(row["output_uri"])
+        after = _thumbnail(_open_rgb(output, output_frame(data, output, frame, max_pixels), max_pixels))
         _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
         _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
     except Exception as e:  # noqa: BLE001
@@ -305,16 +331,23 @@ def _item(row: dict, stem: str, problem: Exception | None, images_root: str) -> 
     frame = shown_frame(instances)
     if frame:
         labels += f" (frame {frame + 1} shown)"
-    after = f'<img src="thumbs/{stem}-after.jpg" alt="cleaned">'
+    outcome = f"{labels}, {100 * (row['removed_fraction'] or 0):.1f}% replaced"
+    if row["status"] == SKIPPED:  # written by a run that was stopped before its metadata was
+        outcome = "written by an earlier run, which recorded nothing of it"
+    # Each image's alt names it: a screen reader reads it out, and as the link's text.
+    name = html.escape(posixpath.basename(row["image_uri"]))
+    after = f'<img src="thumbs/{stem}-after.jpg" alt="{name}, after">'
     if row["output_uri"].startswith(images_root):  # the image in full, beside the report
         after = f'<a href="../images/{urllib.parse.quote(row["output_uri"][len(images_root):])}">{after}</a>'
-    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="input">{after}'
+    return (f'<div class="item"><img src="thumbs/{stem}-before.jpg" alt="{name}, before">{after}'
             f'<div class="caption">{html.escape(row["image_uri"])} — {row["status"]}, '
-            f'{html.escape(labels)}, {100 * (row["removed_fraction"] or 0):.1f}% replaced</div></div>')
+            f'{html.escape(outcome)}</div></div>')
 
 
 def _per_class_table(removed: collections.Counter, kept: collections.Counter) -> list[str]:
     """Removed instances per class, most first; and beside them the subjects kept, where any were."""
+    if not removed and not kept:
+        return ["<h2>Removed instances per class</h2><p>None: nothing was removed.</p>"]
     if not kept:
         return (["<h2>Removed instances per class</h2><table><tr><th>class</th><th>count</th></tr>"]
                 + [f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in removed.most_common()]
@@ -327,7 +360,9 @@ def _per_class_table(removed: collections.Counter, kept: collections.Counter) ->
 
 def _nav(current: int, count: int) -> str:
     """Links to the first and last pages and to the three either side of this one: a link to
-    every page from every page would grow with the square of the page count."""
+    every page from every page would grow with the square of the page count. None for one page."""
+    if count == 1:
+        return ""
     near = {0, count - 1, *range(max(0, current - 3), min(count, current + 4))}
     parts, previous = [], None
     if current > 0:
@@ -340,7 +375,7 @@ def _nav(current: int, count: int) -> str:
         previous = index
     if current < count - 1:
         parts.append(f'<a href="{_page_name(current + 1)}">next</a>')
-    return "<nav>" + " ".join(parts) + "</nav>"
+    return '<nav aria-label="pages">' + " ".join(parts) + "</nav>"
 
 
 def main(argv=None):
@@ -351,13 +386,16 @@ def main(argv=None):
     parser.add_argument("--max_images", type=_int_at_least(0), default=1000,
                         help="Images in the gallery, evenly spaced over the run's inputs when it "
                              "wrote more; 0: all (default 1000).")
+    parser.add_argument("--max_image_pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
+                        help="As given to the pipeline: images declaring more pixels (over all "
+                             f"their frames) are not shown (default {DEFAULT_MAX_PIXELS}).")
     parser.add_argument("--tfrecord_image_key", default="image/encoded",
                         help="For TFRecord input: the feature holding the image bytes, as given "
                              "to the pipeline (default image/encoded).")
     args = parser.parse_args(argv)
     try:
         print(write_report(args.output, args.per_page, args.tfrecord_image_key,
-                           args.max_images or None))
+                           args.max_images or None, args.max_image_pixels))
     except FileNotFoundError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 

@@ -421,7 +421,8 @@ def run(argv=None, test_pipeline=None):
         logger.info("no metrics summary: %s", e)
     if options.report and not _dry_run(options):
         from pipeline.report import write_report
-        report = write_report(config.output, tfrecord_image_key=config.tfrecord_image_key)
+        report = write_report(config.output, tfrecord_image_key=config.tfrecord_image_key,
+                              max_pixels=config.max_image_pixels)
         print(f"  report   -> {report}", file=sys.stderr)
     return result
 

@@ -38,7 +38,9 @@ def test_report_pages_render_every_image_and_the_errors(masks_corpus, tmp_path, 
     first = _rendered_dom(index, tmp_path)
     second = _rendered_dom(os.path.join(os.path.dirname(index), "page-2.html"), tmp_path)
     assert first.count('class="item"') == 2 and second.count('class="item"') == 1
-    assert first.count('alt="cleaned"') == 2
+    # each image named in its thumbnails' alt (so also as its link's text), each page in its title
+    assert 'alt="a.png, before"' in first and 'alt="a.png, after"' in first and first.count(', after"') == 2
+    assert "<title>bg-obj-remover report, page 2 of 2</title>" in second and '<html lang="en">' in second
     assert "broken.png" in first and "not an image file" in first  # the errors table
     assert "<td>mask</td><td>2</td>" in first  # removed instances per class
     thumbs = os.listdir(output / "report" / "thumbs")
@@ -148,7 +150,7 @@ def test_a_large_runs_report_shows_a_sample_the_first_errors_and_links_few_pages
 
     write_report(str(output), per_page=1, max_images=None)  # 12 pages
     page = (output / "report" / "page-6.html").read_text()
-    nav = page[page.index("<nav>"):page.index("</nav>")]
+    nav = page[page.index("<nav"):page.index("</nav>")]
     linked = re.findall(r'<a href="(?:index|page-(\d+))\.html">([^<]+)</a>', nav)
     assert [text for _, text in linked] == ["previous", "1", "3", "4", "5", "7", "8", "9", "12", "next"]
     assert "<b>6</b>" in nav
@@ -194,3 +196,125 @@ def test_the_report_outlines_kept_subjects_apart_and_counts_them(tmp_path):
                    metadata / "part-1-00001-of-00002.parquet")
     content = read_report_content(str(tmp_path / "out"), max_images=None)
     assert content.removed_per_class == {"person": 2} and content.kept_per_class == {"person": 2}
+
+
+def test_the_cleaned_thumbnail_is_of_the_frame_shown_where_the_writer_merged_repeated_frames(
+        tmp_path, tiny_inpaint_weights, monkeypatch):
+    """An animation holding a still moment repeats a frame (gifsicle and ImageMagick write them);
+    PIL's writer merges the repeat, so the cleaned file has a frame fewer before the one shown."""
+    import numpy as np
+    from PIL import GifImagePlugin, Image
+
+    from pipeline.report import output_frame
+    from transforms.read import read_bytes
+
+    height, width, box = 40, 48, (5, 5, 25, 25)
+    still, red, blue = (Image.fromarray(np.full((height, width, 3), colour, np.uint8)).quantize(8)
+                        for colour in ((90, 160, 90), (200, 30, 30), (30, 30, 200)))
+    images, masks, output = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    with monkeypatch.context() as patched:  # PIL itself would merge the repeat as it writes it
+        unmerged = GifImagePlugin._getbbox
+        patched.setattr(GifImagePlugin, "_getbbox", lambda previous, frame: (unmerged(previous, frame)[0],
+                                                                              (0, 0) + frame.size))
+        still.save(images / "held.gif", save_all=True, append_images=[still, red, blue], duration=100, loop=0)
+
+    def mask(hole, transparent_pixel=False):  # a transparent pixel removes nothing, but keeps frames apart
+        rgba = np.zeros((height, width, 4), np.uint8)
+        rgba[..., 3] = 255
+        rgba[hole[1]:hole[3], hole[0]:hole[2]] = 255
+        rgba[0, 0, 3] = 0 if transparent_pixel else 255
+        return Image.fromarray(rgba)
+
+    frame_masks = [mask((0, 0, 0, 0)), mask((0, 0, 0, 0), transparent_pixel=True), mask(box), mask((0, 0, 0, 0))]
+    frame_masks[0].save(masks / "held.png", save_all=True, append_images=frame_masks[1:])
+    run_pipeline(["--input", f"{images}/*", "--segmenter", "masks", "--masks", masks,
+                  "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--report"])
+
+    index = (output / "report" / "index.html").read_text()
+    assert "missing" not in index and "(frame 3 shown)" in index
+    after = np.asarray(Image.open(output / "report" / "thumbs" / "000000-after.jpg"), float)
+    assert np.abs(after[30:, 30:].reshape(-1, 3).mean(axis=0) - (200, 30, 30)).max() < 8  # red, not blue
+    assert Image.open(output / "images" / "held.gif").n_frames == 3  # the repeat merged
+    source, written = read_bytes(str(images / "held.gif")), read_bytes(str(output / "images" / "held.gif"))
+    assert [output_frame(source, written, frame) for frame in range(4)] == [0, 1, 1, 2]
+
+
+def test_the_report_shows_the_images_within_the_runs_pixel_limit(masks_corpus, tmp_path, tiny_inpaint_weights,
+                                                                  monkeypatch):
+    """A run given a --max_image_pixels above the default cleans scans and long animations the
+    report must show too: the run's limit is the report's, in place of PIL's own bomb limit."""
+    from PIL import Image
+
+    import pipeline.report
+
+    images, masks, _ = masks_corpus  # 64x48 = 3,072, 56x40 = 2,240 and 32x32 = 1,024 pixels
+    output = tmp_path / "out"
+    limits, write_report_of_run = [], pipeline.report.write_report
+
+    def write_report_recording_its_limit(*args, **kwargs):
+        limits.append(kwargs["max_pixels"])
+        return write_report_of_run(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.report, "write_report", write_report_recording_its_limit)
+    run_pipeline(["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks, "--output", output,
+                  "--inpaint_weights", tiny_inpaint_weights, "--max_image_pixels", 400_000_000, "--report"])
+    assert limits == [400_000_000]
+
+    monkeypatch.setattr(pipeline.report, "write_report", write_report_of_run)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # PIL alone would refuse all three as bombs
+    pipeline.report.main([str(output), "--max_image_pixels", "2500"])
+    index = (output / "report" / "index.html").read_text()
+    assert index.count('class="item"') == 2 and index.count('class="item missing"') == 1
+    assert "a.png: image declares 64x48 = 3,072 pixels, over the limit of 2,500" in index
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_a_report_of_only_errors_says_that_nothing_was_removed_and_fits_the_window(tmp_path):
+    """A deep bucket path does not push its error out of the window (the table wraps, not the page)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from transforms.metadata import SCHEMA
+
+    metadata = tmp_path / "out" / "metadata"
+    metadata.mkdir(parents=True)
+    deep = "gs://bucket/" + "/".join(f"scans_{year}_from_the_family_archive" for year in range(1990, 2000)) + "/a.png"
+    row = {"image_uri": deep, "output_uri": None, "status": "error", "error": "decode: ValueError: empty file",
+           "width": None, "height": None, "instances": [], "removed_fraction": 0.0, "segmenter": "s",
+           "inpainter": "i", "notes": []}
+    pq.write_table(pa.Table.from_pylist([row], SCHEMA), metadata / "part-1-00000-of-00001.parquet")
+    index = write_report(str(tmp_path / "out"))
+    page = open(index).read()
+    assert "<p>None: nothing was removed.</p>" in page and "<table><tr><th>class</th>" not in page
+    assert f"<td>{deep}</td><td>decode: ValueError: empty file</td>" in page
+    assert "<title>bg-obj-remover report</title>" in page and "<nav" not in page  # one page: no page links
+
+    measured = os.path.join(os.path.dirname(index), "measured.html")  # the page, reporting its own width
+    with open(measured, "w") as f:
+        f.write(page.replace("</body>", "<script>document.body.dataset.scrolls = "
+                             "document.documentElement.scrollWidth > innerWidth</script></body>"))
+    assert 'data-scrolls="false"' in _rendered_dom(measured, tmp_path)
+
+
+def test_images_a_stopped_run_wrote_are_shown_after_a_skip_existing_rerun(masks_corpus, tmp_path, tiny_inpaint_weights):
+    """A run stopped before its metadata was written leaves its images; the rerun that finishes
+    with --skip_existing has them as `skipped` rows, whose images the report still shows."""
+    import numpy as np
+    from PIL import Image
+
+    images, masks, specs = masks_corpus
+    output = tmp_path / "out"
+    args = ["--input", f"{images}/**", "--segmenter", "masks", "--masks", masks, "--output", output,
+            "--inpaint_weights", tiny_inpaint_weights]
+    run_pipeline(args)
+    shutil.rmtree(output / "metadata")  # stopped before its end: images written, no metadata
+    run_pipeline(args + ["--skip_existing", "--report"])
+
+    index = (output / "report" / "index.html").read_text()
+    assert "skipped: 3" in index and index.count('class="item"') == 3 and "missing" not in index
+    assert f"{images / 'a.png'} — skipped, written by an earlier run, which recorded nothing of it" in index
+    after, written, source = (np.asarray(Image.open(path), float)[8:24, 10:30] for path in (  # a.png's hole
+        output / "report" / "thumbs" / "000000-after.jpg", output / "images" / "a.png", images / "a.png"))
+    assert np.abs(after - written).mean() < np.abs(after - source).mean() / 4  # the image written, not the input
