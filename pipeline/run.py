@@ -215,6 +215,11 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         raise UsageError("give exactly one of --input (file pattern) or --input_tfrecords")
     if not options.output:
         raise UsageError("--output is required")
+    if wildcards := sorted(set(options.output) & set("*?[]")):
+        # Beam's Parquet sink finds its shards by pattern: it would fail after every image is written.
+        raise UsageError(f"--output {options.output}: a folder whose path holds {' '.join(wildcards)} "
+                         "cannot take the metadata (Beam's file sink reads those as a pattern); "
+                         "choose another")
     if options.dilate < 0:
         raise UsageError("--dilate must be >= 0")
     try:

@@ -281,6 +281,15 @@ def test_nonsense_limits_stop_the_launcher(masks_corpus, tmp_path, tiny_inpaint_
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_named_like_a_pattern_is_refused_before_any_work(masks_corpus, tmp_path, tiny_inpaint_weights):
+    """Beam's Parquet sink would read it as a pattern and fail once every image was written."""
+    images, masks, _ = masks_corpus
+    output = tmp_path / "out [v1]"
+    with pytest.raises(SystemExit, match=re.escape(f"--output {output}: a folder whose path holds [ ] cannot take")):
+        run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    assert not output.exists()
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--keep_largest", "-1"], "--keep_largest -1: must be >= 0 (0 keeps none)"),
     (["--keep_larger_than", "1.5"], "--keep_larger_than 1.5: a share of the image above 0 and below 1"),
