@@ -260,7 +260,8 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
     shown = content.shown
     pages = [shown[i:i + per_page] for i in range(0, len(shown), per_page)] or [[]]
     summary = ["<h1>bg-obj-remover report</h1>",
-               "<p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(content.statuses.items())) + "</p>"]
+               "<p>" + (", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(content.statuses.items()))
+                        or "The run recorded no image.") + "</p>"]
     summary += _per_class_table(content.removed_per_class, content.kept_per_class)
     if content.errors:
         summary.append("<h2>Errors</h2>")

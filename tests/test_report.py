@@ -297,6 +297,9 @@ def test_a_report_of_only_errors_says_that_nothing_was_removed_and_fits_the_wind
                              "document.documentElement.scrollWidth > innerWidth</script></body>"))
     assert 'data-scrolls="false"' in _rendered_dom(measured, tmp_path)
 
+    pq.write_table(pa.Table.from_pylist([], SCHEMA), metadata / "part-1-00000-of-00001.parquet")
+    assert "<p>The run recorded no image.</p>" in open(write_report(str(tmp_path / "out"))).read()
+
 
 def test_images_a_stopped_run_wrote_are_shown_after_a_skip_existing_rerun(masks_corpus, tmp_path, tiny_inpaint_weights):
     """A run stopped before its metadata was written leaves its images; the rerun that finishes
