@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,16 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def local_path(uri: str) -> str:
+    """A local path, or a `file://` URI's path (`file:///a%20b/w.pth`, as a browser or file
+    manager copies it, is `/a b/w.pth`), with `~` expanded."""
+    if uri.startswith("file://"):
+        path = uri[len("file://"):]
+        path = path[len("localhost"):] if path.startswith("localhost/") else path
+        uri = path if os.path.exists(os.path.expanduser(path)) else urllib.parse.unquote(path)
+    return os.path.expanduser(uri)
+
+
 def sha256_of(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -54,8 +65,7 @@ def fetch(uri: str, cache_dir: str | None = None, hint: str = "") -> FetchedFile
     path instead).
     """
     if not is_remote(uri):
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        path = os.path.expanduser(path)
+        path = local_path(uri)
         if not os.path.isfile(path):
             raise ModelFileError(f"model file not found: {path!r}. {hint}".strip())
         fetched = FetchedFile(uri, path, sha256_of(path))

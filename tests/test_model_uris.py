@@ -7,6 +7,7 @@ import http.server
 import logging
 import os
 import threading
+import urllib.parse
 import uuid
 
 import fsspec
@@ -137,3 +138,20 @@ def test_what_killed_downloads_left_is_removed_by_the_next_download(tmp_path):
 
     fetch(uri, cache_dir)
     assert not os.path.exists(abandoned) and os.path.exists(running)
+
+
+def test_a_file_uri_is_read_as_a_browser_or_file_manager_writes_it(tmp_path):
+    """`file:///a%20b/...` and `file://localhost/...` name local files; a name holding a literal
+    '%20' is still found by it."""
+    from models.segmentation.config import resolve_config
+
+    folder = tmp_path / "my models é"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"weights")
+    (folder / "literal%20name.bin").write_bytes(b"other")
+    (folder / "seg.py").write_text("model = dict(type='MaskRCNN')\n")
+    quoted = "file://" + "/".join(map(urllib.parse.quote, str(folder).split("/")))
+    assert fetch(f"{quoted}/w.bin").path == str(folder / "w.bin")
+    assert fetch(f"file://localhost{folder}/w.bin").path == str(folder / "w.bin")
+    assert fetch(f"file://{folder}/literal%20name.bin").path == str(folder / "literal%20name.bin")
+    assert resolve_config(f"{quoted}/seg.py").path == str(folder / "seg.py")

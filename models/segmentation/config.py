@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 
-from models.uri import DEFAULT_CACHE_DIR, ModelFileError, fetch, is_remote
+from models.uri import DEFAULT_CACHE_DIR, ModelFileError, fetch, is_remote, local_path
 
 DEFAULT_CONFIG = 'mask-rcnn_r50_fpn_1x_coco'
 DEFAULT_CHECKPOINT_URI = (
@@ -68,7 +68,7 @@ def resolve_config(spec: str, allow_remote_config: bool = False,
             raise ModelFileError(
                 f'{spec!r}: mmdet ships no such config.{_close_matches(_stem(spec))}')
         return ConfigSource(_stem(path), path)
-    path = os.path.expanduser(spec[len('file://'):] if spec.startswith('file://') else spec)
+    path = local_path(spec)
     if os.path.isfile(path):
         return ConfigSource(_stem(path), path)
     if path.endswith('.py') or os.sep in path:
