@@ -228,6 +228,16 @@ def test_a_config_that_cannot_be_loaded_is_named_in_the_error(tmp_path, tiny_fil
     unknown_type.write_text(f"_base_ = {tiny_files[0]!r}\nmodel = dict(type='NoSuchDetector')\n")
     with pytest.raises(ModelFileError, match="cannot build the config's model 'NoSuchDetector'"):
         MaskRCNNSegmenter(str(unknown_type), tiny_files[1])
+    # Parts mmdet reads only once the model is built: their absence was a bare AttributeError.
+    no_threshold = tmp_path / 'no_threshold.py'
+    no_threshold.write_text(f"_base_ = {tiny_files[0]!r}\nmodel = dict(test_cfg=dict(rcnn=dict(_delete_=True, "
+                            "score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=10)))\n")
+    with pytest.raises(ModelFileError, match='config sets no test_cfg.rcnn.mask_thr_binary'):
+        MaskRCNNSegmenter(str(no_threshold), tiny_files[1])
+    no_pipeline = tmp_path / 'no_pipeline.py'
+    no_pipeline.write_text(f"_base_ = {tiny_files[0]!r}\ntest_dataloader = None\n")
+    with pytest.raises(ModelFileError, match=f"config '{no_pipeline}' gives no test pipeline .*AttributeError"):
+        MaskRCNNSegmenter(str(no_pipeline), tiny_files[1])
 
 
 def test_a_remote_config_comes_with_the_bases_it_inherits_from_beside_it(tiny_files, tmp_path):

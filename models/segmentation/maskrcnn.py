@@ -181,6 +181,10 @@ def _build_detector(cfg: Config, candidate_score_threshold: float) -> torch.nn.M
         raise ModelFileError(
             f'config builds a {cfg.model.type} without a Mask R-CNN style mask head '
             f'(model.roi_head.mask_head and model.test_cfg.rcnn)')
+    if not isinstance(rcnn_test_cfg.get('mask_thr_binary'), (int, float)):
+        raise ModelFileError(
+            'config sets no test_cfg.rcnn.mask_thr_binary, the mask probability a pixel needs to '
+            'be in its mask: add mask_thr_binary=0.5')
     if rcnn_test_cfg.mask_thr_binary < 0:
         raise ModelFileError(
             f'config sets test_cfg.rcnn.mask_thr_binary={rcnn_test_cfg.mask_thr_binary}: a '
@@ -225,8 +229,15 @@ def _inference_pipeline(cfg: Config) -> Compose:
     """The config's test pipeline reading an in-memory image, without ground-truth loading."""
     from mmdet.utils import get_test_pipeline_cfg
 
+    try:
+        test_pipeline = copy.deepcopy(get_test_pipeline_cfg(cfg))
+    except Exception as error:  # noqa: BLE001 - mmdet fails in its own way on each missing part
+        raise ModelFileError(
+            f'config {cfg.filename!r} gives no test pipeline (its test_dataloader.dataset.pipeline, '
+            f'which says how images are resized before the model sees them): '
+            f'{type(error).__name__}: {error}') from None
     steps = []
-    for step in copy.deepcopy(get_test_pipeline_cfg(cfg)):
+    for step in test_pipeline:
         kind = step['type'].split('.')[-1]
         if kind == 'LoadAnnotations':
             continue
