@@ -277,13 +277,14 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
                        "in input order (<code>python -m pipeline.report OUTPUT --max_images 0</code> "
                        "shows all).</p>")
 
-    with ThreadPoolExecutor(max_workers=_THUMBNAIL_THREADS) as pool:
+    with ThreadPoolExecutor(_THUMBNAIL_THREADS) as pool, ThreadPoolExecutor(usable_cpu_count()) as decoders:
         for page_index, page in enumerate(pages):
             nav = _nav(page_index, len(pages))
             stems = [f"{page_index * per_page + n:06d}" for n in range(len(page))]
             # Records are read here, in shard order; files are read by the pool, in parallel.
             sources = [inputs.record_bytes(row["image_uri"]) for row in page]
-            made = pool.map(functools.partial(_write_thumbnails, thumbs_dir=thumbs_dir, max_pixels=max_pixels),
+            made = pool.map(functools.partial(_write_thumbnails, thumbs_dir=thumbs_dir, max_pixels=max_pixels,
+                                              decoders=decoders),
                             page, sources, stems)
             items = [_item(row, stem, problem, images_root) for row, stem, problem in zip(page, stems, made)]
             body = (summary if page_index == 0 else ["<h1>bg-obj-remover report</h1>"]) + [nav] + items + [nav]
@@ -296,29 +297,38 @@ def write_report(output: str, per_page: int = 50, tfrecord_image_key: str = "ima
     return FileSystems.join(report_dir, "index.html")
 
 
-# Thumbnails are made by threads: reading from a bucket waits on the network, not the CPU.
+# Files are read and written by many threads: a bucket waits on the network, not the CPU. They
+# are decoded by one thread per CPU: each thread's malloc arena keeps the memory of the largest
+# image it decoded (12 24 MP JPEGs on 2 CPUs: 2.4 GiB peak decoded by the 8 reading threads, 0.9 GiB
+# apart; benchmarks/report_memory.py).
 _THUMBNAIL_THREADS = min(32, 4 * usable_cpu_count())
 
 
 def _write_thumbnails(row: dict, source: bytes | Exception | None, stem: str, thumbs_dir: str,
-                      max_pixels: int) -> Exception | None:
+                      max_pixels: int, decoders: ThreadPoolExecutor) -> Exception | None:
     """Writes the row's before/after thumbnails; returns what went wrong, if anything (a vanished
     file should not sink the report). `source`: the input's bytes when already read."""
     try:
         if isinstance(source, Exception):
             raise source
         data = source if source is not None else read_bytes(row["image_uri"])
-        instances = row["instances"] or []
-        frame = shown_frame(instances)
-        before = outlined_thumbnail(_open_rgb(data, frame, max_pixels), [
-            instance for instance in instances if (instance.get("frame") or 0) == frame])
         output = read_bytes(row["output_uri"])
-        after = _thumbnail(_open_rgb(output, output_frame(data, output, frame, max_pixels), max_pixels))
+        before, after = decoders.submit(_thumbnails, row, data, output, max_pixels).result()
         _save_jpeg(before, FileSystems.join(thumbs_dir, f"{stem}-before.jpg"))
         _save_jpeg(after, FileSystems.join(thumbs_dir, f"{stem}-after.jpg"))
     except Exception as e:  # noqa: BLE001
         return e
     return None
+
+
+def _thumbnails(row: dict, source: bytes, output: bytes, max_pixels: int) -> tuple[Image.Image, Image.Image]:
+    """The input's thumbnail, outlined, and the cleaned image's, of the frame shown."""
+    instances = row["instances"] or []
+    frame = shown_frame(instances)
+    before = outlined_thumbnail(_open_rgb(source, frame, max_pixels), [
+        instance for instance in instances if (instance.get("frame") or 0) == frame])
+    after = _thumbnail(_open_rgb(output, output_frame(source, output, frame, max_pixels), max_pixels))
+    return before, after
 
 
 def _item(row: dict, stem: str, problem: Exception | None, images_root: str) -> str:
