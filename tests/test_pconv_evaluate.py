@@ -139,7 +139,7 @@ def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):
         assert {r["method"] for r in csv.DictReader(f)} == {"telea"}
 
 
-def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_path, caplog):
+def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_path, caplog, monkeypatch):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -151,6 +151,8 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
     _save_mask(masks / "speck.png", 1 / 64, 64)   # one row of 64: gone at 24 px high
     _save_mask(masks / "third.png", 0.34375)
     out = tmp_path / "out"
+    clock = iter(range(1000))  # each method's call over the one chunk of pairs takes 1 s
+    monkeypatch.setattr(evaluate.time, "perf_counter", lambda: next(clock))
     evaluate.main(["--methods", "telea", "ns", "--images", str(images), "--masks", str(masks),
                    "--output_dir", str(out)])
     text = (out / "summary.json").read_text()
@@ -161,8 +163,21 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
                                   "pairs_without_hole_pixels": 2}
     assert all(np.isfinite(row[k]) for row in summary["per_band"] for k in ("l1", "psnr", "ssim"))
     assert {row["band"] for row in summary["per_band"]} == {"30-40"}
+    # Per pair scored (2 photos x 30-40), not per pair listed (2 more that had no hole to fill).
+    assert summary["seconds_per_pair"] == {"telea": 0.5, "ns": 0.5}
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "broken.jpg" in warnings and "tiny.png" in warnings and "no hole pixels" in warnings
+
+
+def test_a_rerun_without_pconv_leaves_no_earlier_paired_gains(eval_data, tmp_path):
+    """paired.csv of an earlier evaluation into the same folder stayed beside the new scores."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "paired.csv").write_text("band,versus,pairs\n00-10,telea,3\n")
+    evaluate.main(["--methods", "telea", "ns", "--images", str(eval_data / "images"), "--masks",
+                   str(eval_data / "masks"), "--limit", "1", "--output_dir", str(out)])
+    assert sorted(os.listdir(out)) == ["per_band.csv", "per_band.md", "per_band.png", "per_pair.csv",
+                                       "summary.json"]
 
 
 def test_tiff_and_heic_photos_and_tiff_masks_are_scored(tmp_path, caplog):

@@ -363,17 +363,21 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(per_pair, os.path.join(args.output_dir, "per_pair.csv"))
     compared = "pconv" in methods and len(methods) > 1
     paired = paired_gains(per_pair) if compared else []
+    paired_path = os.path.join(args.output_dir, "paired.csv")
     if paired:
-        write_csv(paired, os.path.join(args.output_dir, "paired.csv"))
+        write_csv(paired, paired_path)
+    elif os.path.exists(paired_path):  # an earlier evaluation's: it would contradict these scores
+        os.remove(paired_path)
     plot_bands(rows, os.path.join(args.output_dir, "per_band.png"))
     with open(os.path.join(args.output_dir, "per_band.md"), "w") as f:
         f.write(markdown_table(rows) + "\n")
+    scored = len(pairs) - without_hole
     summary = {"images": args.images, "photos": len(images), "masks": args.masks, "bands": list(groups),
                "seed": args.seed, "methods": described,
                "skipped": {"unreadable_photos": len(left_out["unreadable"]),
                            "photos_smaller_than_ssim_window": len(left_out["smaller_than_ssim_window"]),
                            "pairs_without_hole_pixels": without_hole},
-               "seconds_per_pair": {name: s / len(pairs) for name, s in seconds.items()}, "per_band": rows}
+               "seconds_per_pair": {name: s / scored for name, s in seconds.items()}, "per_band": rows}
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(_finite_or_none(summary), f, indent=2, allow_nan=False)
     print(format_table(rows, keys=("band", "method")))
@@ -386,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['ssim_pairs_won']:.0%})")
         print(f"pconv beats every other method on both PSNR and SSIM in {len(won)} of {len(groups)} bands"
               + (f": {', '.join(won)}" if won else ""))
-    print("seconds per pair: " + ", ".join(f"{n} {s / len(pairs):.3f}" for n, s in seconds.items()))
+    print("seconds per pair: " + ", ".join(f"{n} {s / scored:.3f}" for n, s in seconds.items()))
     print(f"wrote {args.output_dir}/per_band.csv, per_band.md, per_pair.csv, per_band.png, summary.json"
           + (", paired.csv" if paired else ""))
     return 0
