@@ -360,6 +360,14 @@ def test_missing_files_are_reported_before_any_work(photos, tmp_path):
                     *run])
     with pytest.raises(SystemExit, match="--init_weights: model file not found"):
         train.main(["--train_data", photos, "--init_weights", str(tmp_path / "absent.keras"), *run])
+    # Found but no model: refused before the run folder is made, not with a traceback after the data split.
+    (tmp_path / "broken.keras").write_bytes(b"PK not a zip")
+    for not_a_model, why in ((os.path.join(photos, "photo0.jpg"), "must be a .keras file"),
+                             (tmp_path / "broken.keras", "cannot load inpainting model")):
+        with pytest.raises(SystemExit, match=f"--init_weights: .*{why}"):
+            train.main(["--train_data", photos, "--init_weights", str(not_a_model),
+                        "--run_dir", str(tmp_path / "fine-tune"), *TINY])
+    assert not (tmp_path / "fine-tune").exists()
 
 
 def test_one_file_spelled_two_ways_is_still_shared(photos, monkeypatch):

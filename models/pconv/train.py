@@ -271,7 +271,7 @@ def config_problem(config: TrainConfig) -> str | None:
 def check_inputs(config: TrainConfig) -> None:
     """Exits with a message when the mask folder or the starting weights cannot be used; the
     training sources are checked when they are split (`split_train_val`)."""
-    from models.uri import ModelFileError, fetch
+    from models.uri import ModelFileError
 
     if config.mask_dir:
         from models.pconv.data import expand_sources, first_decodable_photo
@@ -284,8 +284,10 @@ def check_inputs(config: TrainConfig) -> None:
             raise SystemExit(f"--mask_dir: no decodable mask images in {config.mask_dir} "
                              f"({len(masks)} files; see the warnings above)")
     if config.init_weights:
-        try:
-            fetch(config.init_weights)
+        from models.pconv import load_inpainting_model
+
+        try:  # not only found: a PConv U-Net (its shapes are compared with this run's once it is built)
+            load_inpainting_model(config.init_weights)
         except ModelFileError as error:
             raise SystemExit(f"--init_weights: {error}") from None
 
