@@ -89,6 +89,35 @@ def test_resume_refuses_to_change_the_model_and_new_runs_refuse_a_used_dir(resum
         train.main(["--train_data", photos, "--run_dir", run_dir])
 
 
+def test_a_new_run_refuses_an_earlier_runs_results_without_its_state(resumed_run, photos, tmp_path):
+    """A folder whose state/ was deleted: a new run overwrote its model.keras and listed the old run's
+    sessions, init weights and last validation as its own in metadata.json."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(resumed_run[0], run_dir, ignore=shutil.ignore_patterns("state"))
+    with pytest.raises(SystemExit, match=f"^{run_dir} holds model.keras, metadata.json, validation.csv of an "
+                                         "earlier run, but no checkpoint"):
+        train.main(["--train_data", photos, "--run_dir", str(run_dir), "--stage1_steps", "1", "--stage2_steps", "0",
+                    *TINY])
+    with open(run_dir / "metadata.json") as f:
+        assert json.load(f)["steps"] == 4  # untouched
+
+
+def test_resume_drops_the_validation_rows_and_samples_made_after_its_checkpoint(resumed_run, tmp_path):
+    """A run killed after validating at step 6 but before checkpointing there: the resumed run
+    validates step 6 again, and validation.csv held both sets of rows."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(resumed_run[0], run_dir)
+    with open(run_dir / "validation.csv", "a") as f:
+        f.write("".join(f"6,{band},1,0.1,20.0,0.9\n" for band in ("00-10", "10-20")))
+    (run_dir / "samples" / "step_0000006.png").write_bytes(b"from the killed run")
+    # Resumed at its checkpoint (step 4), one step more; the last step validates.
+    train.main(["--run_dir", str(run_dir), "--resume", "--stage2_steps", "3"])
+    with open(run_dir / "validation.csv") as f:
+        steps = [line.split(",")[0] for line in f.read().splitlines()[1:]]
+    assert steps == ["2"] * 6 + ["4"] * 6 + ["5"] * 6
+    assert sorted(os.listdir(run_dir / "samples")) == ["step_0000002.png", "step_0000004.png", "step_0000005.png"]
+
+
 def test_a_new_run_can_start_from_another_models_weights(resumed_run, photos, tmp_path):
     import keras
 

@@ -36,6 +36,7 @@ STAGE_NAMES = {1: "stage 1 (BatchNorm training)", 2: "stage 2 (fine-tune, encode
 CACHE_LIMIT_BYTES = 2 << 30  # --cache auto keeps encoded photos in memory below this total
 SAMPLE_COUNT = 6             # validation pairs shown as samples: the first image of each band
 METADATA_IN_ARCHIVE = "training_metadata.json"  # copy of metadata.json inside model.keras
+RUN_RESULTS = ("model.keras", "metadata.json", "validation.csv")  # what a new run must not overwrite
 
 
 @dataclass
@@ -785,6 +786,8 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
         split = split_train_val(config, (saved_data or {}).get("held_out_records"))
         train_files, val_files = split.train, split.val
         _check_same_validation_files(saved_data, val_files)
+        if saved:
+            _forget_logs_after(run_dir, step)
         if pipeline.first_decodable_photo(train_files, split.held_out_records) is None:
             raise SystemExit(f"no decodable training photos in {', '.join(config.train_data)} "
                              f"({len(train_files)} files, all unreadable or corrupt; see the warnings above)")
@@ -905,6 +908,29 @@ def _validate_and_log(unet, val, config, step, run_dir, events, format_table) ->
     return {"step": step, "bands": rows}
 
 
+def _forget_logs_after(run_dir: str, step: int) -> None:
+    """Drops the validation rows and sample images of steps after `step`, the checkpoint a run
+    resumes from: a run killed before its next checkpoint wrote them, and the resumed run validates
+    those steps again, with other weights (validation.csv held both sets of rows)."""
+    path, dropped_rows = os.path.join(run_dir, "validation.csv"), 0
+    if os.path.exists(path):
+        with open(path) as f:
+            header, *rows = f.read().splitlines(keepends=True)
+        kept = [row for row in rows if int(row.split(",", 1)[0]) <= step]
+        dropped_rows = len(rows) - len(kept)
+        if dropped_rows:
+            with open(path, "w") as f:
+                f.write(header + "".join(kept))
+    samples = os.path.join(run_dir, "samples")
+    later = [name for name in (os.listdir(samples) if os.path.isdir(samples) else [])
+             if name.startswith("step_") and name.endswith(".png") and int(name[5:-4]) > step]
+    for name in later:
+        os.remove(os.path.join(samples, name))
+    if dropped_rows or later:
+        logger.info("resuming at step %d: dropped %d validation.csv rows and %d samples of later steps, "
+                    "made after that checkpoint", step, dropped_rows, len(later))
+
+
 def _initial_metadata(run_dir, config, step, split: DataSplit, loss_fn, trainer, hardware) -> dict:
     """metadata.json of this run; a resumed run keeps `created` and the earlier sessions."""
     from models.uri import fetch
@@ -1017,6 +1043,10 @@ def main(argv: list[str] | None = None) -> int:
     elif load_state(args.run_dir) is not None:
         raise SystemExit(f"{args.run_dir} already holds a run: pass --resume to continue it, "
                          "or choose another --run_dir")
+    elif earlier := [name for name in RUN_RESULTS if os.path.exists(os.path.join(args.run_dir, name))]:
+        raise SystemExit(f"{args.run_dir} holds {', '.join(earlier)} of an earlier run, but no checkpoint "
+                         "(state/) to --resume: a new run would overwrite them and carry that run's history "
+                         "into its metadata; move them away or choose another --run_dir")
     config = config_from_args(args, saved)
     problem = config_problem(config)
     if problem:
