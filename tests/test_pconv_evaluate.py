@@ -150,6 +150,8 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
     _save_mask(masks / "none.png", 0.0)           # no hole pixels at all
     _save_mask(masks / "speck.png", 1 / 64, 64)   # one row of 64: gone at 24 px high
     _save_mask(masks / "third.png", 0.34375)
+    _save_mask(masks / "most.png", 0.75)          # beyond the last band
+    (masks / "broken.png").write_bytes(b"\x89PNG not really")
     out = tmp_path / "out"
     clock = iter(range(1000))  # each method's call over the one chunk of pairs takes 1 s
     monkeypatch.setattr(evaluate.time, "perf_counter", lambda: next(clock))
@@ -160,13 +162,32 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
     summary = json.loads(text)
     assert summary["photos"] == 2
     assert summary["skipped"] == {"unreadable_photos": 1, "photos_smaller_than_ssim_window": 1,
-                                  "pairs_without_hole_pixels": 2}
+                                  "pairs_with_unreadable_masks": 0, "pairs_without_hole_pixels": 2}
     assert all(np.isfinite(row[k]) for row in summary["per_band"] for k in ("l1", "psnr", "ssim"))
     assert {row["band"] for row in summary["per_band"]} == {"30-40"}
     # Per pair scored (2 photos x 30-40), not per pair listed (2 more that had no hole to fill).
     assert summary["seconds_per_pair"] == {"telea": 0.5, "ns": 0.5}
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "broken.jpg" in warnings and "tiny.png" in warnings and "no hole pixels" in warnings
+    # Grouped by hole ratio: an unreadable mask stopped the run with a traceback, one over 60 % was
+    # left out without a word.
+    assert f"skipping unreadable mask: cannot read {masks / 'broken.png'}" in warnings
+    assert f"skipping 1 masks in {masks} with holes over 60% of the image, beyond the last band" in warnings
+
+
+def test_a_pair_whose_mask_does_not_read_is_skipped_and_counted(eval_data, tmp_path, caplog):
+    """A broken mask in a band folder stopped the evaluation with a traceback at its first pair."""
+    masks = tmp_path / "masks" / "30-40"
+    masks.mkdir(parents=True)
+    _save_mask(masks / "good.png", 0.34375)
+    (masks / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    evaluate.main(["--methods", "telea", "--images", str(eval_data / "images"), "--masks", str(tmp_path / "masks"),
+                   "--limit", "2", "--output_dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"]["pairs_with_unreadable_masks"] == 1
+    assert summary["per_band"][0]["count"] == 1  # the other photo's pair, with good.png
+    assert any(f"unreadable mask: cannot read {masks / 'broken.png'}" in r.getMessage() for r in caplog.records)
 
 
 def test_a_rerun_without_pconv_leaves_no_earlier_paired_gains(eval_data, tmp_path):
@@ -226,7 +247,7 @@ def test_bad_folders_and_limits_exit_cleanly(eval_data, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="mask folder not found"):
         evaluate.main([*common, "--masks", str(tmp_path / "absent")])
-    with pytest.raises(SystemExit, match="no mask images in"):
+    with pytest.raises(SystemExit, match="no usable mask images in"):
         evaluate.main([*common, "--masks", str(tmp_path / "empty")])
     with pytest.raises(SystemExit) as exited:
         evaluate.main([*common, "--masks", str(eval_data / "masks"), "--limit", "-1"])
