@@ -39,6 +39,11 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def local_path(uri: str) -> str:
+    """The path a local `uri` names: a `file://` URI or a plain path, `~` expanded."""
+    return os.path.expanduser(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
 def sha256_of(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -54,8 +59,7 @@ def fetch(uri: str, cache_dir: str | None = None, hint: str = "") -> FetchedFile
     path instead).
     """
     if not is_remote(uri):
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
-        path = os.path.expanduser(path)
+        path = local_path(uri)
         if not os.path.isfile(path):
             raise ModelFileError(f"model file not found: {path!r}. {hint}".strip())
         fetched = FetchedFile(uri, path, sha256_of(path))

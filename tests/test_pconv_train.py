@@ -374,6 +374,16 @@ def test_a_remote_run_dir_is_refused_before_any_work(photos, tmp_path, monkeypat
     assert not os.listdir(tmp_path), "no local folder named after the URI"
 
 
+def test_file_uris_name_local_data_and_run_folders(photos, tmp_path, monkeypatch):
+    """--train_data file://... found no photos, and --run_dir file://... made ./file:/... ."""
+    monkeypatch.chdir(tmp_path)
+    train.main(["--train_data", f"file://{photos}", "--run_dir", f"file://{tmp_path}/run",
+                "--stage1_steps", "0", "--stage2_steps", "0", *TINY])
+    assert os.listdir(tmp_path) == ["run"]
+    with open(tmp_path / "run" / "metadata.json") as f:
+        assert json.load(f)["data"]["train_files"] == 3
+
+
 def test_missing_files_are_reported_before_any_work(photos, tmp_path):
     run = ["--run_dir", str(tmp_path / "run"), *TINY]
     with pytest.raises(SystemExit, match="--train_data: no images or tfrecords found for .*nothing"):

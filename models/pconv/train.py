@@ -1019,7 +1019,7 @@ class StopRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.uri import is_remote
+    from models.uri import is_remote, local_path
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_arg_parser()
@@ -1027,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     if is_remote(args.run_dir):  # it would be written to a local folder named after the URI
         parser.error(f"--run_dir must be a local directory, got {args.run_dir}: train into a local one "
                      "and copy its model.keras to where the pipeline reads it")
+    args.run_dir = local_path(args.run_dir)  # a file:// URI made a folder named after it
     if args.resume and hasattr(args, "init_weights"):
         parser.error("--init_weights starts a new run; --resume continues from the run's own state")
     if args.run_steps is not None and args.run_steps < 1:
