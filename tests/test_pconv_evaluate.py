@@ -137,6 +137,25 @@ def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):
                    str(eval_data / "images"), "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
     with open(tmp_path / "per_band.csv") as f:
         assert {r["method"] for r in csv.DictReader(f)} == {"telea"}
+    # A file that is not a model: a message, not a ModelFileError traceback.
+    with pytest.raises(SystemExit, match="^--weights: inpainting model .*img0.png' must be a .keras file"):
+        evaluate.main(["--weights", str(eval_data / "images" / "img0.png"), "--images", str(eval_data / "images"),
+                       "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
+
+
+def test_a_checkpoint_named_by_uri_reports_its_training(eval_data, tmp_path):
+    """summary.json left out how a file:// (or gs://) checkpoint was trained."""
+    from models.pconv.train import TrainConfig, export_model
+
+    model = build_pconv_unet(32, width_multiplier=0.125, depth=4, name="tiny_pconv")
+    export_model(model, TrainConfig(image_size=32, width_multiplier=0.125, depth=4), str(tmp_path / "run.keras"),
+                 {"steps": 7, "loss": {"vgg": False}, "config": {"image_size": 32}})
+    out = tmp_path / "out"
+    evaluate.main(["--weights", f"file://{tmp_path}/run.keras", "--methods", "pconv", "--images",
+                   str(eval_data / "images"), "--masks", str(eval_data / "masks"), "--limit", "1",
+                   "--output_dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"]["pconv"]["training"] == {"vgg": False, "steps": 7, "image_size": 32}
 
 
 def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_path, caplog, monkeypatch):

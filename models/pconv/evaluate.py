@@ -26,6 +26,7 @@ from models.pconv.inpainter import BLENDS, DEFAULT_BLEND, DEFAULT_SELF_ENSEMBLE
 from models.pconv.metrics import (HOLE_RATIO_BANDS, BandedScores, band_name, band_of_ratio, format_table, l1_error,
                                   psnr, ssim, write_csv)
 from models.pconv.photo_files import PHOTO_EXTENSIONS, pil_decoded
+from models.uri import ModelFileError, fetch
 
 logger = logging.getLogger("models.pconv.evaluate")
 
@@ -131,8 +132,11 @@ def build_methods(names: list[str], weights: str, strategy: str, batch_size: int
             if "://" not in weights and not os.path.isfile(weights):
                 raise SystemExit(f"no inpainting model at {weights}: pass --weights PATH (e.g. a training "
                                  "run's model.keras) or --methods telea ns")
-            inpainter = Inpainter.load(weights, strategy=strategy, batch_size=batch_size,
-                                       self_ensemble=self_ensemble, blend=blend)
+            try:
+                inpainter = Inpainter.load(weights, strategy=strategy, batch_size=batch_size,
+                                           self_ensemble=self_ensemble, blend=blend)
+            except ModelFileError as error:  # no such file behind a URI, not a .keras model, ...
+                raise SystemExit(f"--weights: {error}") from None
             methods[name] = inpainter.inpaint
             described[name] = {"model": inpainter.identity, "weights": weights, "strategy": strategy,
                                "self_ensemble": self_ensemble, "blend": blend, "training": _training_metadata(weights)}
@@ -147,9 +151,7 @@ def _training_metadata(weights: str) -> dict | None:
     """The VGG flag and steps a checkpoint was trained with, when train.py stored them in it."""
     from models.pconv.train import read_training_metadata
 
-    if "://" in weights:
-        return None
-    metadata = read_training_metadata(weights)
+    metadata = read_training_metadata(fetch(weights).path)  # a URI's: the copy Inpainter.load cached
     if metadata is None:
         return None
     return {"vgg": metadata.get("loss", {}).get("vgg"), "steps": metadata.get("steps"),
