@@ -104,7 +104,7 @@ def test_a_new_run_refuses_an_earlier_runs_results_without_its_state(resumed_run
 
 def test_resume_drops_the_validation_rows_and_samples_made_after_its_checkpoint(resumed_run, tmp_path):
     """A run killed after validating at step 6 but before checkpointing there: the resumed run
-    validates step 6 again, and validation.csv held both sets of rows."""
+    validates step 6 again, and validation.csv (and TensorBoard) held both sets of rows."""
     run_dir = tmp_path / "run"
     shutil.copytree(resumed_run[0], run_dir)
     with open(run_dir / "validation.csv", "a") as f:
@@ -116,6 +116,15 @@ def test_resume_drops_the_validation_rows_and_samples_made_after_its_checkpoint(
         steps = [line.split(",")[0] for line in f.read().splitlines()[1:]]
     assert steps == ["2"] * 6 + ["4"] * 6 + ["5"] * 6
     assert sorted(os.listdir(run_dir / "samples")) == ["step_0000002.png", "step_0000004.png", "step_0000005.png"]
+    # TensorBoard drops the killed run's events of steps after 4 on reading this mark.
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    newest = max(os.listdir(run_dir / "tensorboard"))
+    events = [event_pb2.Event.FromString(record.numpy())
+              for record in tf.data.TFRecordDataset(str(run_dir / "tensorboard" / newest))]
+    marks = [(event.step, event.session_log.status) for event in events if event.HasField("session_log")]
+    assert marks == [(5, event_pb2.SessionLog.START)]
 
 
 def test_a_new_run_can_start_from_another_models_weights(resumed_run, photos, tmp_path):

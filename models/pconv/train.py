@@ -641,6 +641,18 @@ class EventWriter:
         with self._writer.as_default(step=step):
             tf.summary.write(tag, tensor, metadata=self._metadata["images"])
 
+    def resumed_after(self, step: int) -> None:
+        """Marks a run resumed from its checkpoint at `step`: TensorBoard then drops the events of
+        later steps read before this mark, logged by a run killed before its next checkpoint (the
+        SessionLog START that TensorFlow 1's Supervisor wrote on a restart, for the same purpose)."""
+        from tensorflow.core.util import event_pb2
+        from tensorflow.python.ops import summary_ops_v2  # import_event: no public API writes an Event
+
+        event = event_pb2.Event(step=step + 1, wall_time=time.time(),
+                                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+        with self._writer.as_default():
+            summary_ops_v2.import_event(self._tf.constant(event.SerializeToString()))
+
     def flush(self) -> None:
         self._writer.flush()
 
@@ -829,6 +841,8 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
 
         hardware = describe_hardware()
         events = EventWriter(os.path.join(run_dir, "tensorboard"))
+        if saved:
+            events.resumed_after(step)
         os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
         metadata = _initial_metadata(run_dir, config, step, split, loss_fn, trainer, hardware)
         last_validation = metadata.get("last_validation")
@@ -911,7 +925,8 @@ def _validate_and_log(unet, val, config, step, run_dir, events, format_table) ->
 def _forget_logs_after(run_dir: str, step: int) -> None:
     """Drops the validation rows and sample images of steps after `step`, the checkpoint a run
     resumes from: a run killed before its next checkpoint wrote them, and the resumed run validates
-    those steps again, with other weights (validation.csv held both sets of rows)."""
+    those steps again, with other weights (validation.csv held both sets of rows). TensorBoard's
+    are dropped by `EventWriter.resumed_after`."""
     path, dropped_rows = os.path.join(run_dir, "validation.csv"), 0
     if os.path.exists(path):
         with open(path) as f:
