@@ -268,6 +268,9 @@ def test_bad_folders_and_limits_exit_cleanly(eval_data, tmp_path, capsys):
         evaluate.main([*common, "--masks", str(tmp_path / "absent")])
     with pytest.raises(SystemExit, match="no usable mask images in"):
         evaluate.main([*common, "--masks", str(tmp_path / "empty")])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="^--output_dir: cannot make .*a-file: .*File exists"):
+        evaluate.main([*common[:-1], str(tmp_path / "a-file"), "--masks", str(eval_data / "masks")])
     with pytest.raises(SystemExit) as exited:
         evaluate.main([*common, "--masks", str(eval_data / "masks"), "--limit", "-1"])
     assert exited.value.code == 2 and "--limit must be at least 1" in capsys.readouterr().err

@@ -369,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(error)) from None
     methods, described = build_methods(args.methods, args.weights, args.strategy, args.batch_size, args.radius,
                                        args.self_ensemble, args.blend)
+    try:  # before the scoring, which it would throw away
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"--output_dir: cannot make {args.output_dir}: {error}") from None
     pairs = pair_images_with_masks(images, groups, args.seed)
     logger.info("%d photos x %d bands = %d pairs, methods: %s", len(images), len(groups), len(pairs),
                 ", ".join(methods))
@@ -377,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no pair of {args.images} and {args.masks} has hole pixels to score "
                          "(see the warnings above)")
 
-    os.makedirs(args.output_dir, exist_ok=True)
     write_csv(rows, os.path.join(args.output_dir, "per_band.csv"))
     write_csv(per_pair, os.path.join(args.output_dir, "per_pair.csv"))
     compared = "pconv" in methods and len(methods) > 1
