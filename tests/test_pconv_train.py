@@ -416,6 +416,9 @@ def test_missing_files_are_reported_before_any_work(photos, tmp_path):
             train.main(["--train_data", photos, "--init_weights", str(not_a_model),
                         "--run_dir", str(tmp_path / "fine-tune"), *TINY])
     assert not (tmp_path / "fine-tune").exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="^--run_dir: cannot make .*a-file: .*File exists"):
+        train.main(["--train_data", photos, "--run_dir", str(tmp_path / "a-file"), *TINY])
 
 
 def test_one_file_spelled_two_ways_is_still_shared(photos, monkeypatch):

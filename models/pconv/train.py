@@ -755,7 +755,10 @@ def train(config: TrainConfig, run_dir: str, resume: bool = False, run_steps: in
           max_minutes: float | None = None) -> dict:
     """Trains (or resumes) the run in `run_dir`; returns the final metadata. Logs also go to
     `run_dir/train.log`."""
-    os.makedirs(run_dir, exist_ok=True)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:  # a file of that name, no permission, ...
+        raise SystemExit(f"--run_dir: cannot make {run_dir}: {error}") from None
     log_file = logging.FileHandler(os.path.join(run_dir, "train.log"))
     log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(log_file)
