@@ -110,6 +110,8 @@ def test_expand_sources_skips_non_data_files_and_rejects_empty_patterns(tmp_path
     assert [os.path.basename(p) for p in data.expand_sources([str(tmp_path)], kinds="images")] == ["a.jpg", "b.PNG"]
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         data.expand_sources([str(tmp_path / "nothing-here*.jpg")])
+    # A file:// URI (an fsspec URI, as --help promises) names the same local files.
+    assert data.expand_sources([f"file://{tmp_path}/*.jpg"]) == [str(tmp_path / "a.jpg")]
 
 
 def test_photos_training_cannot_read_are_named_not_passed_over_silently(tmp_path, caplog):

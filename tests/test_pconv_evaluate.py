@@ -137,9 +137,28 @@ def test_missing_checkpoint_names_the_way_out(eval_data, tmp_path):
                    str(eval_data / "images"), "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
     with open(tmp_path / "per_band.csv") as f:
         assert {r["method"] for r in csv.DictReader(f)} == {"telea"}
+    # A file that is not a model: a message, not a ModelFileError traceback.
+    with pytest.raises(SystemExit, match="^--weights: inpainting model .*img0.png' must be a .keras file"):
+        evaluate.main(["--weights", str(eval_data / "images" / "img0.png"), "--images", str(eval_data / "images"),
+                       "--masks", str(eval_data / "masks"), "--output_dir", str(tmp_path)])
 
 
-def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_path, caplog):
+def test_a_checkpoint_named_by_uri_reports_its_training(eval_data, tmp_path):
+    """summary.json left out how a file:// (or gs://) checkpoint was trained."""
+    from models.pconv.train import TrainConfig, export_model
+
+    model = build_pconv_unet(32, width_multiplier=0.125, depth=4, name="tiny_pconv")
+    export_model(model, TrainConfig(image_size=32, width_multiplier=0.125, depth=4), str(tmp_path / "run.keras"),
+                 {"steps": 7, "loss": {"vgg": False}, "config": {"image_size": 32}})
+    out = tmp_path / "out"
+    evaluate.main(["--weights", f"file://{tmp_path}/run.keras", "--methods", "pconv", "--images",
+                   str(eval_data / "images"), "--masks", str(eval_data / "masks"), "--limit", "1",
+                   "--output_dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"]["pconv"]["training"] == {"vgg": False, "steps": 7, "image_size": 32}
+
+
+def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_path, caplog, monkeypatch):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
@@ -150,7 +169,11 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
     _save_mask(masks / "none.png", 0.0)           # no hole pixels at all
     _save_mask(masks / "speck.png", 1 / 64, 64)   # one row of 64: gone at 24 px high
     _save_mask(masks / "third.png", 0.34375)
+    _save_mask(masks / "most.png", 0.75)          # beyond the last band
+    (masks / "broken.png").write_bytes(b"\x89PNG not really")
     out = tmp_path / "out"
+    clock = iter(range(1000))  # each method's call over the one chunk of pairs takes 1 s
+    monkeypatch.setattr(evaluate.time, "perf_counter", lambda: next(clock))
     evaluate.main(["--methods", "telea", "ns", "--images", str(images), "--masks", str(masks),
                    "--output_dir", str(out)])
     text = (out / "summary.json").read_text()
@@ -158,11 +181,43 @@ def test_degenerate_pairs_and_bad_photos_are_skipped_and_counted(eval_data, tmp_
     summary = json.loads(text)
     assert summary["photos"] == 2
     assert summary["skipped"] == {"unreadable_photos": 1, "photos_smaller_than_ssim_window": 1,
-                                  "pairs_without_hole_pixels": 2}
+                                  "pairs_with_unreadable_masks": 0, "pairs_without_hole_pixels": 2}
     assert all(np.isfinite(row[k]) for row in summary["per_band"] for k in ("l1", "psnr", "ssim"))
     assert {row["band"] for row in summary["per_band"]} == {"30-40"}
+    # Per pair scored (2 photos x 30-40), not per pair listed (2 more that had no hole to fill).
+    assert summary["seconds_per_pair"] == {"telea": 0.5, "ns": 0.5}
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "broken.jpg" in warnings and "tiny.png" in warnings and "no hole pixels" in warnings
+    # Grouped by hole ratio: an unreadable mask stopped the run with a traceback, one over 60 % was
+    # left out without a word.
+    assert f"skipping unreadable mask: cannot read {masks / 'broken.png'}" in warnings
+    assert f"skipping 1 masks in {masks} with holes over 60% of the image, beyond the last band" in warnings
+
+
+def test_a_pair_whose_mask_does_not_read_is_skipped_and_counted(eval_data, tmp_path, caplog):
+    """A broken mask in a band folder stopped the evaluation with a traceback at its first pair."""
+    masks = tmp_path / "masks" / "30-40"
+    masks.mkdir(parents=True)
+    _save_mask(masks / "good.png", 0.34375)
+    (masks / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    evaluate.main(["--methods", "telea", "--images", str(eval_data / "images"), "--masks", str(tmp_path / "masks"),
+                   "--limit", "2", "--output_dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"]["pairs_with_unreadable_masks"] == 1
+    assert summary["per_band"][0]["count"] == 1  # the other photo's pair, with good.png
+    assert any(f"unreadable mask: cannot read {masks / 'broken.png'}" in r.getMessage() for r in caplog.records)
+
+
+def test_a_rerun_without_pconv_leaves_no_earlier_paired_gains(eval_data, tmp_path):
+    """paired.csv of an earlier evaluation into the same folder stayed beside the new scores."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "paired.csv").write_text("band,versus,pairs\n00-10,telea,3\n")
+    evaluate.main(["--methods", "telea", "ns", "--images", str(eval_data / "images"), "--masks",
+                   str(eval_data / "masks"), "--limit", "1", "--output_dir", str(out)])
+    assert sorted(os.listdir(out)) == ["per_band.csv", "per_band.md", "per_band.png", "per_pair.csv",
+                                       "summary.json"]
 
 
 def test_tiff_and_heic_photos_and_tiff_masks_are_scored(tmp_path, caplog):
@@ -211,8 +266,11 @@ def test_bad_folders_and_limits_exit_cleanly(eval_data, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="mask folder not found"):
         evaluate.main([*common, "--masks", str(tmp_path / "absent")])
-    with pytest.raises(SystemExit, match="no mask images in"):
+    with pytest.raises(SystemExit, match="no usable mask images in"):
         evaluate.main([*common, "--masks", str(tmp_path / "empty")])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="^--output_dir: cannot make .*a-file: .*File exists"):
+        evaluate.main([*common[:-1], str(tmp_path / "a-file"), "--masks", str(eval_data / "masks")])
     with pytest.raises(SystemExit) as exited:
         evaluate.main([*common, "--masks", str(eval_data / "masks"), "--limit", "-1"])
     assert exited.value.code == 2 and "--limit must be at least 1" in capsys.readouterr().err

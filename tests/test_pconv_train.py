@@ -89,6 +89,44 @@ def test_resume_refuses_to_change_the_model_and_new_runs_refuse_a_used_dir(resum
         train.main(["--train_data", photos, "--run_dir", run_dir])
 
 
+def test_a_new_run_refuses_an_earlier_runs_results_without_its_state(resumed_run, photos, tmp_path):
+    """A folder whose state/ was deleted: a new run overwrote its model.keras and listed the old run's
+    sessions, init weights and last validation as its own in metadata.json."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(resumed_run[0], run_dir, ignore=shutil.ignore_patterns("state"))
+    with pytest.raises(SystemExit, match=f"^{run_dir} holds model.keras, metadata.json, validation.csv of an "
+                                         "earlier run, but no checkpoint"):
+        train.main(["--train_data", photos, "--run_dir", str(run_dir), "--stage1_steps", "1", "--stage2_steps", "0",
+                    *TINY])
+    with open(run_dir / "metadata.json") as f:
+        assert json.load(f)["steps"] == 4  # untouched
+
+
+def test_resume_drops_the_validation_rows_and_samples_made_after_its_checkpoint(resumed_run, tmp_path):
+    """A run killed after validating at step 6 but before checkpointing there: the resumed run
+    validates step 6 again, and validation.csv (and TensorBoard) held both sets of rows."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(resumed_run[0], run_dir)
+    with open(run_dir / "validation.csv", "a") as f:
+        f.write("".join(f"6,{band},1,0.1,20.0,0.9\n" for band in ("00-10", "10-20")))
+    (run_dir / "samples" / "step_0000006.png").write_bytes(b"from the killed run")
+    # Resumed at its checkpoint (step 4), one step more; the last step validates.
+    train.main(["--run_dir", str(run_dir), "--resume", "--stage2_steps", "3"])
+    with open(run_dir / "validation.csv") as f:
+        steps = [line.split(",")[0] for line in f.read().splitlines()[1:]]
+    assert steps == ["2"] * 6 + ["4"] * 6 + ["5"] * 6
+    assert sorted(os.listdir(run_dir / "samples")) == ["step_0000002.png", "step_0000004.png", "step_0000005.png"]
+    # TensorBoard drops the killed run's events of steps after 4 on reading this mark.
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    newest = max(os.listdir(run_dir / "tensorboard"))
+    events = [event_pb2.Event.FromString(record.numpy())
+              for record in tf.data.TFRecordDataset(str(run_dir / "tensorboard" / newest))]
+    marks = [(event.step, event.session_log.status) for event in events if event.HasField("session_log")]
+    assert marks == [(5, event_pb2.SessionLog.START)]
+
+
 def test_a_new_run_can_start_from_another_models_weights(resumed_run, photos, tmp_path):
     import keras
 
@@ -345,6 +383,16 @@ def test_a_remote_run_dir_is_refused_before_any_work(photos, tmp_path, monkeypat
     assert not os.listdir(tmp_path), "no local folder named after the URI"
 
 
+def test_file_uris_name_local_data_and_run_folders(photos, tmp_path, monkeypatch):
+    """--train_data file://... found no photos, and --run_dir file://... made ./file:/... ."""
+    monkeypatch.chdir(tmp_path)
+    train.main(["--train_data", f"file://{photos}", "--run_dir", f"file://{tmp_path}/run",
+                "--stage1_steps", "0", "--stage2_steps", "0", *TINY])
+    assert os.listdir(tmp_path) == ["run"]
+    with open(tmp_path / "run" / "metadata.json") as f:
+        assert json.load(f)["data"]["train_files"] == 3
+
+
 def test_missing_files_are_reported_before_any_work(photos, tmp_path):
     run = ["--run_dir", str(tmp_path / "run"), *TINY]
     with pytest.raises(SystemExit, match="--train_data: no images or tfrecords found for .*nothing"):
@@ -360,6 +408,17 @@ def test_missing_files_are_reported_before_any_work(photos, tmp_path):
                     *run])
     with pytest.raises(SystemExit, match="--init_weights: model file not found"):
         train.main(["--train_data", photos, "--init_weights", str(tmp_path / "absent.keras"), *run])
+    # Found but no model: refused before the run folder is made, not with a traceback after the data split.
+    (tmp_path / "broken.keras").write_bytes(b"PK not a zip")
+    for not_a_model, why in ((os.path.join(photos, "photo0.jpg"), "must be a .keras file"),
+                             (tmp_path / "broken.keras", "cannot load inpainting model")):
+        with pytest.raises(SystemExit, match=f"--init_weights: .*{why}"):
+            train.main(["--train_data", photos, "--init_weights", str(not_a_model),
+                        "--run_dir", str(tmp_path / "fine-tune"), *TINY])
+    assert not (tmp_path / "fine-tune").exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="^--run_dir: cannot make .*a-file: .*File exists"):
+        train.main(["--train_data", photos, "--run_dir", str(tmp_path / "a-file"), *TINY])
 
 
 def test_one_file_spelled_two_ways_is_still_shared(photos, monkeypatch):

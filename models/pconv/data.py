@@ -25,7 +25,7 @@ import tensorflow as tf
 from models.pconv.metrics import HOLE_RATIO_BANDS, band_name
 from models.pconv.photo_files import PHOTO_EXTENSIONS, UNREADABLE_PHOTO_EXTENSIONS, pil_decoded
 from models.tfrecord import read_records
-from models.uri import is_remote
+from models.uri import is_remote, local_path
 
 logger = logging.getLogger("models.pconv.data")
 
@@ -118,7 +118,7 @@ def _glob(pattern: str) -> list[str]:
         if fs.isdir(path):
             path = path.rstrip("/") + "/**"
         return [fs.unstrip_protocol(p) for p in fs.glob(path) if not fs.isdir(p)]
-    pattern = os.path.expanduser(pattern)
+    pattern = local_path(pattern)
     if os.path.isdir(pattern):
         pattern = os.path.join(pattern, "**", "*")
     return [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]

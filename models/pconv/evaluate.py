@@ -26,6 +26,7 @@ from models.pconv.inpainter import BLENDS, DEFAULT_BLEND, DEFAULT_SELF_ENSEMBLE
 from models.pconv.metrics import (HOLE_RATIO_BANDS, BandedScores, band_name, band_of_ratio, format_table, l1_error,
                                   psnr, ssim, write_csv)
 from models.pconv.photo_files import PHOTO_EXTENSIONS, pil_decoded
+from models.uri import ModelFileError, fetch
 
 logger = logging.getLogger("models.pconv.evaluate")
 
@@ -63,13 +64,23 @@ def mask_groups(mask_dir: str, hole_color: str = "white") -> dict[str, list[str]
     if not groups:
         found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(mask_dir) for name in names
                        if name.lower().endswith(PHOTO_EXTENSIONS))
+        beyond_bands = []
         for path in found:
-            band = band_of_ratio(float(read_hole(path, hole_color).mean()))
-            if band is not None:
+            try:
+                band = band_of_ratio(float(read_hole(path, hole_color).mean()))
+            except ValueError as error:
+                logger.warning("skipping unreadable mask: %s", error)
+                continue
+            if band is None:
+                beyond_bands.append(path)
+            else:
                 groups.setdefault(band_name(band), []).append(path)
+        if beyond_bands:
+            logger.warning("skipping %d masks in %s with holes over %s of the image, beyond the last band "
+                           "(e.g. %s)", len(beyond_bands), mask_dir, f"{HOLE_RATIO_BANDS[-1][1]:.0%}", beyond_bands[0])
         groups = dict(sorted(groups.items()))
     if not groups:
-        raise FileNotFoundError(f"no mask images in {mask_dir} or its subfolders")
+        raise FileNotFoundError(f"no usable mask images in {mask_dir} or its subfolders (see the warnings above)")
     return groups
 
 
@@ -121,8 +132,11 @@ def build_methods(names: list[str], weights: str, strategy: str, batch_size: int
             if "://" not in weights and not os.path.isfile(weights):
                 raise SystemExit(f"no inpainting model at {weights}: pass --weights PATH (e.g. a training "
                                  "run's model.keras) or --methods telea ns")
-            inpainter = Inpainter.load(weights, strategy=strategy, batch_size=batch_size,
-                                       self_ensemble=self_ensemble, blend=blend)
+            try:
+                inpainter = Inpainter.load(weights, strategy=strategy, batch_size=batch_size,
+                                           self_ensemble=self_ensemble, blend=blend)
+            except ModelFileError as error:  # no such file behind a URI, not a .keras model, ...
+                raise SystemExit(f"--weights: {error}") from None
             methods[name] = inpainter.inpaint
             described[name] = {"model": inpainter.identity, "weights": weights, "strategy": strategy,
                                "self_ensemble": self_ensemble, "blend": blend, "training": _training_metadata(weights)}
@@ -137,9 +151,7 @@ def _training_metadata(weights: str) -> dict | None:
     """The VGG flag and steps a checkpoint was trained with, when train.py stored them in it."""
     from models.pconv.train import read_training_metadata
 
-    if "://" in weights:
-        return None
-    metadata = read_training_metadata(weights)
+    metadata = read_training_metadata(fetch(weights).path)  # a URI's: the copy Inpainter.load cached
     if metadata is None:
         return None
     return {"vgg": metadata.get("loss", {}).get("vgg"), "steps": metadata.get("steps"),
@@ -168,16 +180,22 @@ def usable_images(paths: list[str]) -> tuple[list[str], dict[str, list[str]]]:
 
 def evaluate(pairs: list[Pair], methods: dict, hole_color: str, chunk: int = 8):
     """Runs every method on every pair; returns (per-band rows, per-pair rows, seconds per method,
-    pairs skipped because their mask has no hole pixels at the photo's size)."""
+    pairs skipped by reason: their mask is unreadable, or has no hole pixels at the photo's size)."""
     scores = {name: BandedScores() for name in methods}
-    per_pair, seconds, without_hole = [], dict.fromkeys(methods, 0.0), 0
+    per_pair, seconds = [], dict.fromkeys(methods, 0.0)
+    skipped = {"pairs_with_unreadable_masks": 0, "pairs_without_hole_pixels": 0}
     for start in range(0, len(pairs), chunk):
         batch, images, holes = [], [], []
         for pair in pairs[start:start + chunk]:
             image = read_image(pair.image)
-            hole = read_hole(pair.mask, hole_color, image.shape[:2])
+            try:
+                hole = read_hole(pair.mask, hole_color, image.shape[:2])
+            except ValueError as error:  # one bad mask must not abort a long evaluation either
+                logger.warning("skipping the pair of %s: unreadable mask: %s", os.path.basename(pair.image), error)
+                skipped["pairs_with_unreadable_masks"] += 1
+                continue
             if not hole.any():  # nothing to fill: PSNR would be infinite
-                without_hole += 1
+                skipped["pairs_without_hole_pixels"] += 1
                 continue
             batch.append(pair)
             images.append(image)
@@ -197,13 +215,13 @@ def evaluate(pairs: list[Pair], methods: dict, hole_color: str, chunk: int = 8):
                                  "l1": float(l1_error(filled, truth)[0]), "psnr": float(psnr(filled, truth)[0]),
                                  "ssim": float(ssim(filled, truth)[0])})
         logger.info("%d/%d pairs", min(start + chunk, len(pairs)), len(pairs))
-    if without_hole:
+    if skipped["pairs_without_hole_pixels"]:
         logger.warning("skipped %d of %d pairs whose mask has no hole pixels at the photo's size",
-                       without_hole, len(pairs))
+                       skipped["pairs_without_hole_pixels"], len(pairs))
     rows = [{"band": row["band"], "method": name, **{k: row[k] for k in ("count", "l1", "psnr", "ssim")}}
             for name, banded in scores.items() for row in banded.rows()]
     rows.sort(key=lambda r: (r["band"], list(methods).index(r["method"])))
-    return rows, per_pair, seconds, without_hole
+    return rows, per_pair, seconds, skipped
 
 
 def _finite_or_none(value):
@@ -351,29 +369,37 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(error)) from None
     methods, described = build_methods(args.methods, args.weights, args.strategy, args.batch_size, args.radius,
                                        args.self_ensemble, args.blend)
+    try:  # before the scoring, which it would throw away
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"--output_dir: cannot make {args.output_dir}: {error}") from None
     pairs = pair_images_with_masks(images, groups, args.seed)
     logger.info("%d photos x %d bands = %d pairs, methods: %s", len(images), len(groups), len(pairs),
                 ", ".join(methods))
-    rows, per_pair, seconds, without_hole = evaluate(pairs, methods, args.mask_hole_color)
+    rows, per_pair, seconds, skipped_pairs = evaluate(pairs, methods, args.mask_hole_color)
     if not rows:
-        raise SystemExit(f"no pair of {args.images} and {args.masks} has hole pixels to score")
+        raise SystemExit(f"no pair of {args.images} and {args.masks} has hole pixels to score "
+                         "(see the warnings above)")
 
-    os.makedirs(args.output_dir, exist_ok=True)
     write_csv(rows, os.path.join(args.output_dir, "per_band.csv"))
     write_csv(per_pair, os.path.join(args.output_dir, "per_pair.csv"))
     compared = "pconv" in methods and len(methods) > 1
     paired = paired_gains(per_pair) if compared else []
+    paired_path = os.path.join(args.output_dir, "paired.csv")
     if paired:
-        write_csv(paired, os.path.join(args.output_dir, "paired.csv"))
+        write_csv(paired, paired_path)
+    elif os.path.exists(paired_path):  # an earlier evaluation's: it would contradict these scores
+        os.remove(paired_path)
     plot_bands(rows, os.path.join(args.output_dir, "per_band.png"))
     with open(os.path.join(args.output_dir, "per_band.md"), "w") as f:
         f.write(markdown_table(rows) + "\n")
+    scored = len(pairs) - sum(skipped_pairs.values())
     summary = {"images": args.images, "photos": len(images), "masks": args.masks, "bands": list(groups),
                "seed": args.seed, "methods": described,
                "skipped": {"unreadable_photos": len(left_out["unreadable"]),
                            "photos_smaller_than_ssim_window": len(left_out["smaller_than_ssim_window"]),
-                           "pairs_without_hole_pixels": without_hole},
-               "seconds_per_pair": {name: s / len(pairs) for name, s in seconds.items()}, "per_band": rows}
+                           **skipped_pairs},
+               "seconds_per_pair": {name: s / scored for name, s in seconds.items()}, "per_band": rows}
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(_finite_or_none(summary), f, indent=2, allow_nan=False)
     print(format_table(rows, keys=("band", "method")))
@@ -386,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['ssim_pairs_won']:.0%})")
         print(f"pconv beats every other method on both PSNR and SSIM in {len(won)} of {len(groups)} bands"
               + (f": {', '.join(won)}" if won else ""))
-    print("seconds per pair: " + ", ".join(f"{n} {s / len(pairs):.3f}" for n, s in seconds.items()))
+    print("seconds per pair: " + ", ".join(f"{n} {s / scored:.3f}" for n, s in seconds.items()))
     print(f"wrote {args.output_dir}/per_band.csv, per_band.md, per_pair.csv, per_band.png, summary.json"
           + (", paired.csv" if paired else ""))
     return 0

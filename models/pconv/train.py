@@ -36,6 +36,7 @@ STAGE_NAMES = {1: "stage 1 (BatchNorm training)", 2: "stage 2 (fine-tune, encode
 CACHE_LIMIT_BYTES = 2 << 30  # --cache auto keeps encoded photos in memory below this total
 SAMPLE_COUNT = 6             # validation pairs shown as samples: the first image of each band
 METADATA_IN_ARCHIVE = "training_metadata.json"  # copy of metadata.json inside model.keras
+RUN_RESULTS = ("model.keras", "metadata.json", "validation.csv")  # what a new run must not overwrite
 
 
 @dataclass
@@ -271,7 +272,7 @@ def config_problem(config: TrainConfig) -> str | None:
 def check_inputs(config: TrainConfig) -> None:
     """Exits with a message when the mask folder or the starting weights cannot be used; the
     training sources are checked when they are split (`split_train_val`)."""
-    from models.uri import ModelFileError, fetch
+    from models.uri import ModelFileError
 
     if config.mask_dir:
         from models.pconv.data import expand_sources, first_decodable_photo
@@ -284,8 +285,10 @@ def check_inputs(config: TrainConfig) -> None:
             raise SystemExit(f"--mask_dir: no decodable mask images in {config.mask_dir} "
                              f"({len(masks)} files; see the warnings above)")
     if config.init_weights:
-        try:
-            fetch(config.init_weights)
+        from models.pconv import load_inpainting_model
+
+        try:  # not only found: a PConv U-Net (its shapes are compared with this run's once it is built)
+            load_inpainting_model(config.init_weights)
         except ModelFileError as error:
             raise SystemExit(f"--init_weights: {error}") from None
 
@@ -638,6 +641,18 @@ class EventWriter:
         with self._writer.as_default(step=step):
             tf.summary.write(tag, tensor, metadata=self._metadata["images"])
 
+    def resumed_after(self, step: int) -> None:
+        """Marks a run resumed from its checkpoint at `step`: TensorBoard then drops the events of
+        later steps read before this mark, logged by a run killed before its next checkpoint (the
+        SessionLog START that TensorFlow 1's Supervisor wrote on a restart, for the same purpose)."""
+        from tensorflow.core.util import event_pb2
+        from tensorflow.python.ops import summary_ops_v2  # import_event: no public API writes an Event
+
+        event = event_pb2.Event(step=step + 1, wall_time=time.time(),
+                                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+        with self._writer.as_default():
+            summary_ops_v2.import_event(self._tf.constant(event.SerializeToString()))
+
     def flush(self) -> None:
         self._writer.flush()
 
@@ -740,7 +755,10 @@ def train(config: TrainConfig, run_dir: str, resume: bool = False, run_steps: in
           max_minutes: float | None = None) -> dict:
     """Trains (or resumes) the run in `run_dir`; returns the final metadata. Logs also go to
     `run_dir/train.log`."""
-    os.makedirs(run_dir, exist_ok=True)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:  # a file of that name, no permission, ...
+        raise SystemExit(f"--run_dir: cannot make {run_dir}: {error}") from None
     log_file = logging.FileHandler(os.path.join(run_dir, "train.log"))
     log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(log_file)
@@ -783,6 +801,8 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
         split = split_train_val(config, (saved_data or {}).get("held_out_records"))
         train_files, val_files = split.train, split.val
         _check_same_validation_files(saved_data, val_files)
+        if saved:
+            _forget_logs_after(run_dir, step)
         if pipeline.first_decodable_photo(train_files, split.held_out_records) is None:
             raise SystemExit(f"no decodable training photos in {', '.join(config.train_data)} "
                              f"({len(train_files)} files, all unreadable or corrupt; see the warnings above)")
@@ -824,6 +844,8 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
 
         hardware = describe_hardware()
         events = EventWriter(os.path.join(run_dir, "tensorboard"))
+        if saved:
+            events.resumed_after(step)
         os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
         metadata = _initial_metadata(run_dir, config, step, split, loss_fn, trainer, hardware)
         last_validation = metadata.get("last_validation")
@@ -901,6 +923,30 @@ def _validate_and_log(unet, val, config, step, run_dir, events, format_table) ->
     _save_sample_grid(os.path.join(run_dir, "samples", f"step_{step:07d}.png"), samples)
     _append_validation_csv(os.path.join(run_dir, "validation.csv"), step, rows)
     return {"step": step, "bands": rows}
+
+
+def _forget_logs_after(run_dir: str, step: int) -> None:
+    """Drops the validation rows and sample images of steps after `step`, the checkpoint a run
+    resumes from: a run killed before its next checkpoint wrote them, and the resumed run validates
+    those steps again, with other weights (validation.csv held both sets of rows). TensorBoard's
+    are dropped by `EventWriter.resumed_after`."""
+    path, dropped_rows = os.path.join(run_dir, "validation.csv"), 0
+    if os.path.exists(path):
+        with open(path) as f:
+            header, *rows = f.read().splitlines(keepends=True)
+        kept = [row for row in rows if int(row.split(",", 1)[0]) <= step]
+        dropped_rows = len(rows) - len(kept)
+        if dropped_rows:
+            with open(path, "w") as f:
+                f.write(header + "".join(kept))
+    samples = os.path.join(run_dir, "samples")
+    later = [name for name in (os.listdir(samples) if os.path.isdir(samples) else [])
+             if name.startswith("step_") and name.endswith(".png") and int(name[5:-4]) > step]
+    for name in later:
+        os.remove(os.path.join(samples, name))
+    if dropped_rows or later:
+        logger.info("resuming at step %d: dropped %d validation.csv rows and %d samples of later steps, "
+                    "made after that checkpoint", step, dropped_rows, len(later))
 
 
 def _initial_metadata(run_dir, config, step, split: DataSplit, loss_fn, trainer, hardware) -> dict:
@@ -991,7 +1037,7 @@ class StopRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.uri import is_remote
+    from models.uri import is_remote, local_path
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_arg_parser()
@@ -999,6 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
     if is_remote(args.run_dir):  # it would be written to a local folder named after the URI
         parser.error(f"--run_dir must be a local directory, got {args.run_dir}: train into a local one "
                      "and copy its model.keras to where the pipeline reads it")
+    args.run_dir = local_path(args.run_dir)  # a file:// URI made a folder named after it
     if args.resume and hasattr(args, "init_weights"):
         parser.error("--init_weights starts a new run; --resume continues from the run's own state")
     if args.run_steps is not None and args.run_steps < 1:
@@ -1015,6 +1062,10 @@ def main(argv: list[str] | None = None) -> int:
     elif load_state(args.run_dir) is not None:
         raise SystemExit(f"{args.run_dir} already holds a run: pass --resume to continue it, "
                          "or choose another --run_dir")
+    elif earlier := [name for name in RUN_RESULTS if os.path.exists(os.path.join(args.run_dir, name))]:
+        raise SystemExit(f"{args.run_dir} holds {', '.join(earlier)} of an earlier run, but no checkpoint "
+                         "(state/) to --resume: a new run would overwrite them and carry that run's history "
+                         "into its metadata; move them away or choose another --run_dir")
     config = config_from_args(args, saved)
     problem = config_problem(config)
     if problem:
