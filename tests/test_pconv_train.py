@@ -89,6 +89,20 @@ def test_resume_refuses_to_change_the_model_and_new_runs_refuse_a_used_dir(resum
         train.main(["--train_data", photos, "--run_dir", run_dir])
 
 
+def test_resuming_a_finished_run_changes_nothing_and_a_schedule_below_its_steps_is_refused(resumed_run, tmp_path):
+    """model.keras exported again would change its bytes (its sha256, the pipeline's identity of
+    the model) for no training; a schedule shorter than the steps trained ended at once."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(resumed_run[0], run_dir)
+    before = {name: (run_dir / name).read_bytes() for name in ("model.keras", "metadata.json")}
+    assert train.main(["--run_dir", str(run_dir), "--resume"]) == 0
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    with pytest.raises(SystemExit, match=r"^--resume: the run has trained 4 steps, more than the 3 of "
+                                         r"--stage1_steps 2 \+ --stage2_steps 1: give a schedule of at least 4 steps$"):
+        train.main(["--run_dir", str(run_dir), "--resume", "--stage2_steps", "1"])
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+
+
 def test_a_new_run_refuses_an_earlier_runs_results_without_its_state(resumed_run, photos, tmp_path):
     """A folder whose state/ was deleted: a new run overwrote its model.keras and listed the old run's
     sessions, init weights and last validation as its own in metadata.json."""

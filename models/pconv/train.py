@@ -801,6 +801,12 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
         split = split_train_val(config, (saved_data or {}).get("held_out_records"))
         train_files, val_files = split.train, split.val
         _check_same_validation_files(saved_data, val_files)
+        if saved and step == config.total_steps and os.path.exists(os.path.join(run_dir, "metadata.json")):
+            # Nothing to train: model.keras is left as it is (exported again, its bytes would change).
+            logger.info("the run has trained all %d steps of --stage1_steps %d + --stage2_steps %d: "
+                        "nothing to do (raise them to train on)", step, config.stage1_steps, config.stage2_steps)
+            with open(os.path.join(run_dir, "metadata.json")) as f:
+                return json.load(f)
         if saved:
             _forget_logs_after(run_dir, step)
         if pipeline.first_decodable_photo(train_files, split.held_out_records) is None:
@@ -1070,6 +1076,10 @@ def main(argv: list[str] | None = None) -> int:
     problem = config_problem(config)
     if problem:
         parser.error(problem)
+    if saved is not None and (step := state[0]["step"]) > config.total_steps:
+        raise SystemExit(f"--resume: the run has trained {step} steps, more than the {config.total_steps} of "
+                         f"--stage1_steps {config.stage1_steps} + --stage2_steps {config.stage2_steps}: "
+                         f"give a schedule of at least {step} steps")
     check_inputs(config)
     train(config, args.run_dir, resume=args.resume, run_steps=args.run_steps, max_minutes=args.max_minutes)
     return 0
