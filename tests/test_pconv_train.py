@@ -141,6 +141,23 @@ def test_resume_drops_the_validation_rows_and_samples_made_after_its_checkpoint(
     assert marks == [(5, event_pb2.SessionLog.START)]
 
 
+def test_a_new_run_marks_its_log_where_a_run_stopped_before_its_first_checkpoint_logged(photos, tmp_path):
+    """That run's events would show beside the new run's in TensorBoard: the mark drops them."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    run_dir = tmp_path / "run"
+    (run_dir / "tensorboard").mkdir(parents=True)
+    (run_dir / "tensorboard" / "events.out.tfevents.1.dead").write_bytes(b"")
+    train.main(["--train_data", photos, "--run_dir", str(run_dir), "--stage1_steps", "1", "--stage2_steps", "0",
+                *TINY])
+    newest = max(os.listdir(run_dir / "tensorboard"))  # the dead run's name sorts first (its time: 1)
+    events = [event_pb2.Event.FromString(record.numpy())
+              for record in tf.data.TFRecordDataset(str(run_dir / "tensorboard" / newest))]
+    assert [(event.step, event.session_log.status) for event in events if event.HasField("session_log")] == [
+        (1, event_pb2.SessionLog.START)]
+
+
 def test_a_new_run_can_start_from_another_models_weights(resumed_run, photos, tmp_path):
     import keras
 

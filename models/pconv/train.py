@@ -642,9 +642,10 @@ class EventWriter:
             tf.summary.write(tag, tensor, metadata=self._metadata["images"])
 
     def resumed_after(self, step: int) -> None:
-        """Marks a run resumed from its checkpoint at `step`: TensorBoard then drops the events of
-        later steps read before this mark, logged by a run killed before its next checkpoint (the
-        SessionLog START that TensorFlow 1's Supervisor wrote on a restart, for the same purpose)."""
+        """Marks a run resumed from its checkpoint at `step` (or started at 0): TensorBoard then drops
+        the events of later steps read before this mark, logged by a run killed before its next
+        checkpoint (the SessionLog START that TensorFlow 1's Supervisor wrote on a restart, for the
+        same purpose)."""
         from tensorflow.core.util import event_pb2
         from tensorflow.python.ops import summary_ops_v2  # import_event: no public API writes an Event
 
@@ -849,8 +850,11 @@ def _train(config: TrainConfig, run_dir: str, resume: bool, run_steps: int | Non
                     keras.backend.backend())
 
         hardware = describe_hardware()
-        events = EventWriter(os.path.join(run_dir, "tensorboard"))
-        if saved:
+        tensorboard = os.path.join(run_dir, "tensorboard")
+        # A new run's folder may hold the events of one that stopped before its first checkpoint.
+        logged_before = os.path.isdir(tensorboard) and bool(os.listdir(tensorboard))
+        events = EventWriter(tensorboard)
+        if saved or logged_before:
             events.resumed_after(step)
         os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
         metadata = _initial_metadata(run_dir, config, step, split, loss_fn, trainer, hardware)
