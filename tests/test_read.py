@@ -184,11 +184,11 @@ def _example(image_id: str | None, rgb) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _write_shard(path, records):
+def _write_shard(path, records, compression: str | None = None):
     import tensorflow as tf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
+    with tf.io.TFRecordWriter(str(path), compression) as writer:
         for image_id, rgb in records:
             writer.write(_example(image_id, rgb))
 
@@ -256,6 +256,18 @@ def test_a_corrupt_shard_is_an_error_row_that_says_from_where(tmp_path):
         return [(info.image_uri, info.error.split(":")[1].strip()) for info in infos if info.error]
     assert errors(cut) == [(f"{cut}#1", "TFRecord shard unreadable after record 0")]
     assert errors(garbage) == [(f"{garbage}#0", "TFRecord shard unreadable from its first record")]
+
+
+def test_a_gzip_compressed_shard_is_read_by_its_extension(tmp_path):
+    """TensorFlow's `TFRecordWriter(path, "GZIP")` and Beam's `WriteToTFRecord` write `.gz` shards;
+    read raw, each was one error row, `corrupt TFRecord file`."""
+    from transforms.read import RecordParser
+
+    shard = tmp_path / "part-0.tfrecord.gz"
+    _write_shard(shard, [("cat.jpg", (1, 2, 3)), ("dog.jpg", (4, 5, 6))], "GZIP")
+    records = list(RecordParser("image/encoded", "image/filename").records(str(shard)))
+    assert [(info.relative_path, info.error) for _, info, _, _ in records] == [("cat.png", None), ("dog.png", None)]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(records[1][2])))[0, 0], (4, 5, 6))
 
 
 def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inpaint_weights, caplog):

@@ -342,12 +342,13 @@ class RecordParser:
         self._id_key = id_key
 
     def records(self, path: str):
-        """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`; a
-        corrupt tail raises after the records before it."""
+        """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`, decompressed
+        by its extension as TensorFlow and Beam write them (`.gz`: `TFRecordWriter(path, "GZIP")`,
+        `WriteToTFRecord`); a corrupt tail raises after the records before it."""
         import tensorflow as tf  # tf.train.Example only: reading starts no TensorFlow runtime
 
         shard = posixpath.basename(path)
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
             for offset, record in enumerate(read_records(stream)):
                 yield (offset, *self._parse(tf, record, path, shard, offset))
 
