@@ -270,6 +270,22 @@ def test_a_gzip_compressed_shard_is_read_by_its_extension(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(records[1][2])))[0, 0], (4, 5, 6))
 
 
+def test_an_integer_id_names_its_record(tmp_path):
+    """`--tfrecord_id_key image/id` on an int64 feature named each record `<shard>-<offset>` instead."""
+    import tensorflow as tf
+
+    from transforms.read import RecordParser
+
+    shard = tmp_path / "part-0.tfrecord"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for image_id in (397133, 0):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"pixels"])),
+                "image/id": tf.train.Feature(int64_list=tf.train.Int64List(value=[image_id]))})).SerializeToString())
+    records = list(RecordParser("image/encoded", "image/id").records(str(shard)))
+    assert [(info.relative_path, image_id) for _, info, _, image_id in records] == [("397133.png", "397133"), ("0.png", "0")]
+
+
 def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inpaint_weights, caplog):
     """A real archive's folders hold .DS_Store, Thumbs.db, macOS's ._ companions and editors'
     sidecars: each would be an error row, `not an image file`."""

@@ -360,16 +360,25 @@ class RecordParser:
             info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{image_id}.png")
             return info.failed("read", f"not a tf.train.Example: {e}"), b"", image_id
         stem = image_id
-        if self._id_key in features and features[self._id_key].bytes_list.value:
-            named = features[self._id_key].bytes_list.value[0].decode("utf-8", "replace")
-            if named.strip("./"):
-                image_id = named
-                stem = posixpath.splitext(safe_relative_path(named, ""))[0]
+        named = _id_text(features[self._id_key]) if self._id_key in features else ""
+        if named.strip("./"):
+            image_id = named
+            stem = posixpath.splitext(safe_relative_path(named, ""))[0]
         info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
         values = features[self._image_key].bytes_list.value if self._image_key in features else []
         if not values:
             return info.failed("read", f"record has no {self._image_key!r} bytes feature"), b"", image_id
         return info, values[0], image_id
+
+
+def _id_text(feature) -> str:
+    """An id feature's first value as text: bytes as UTF-8, an integer id (COCO's and many
+    datasets' `image/id`) in decimal, so `--tfrecord_id_key` may name either."""
+    if feature.bytes_list.value:
+        return feature.bytes_list.value[0].decode("utf-8", "replace")
+    if feature.int64_list.value:
+        return str(feature.int64_list.value[0])
+    return ""
 
 
 class _ListOutputNames(beam.DoFn):
