@@ -217,6 +217,23 @@ def test_tfrecord_ids_that_give_one_output_name_never_overwrite_each_other(tmp_p
     np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], first_cat)
 
 
+def test_skip_existing_writes_again_a_name_a_newly_added_shard_wins(tmp_path, tiny_inpaint_weights):
+    """A shard added since the last run, sorting first, takes an output name over a record that
+    wrote it then: skipped, the new winner's row named the old one's image as its output."""
+    shards, masks, output = tmp_path / "shards", tmp_path / "masks", tmp_path / "out"
+    _empty_masks(masks, "cat.png")
+    args = ["--input_tfrecords", f"{shards}/*.tfrecord", "--segmenter", "masks", "--masks", masks,
+            "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--skip_existing"]
+    _write_shard(shards / "part-1.tfrecord", [("cat.jpg", (200, 0, 0))])
+    run_pipeline(args)
+    _write_shard(shards / "part-0.tfrecord", [("cat.jpg", (0, 0, 200))])
+    run_pipeline(args)
+    rows = read_rows(output)
+    assert rows[f"{shards}/part-0.tfrecord#0"]["status"] == "unchanged"
+    assert rows[f"{shards}/part-1.tfrecord#0"]["status"] == "error"
+    np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], (0, 0, 200))
+
+
 def test_reading_a_tfrecord_shard_leaves_tensorflow_device_settings_open(tmp_path):
     """On a GPU worker the reader runs before the inpainter loads: had it started TensorFlow's
     runtime, models/runtime.py could no longer switch on memory growth, and TensorFlow would take

@@ -396,11 +396,14 @@ class _ListOutputNames(beam.DoFn):
             return
 
 
-def _later_claims(name_and_claims):
-    """`(output name, claims)` -> `(record uri, error)` for every claim but the first by shard
-    path and offset, which keeps the name: the same records lose on every run and runner."""
+def _shared_name_claims(name_and_claims):
+    """`(output name, claims)` of a name several records claim -> `(record uri, error)` for every
+    claim but the first by shard path and offset, and `(its uri, None)` for that one, which keeps
+    the name: the same records lose on every run and runner."""
     name, claims = name_and_claims
     (first_path, first_offset, first_id), *others = sorted(claims)
+    if others:
+        yield f"{first_path}#{first_offset}", None
     for path, offset, image_id in others:
         yield f"{path}#{offset}", (
             f"id {image_id!r} gives the output name {name}, which {first_path}#{first_offset} "
@@ -412,16 +415,16 @@ class _ReadTFRecordShard(beam.DoFn):
         self._parser = parser
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
 
-    def process(self, metadata, name_taken: dict[str, str]):
+    def process(self, metadata, shared_names: dict[str, str | None]):
         offset = -1
         try:
             for offset, info, image, _ in self._parser.records(metadata.path):
                 self._read.inc()
                 info = info.replace(read_at=time.time())
-                if info.status is None and info.image_uri in name_taken:
-                    yield info.failed("read", name_taken[info.image_uri]), b""
-                else:
-                    yield info, image
+                if info.status is None and info.image_uri in shared_names:
+                    name_taken = shared_names[info.image_uri]
+                    info = info.failed("read", name_taken) if name_taken else info.replace(shared_name=True)
+                yield info, image if info.status is None else b""
         except Exception as e:  # noqa: BLE001 - a corrupt shard tail is reported, not fatal
             uri = f"{metadata.path}#{offset + 1}"
             where = "from its first record" if offset < 0 else f"after record {offset}"
@@ -438,8 +441,10 @@ class ReadTFRecordImages(beam.PTransform):
     names only and groups `(name, (shard, offset, id))` by name; no pixels cross that shuffle.
     Where a name has several records, the first by shard path and offset keeps it and each other
     becomes an error row naming that one: a choice that needs the global view, so the result does
-    not depend on which shard a worker read first. The reading pass gets those (few) losers as a
-    side input. The price is reading the shards twice, small next to segmenting their images.
+    not depend on which shard a worker read first. The reading pass gets those (few) records as a
+    side input, the winners too: a shard added since an earlier run may hold the new winner, which
+    `--skip_existing` must not take for done where the file holds the old one's image. The price
+    is reading the shards twice, small next to segmenting their images.
     """
 
     def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename",
@@ -451,9 +456,9 @@ class ReadTFRecordImages(beam.PTransform):
 
     def expand(self, pbegin):
         shards = pbegin | "MatchShards" >> MatchAndSpread(self._pattern, self._output_root)
-        name_taken = (shards
-                      | "ListOutputNames" >> beam.ParDo(_ListOutputNames(self._parser))
-                      | "GroupByOutputName" >> beam.GroupByKey()
-                      | "LaterClaims" >> beam.FlatMap(_later_claims))
+        shared_names = (shards
+                        | "ListOutputNames" >> beam.ParDo(_ListOutputNames(self._parser))
+                        | "GroupByOutputName" >> beam.GroupByKey()
+                        | "SharedNameClaims" >> beam.FlatMap(_shared_name_claims))
         return shards | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._parser),
-                                                    name_taken=beam.pvalue.AsDict(name_taken))
+                                                    shared_names=beam.pvalue.AsDict(shared_names))
