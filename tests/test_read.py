@@ -234,6 +234,22 @@ def test_skip_existing_writes_again_a_name_a_newly_added_shard_wins(tmp_path, ti
     np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], (0, 0, 200))
 
 
+def test_records_without_ids_in_shards_of_one_name_in_two_folders_are_named_apart(tmp_path):
+    """`train/data.tfrecord` and `val/data.tfrecord`: named by the shard's name alone, their first
+    records both claimed `data.tfrecord-000000.png`, and one was an error row, `ids must be unique`."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.read import ReadTFRecordImages
+
+    for split in ("train", "val"):
+        _write_shard(tmp_path / "data" / split / "data.tfrecord", [(None, (1, 2, 3))])
+    with beam.Pipeline() as pipeline:
+        infos = pipeline | ReadTFRecordImages(str(tmp_path / "data")) | beam.MapTuple(lambda info, _: info)
+        assert_that(infos | beam.Map(lambda info: (info.relative_path, info.error)), equal_to(
+            [("train/data.tfrecord-000000.png", None), ("val/data.tfrecord-000000.png", None)]))
+
+
 def test_reading_a_tfrecord_shard_leaves_tensorflow_device_settings_open(tmp_path):
     """On a GPU worker the reader runs before the inpainter loads: had it started TensorFlow's
     runtime, models/runtime.py could no longer switch on memory growth, and TensorFlow would take

@@ -335,11 +335,17 @@ class ReadImageBytes(beam.PTransform):
 
 class RecordParser:
     """One TFRecord record -> `(ImageInfo, image bytes, id)`, shared by the pass that checks the
-    output names and the pass that reads the images, so that both name every record alike."""
+    output names and the pass that reads the images, so that both name every record alike.
 
-    def __init__(self, image_key: str, id_key: str):
+    A record without an id is named `<shard>-<offset>`, its shard's path under `shards_root` (the
+    shard pattern's fixed prefix, as files keep theirs), else the shard's name: `train/data.tfrecord`
+    and `val/data.tfrecord` name their records apart.
+    """
+
+    def __init__(self, image_key: str, id_key: str, shards_root: str = ""):
         self._image_key = image_key
         self._id_key = id_key
+        self._shards_root = shards_root
 
     def records(self, path: str):
         """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`, decompressed
@@ -347,7 +353,7 @@ class RecordParser:
         `WriteToTFRecord`); a corrupt tail raises after the records before it."""
         import tensorflow as tf  # tf.train.Example only: reading starts no TensorFlow runtime
 
-        shard = posixpath.basename(path)
+        shard = safe_relative_path(path, self._shards_root) if self._shards_root else posixpath.basename(path)
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
             for offset, record in enumerate(read_records(stream)):
                 yield (offset, *self._parse(tf, record, path, shard, offset))
@@ -434,7 +440,8 @@ class _ReadTFRecordShard(beam.DoFn):
 
 class ReadTFRecordImages(beam.PTransform):
     """TFRecord shards of `tf.train.Example` -> `(ImageInfo, bytes)`; outputs are `<id stem>.png`
-    (`cat.jpg` -> `cat.png`, no id: `<shard>-<offset>.png`).
+    (`cat.jpg` -> `cat.png`, no id: `<shard>-<offset>.png`, the shard's path under the pattern's
+    fixed prefix).
 
     Two records whose ids give one output name (`cat.jpg` and `cat.png`, or an id repeated in
     another shard) must not overwrite each other's image. A first pass reads every shard for its
@@ -451,7 +458,7 @@ class ReadTFRecordImages(beam.PTransform):
                  output_root: str | None = None):
         super().__init__()
         self._pattern = folder_as_pattern(pattern)
-        self._parser = RecordParser(image_key, id_key)
+        self._parser = RecordParser(image_key, id_key, pattern_root(self._pattern))
         self._output_root = output_root
 
     def expand(self, pbegin):
