@@ -373,7 +373,10 @@ class RecordParser:
         info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
         values = features[self._image_key].bytes_list.value if self._image_key in features else []
         if not values:
-            return info.failed("read", f"record has no {self._image_key!r} bytes feature"), b"", image_id
+            # Its bytes features, so that a misspelt --tfrecord_image_key shows the right one.
+            holding_bytes = sorted(key for key, feature in features.items() if feature.bytes_list.value)
+            return info.failed("read", f"record has no {self._image_key!r} bytes feature (its bytes features: "
+                               f"{', '.join(map(repr, holding_bytes)) or 'none'})"), b"", image_id
         return info, values[0], image_id
 
 
