@@ -291,6 +291,19 @@ def test_a_corrupt_shard_is_an_error_row_that_says_from_where(tmp_path):
     assert errors(garbage) == [(f"{garbage}#0", "TFRecord shard unreadable from its first record")]
 
 
+def test_a_corrupt_shard_tail_counts_among_the_images_read(tmp_path, tiny_inpaint_weights):
+    """The run's summary: `images_read` 1 and `errors` 2 for a shard whose second record is cut."""
+    from pipeline.run import summarize
+
+    shard, masks = tmp_path / "cut.tfrecord", tmp_path / "masks"
+    _write_shard(shard, [("a.png", (0, 0, 0)), ("b.png", (9, 9, 9))])
+    shard.write_bytes(shard.read_bytes()[:-5])
+    masks.mkdir()  # no mask for a.png: an error row too
+    totals = summarize(run_pipeline(["--input_tfrecords", shard, "--segmenter", "masks", "--masks", masks,
+                                     "--output", tmp_path / "out", "--inpaint_weights", tiny_inpaint_weights]))
+    assert len(read_rows(tmp_path / "out")) == totals["images_read"] == totals["errors"] == 2
+
+
 def test_a_gzip_compressed_shard_is_read_by_its_extension(tmp_path):
     """TensorFlow's `TFRecordWriter(path, "GZIP")` and Beam's `WriteToTFRecord` write `.gz` shards;
     read raw, each was one error row, `corrupt TFRecord file`."""

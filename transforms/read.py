@@ -435,6 +435,7 @@ class _ReadTFRecordShard(beam.DoFn):
                     info = info.failed("read", name_taken) if name_taken else info.replace(shared_name=True)
                 yield info, image if info.status is None else b""
         except Exception as e:  # noqa: BLE001 - a corrupt shard tail is reported, not fatal
+            self._read.inc()  # its error row is one of the run's: `images_read` counts every row
             uri = f"{metadata.path}#{offset + 1}"
             where = "from its first record" if offset < 0 else f"after record {offset}"
             yield ImageInfo(image_uri=uri, relative_path="").failed(
