@@ -316,6 +316,19 @@ def test_a_gzip_compressed_shard_is_read_by_its_extension(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(records[1][2])))[0, 0], (4, 5, 6))
 
 
+def test_only_an_image_extension_leaves_an_id_for_its_output_name(tmp_path):
+    """A video's frames `frame.0001`, `frame.0002` all claimed `frame.png`: one was written, the
+    others were error rows, `ids must be unique`."""
+    from transforms.read import RecordParser
+
+    shard = tmp_path / "part-0.tfrecord"
+    ids = ["frame.0001", "frame.0002", "2019.06.01", "cat.JPG", "scan.tiff", "IMG_1.heic", "a.b/c"]
+    _write_shard(shard, [(image_id, (1, 2, 3)) for image_id in ids])
+    records = RecordParser("image/encoded", "image/filename").records(str(shard))
+    assert [info.relative_path for _, info, _, _ in records] == [
+        "frame.0001.png", "frame.0002.png", "2019.06.01.png", "cat.png", "scan.png", "IMG_1.png", "a.b/c.png"]
+
+
 def test_an_integer_id_names_its_record(tmp_path):
     """`--tfrecord_id_key image/id` on an int64 feature named each record `<shard>-<offset>` instead."""
     import tensorflow as tf

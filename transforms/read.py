@@ -11,6 +11,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from models.tfrecord import read_records
 from transforms.records import ImageInfo, skip_type_inference
@@ -369,7 +370,7 @@ class RecordParser:
         named = _id_text(features[self._id_key]) if self._id_key in features else ""
         if named.strip("./"):
             image_id = named
-            stem = posixpath.splitext(safe_relative_path(named, ""))[0]
+            stem = _without_image_extension(safe_relative_path(named, ""))
         info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
         values = features[self._image_key].bytes_list.value if self._image_key in features else []
         if not values:
@@ -378,6 +379,18 @@ class RecordParser:
             return info.failed("read", f"record has no {self._image_key!r} bytes feature (its bytes features: "
                                f"{', '.join(map(repr, holding_bytes)) or 'none'})"), b"", image_id
         return info, values[0], image_id
+
+
+# What an id's last dot may start that is its image's format (`cat.jpg`, `scan.TIFF`, `IMG_1.heic`):
+# PIL's formats, and pillow-heif's whether or not this process has registered them yet.
+_IMAGE_EXTENSIONS = frozenset(Image.registered_extensions()) | {".heic", ".heics", ".heif", ".heifs", ".hif"}
+
+
+def _without_image_extension(name: str) -> str:
+    """`cat.jpg` -> `cat`; any other dot stays (`frame.0001`, `2019.06.01`): dropped, it made ids
+    that differ only after it claim one output name."""
+    stem, extension = posixpath.splitext(name)
+    return stem if extension.lower() in _IMAGE_EXTENSIONS else name
 
 
 def _id_text(feature) -> str:
