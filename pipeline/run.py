@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import glob
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -303,11 +304,12 @@ def _previous_metadata(options: RemoverOptions) -> tuple[str, ...]:
 
 def _threads_per_worker_process(options) -> int | None:
     """Several local worker processes each taking every CPU for torch oversubscribe the machine
-    (each op then waits for its threads): share the CPUs out instead."""
+    (each op then waits for its threads): share the CPUs out instead. `--direct_num_workers 0`
+    is Beam's one process per CPU (`multiprocessing.cpu_count()`)."""
     direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode != "multi_processing" or not direct.direct_num_workers:
+    if direct.direct_running_mode != "multi_processing":
         return None
-    return max(1, usable_cpu_count() // direct.direct_num_workers)
+    return max(1, usable_cpu_count() // (direct.direct_num_workers or multiprocessing.cpu_count()))
 
 
 def _validate_segmenter(options, class_min_scores: list[tuple[str, float]]

@@ -184,11 +184,11 @@ def _example(image_id: str | None, rgb) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _write_shard(path, records):
+def _write_shard(path, records, compression: str | None = None):
     import tensorflow as tf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
+    with tf.io.TFRecordWriter(str(path), compression) as writer:
         for image_id, rgb in records:
             writer.write(_example(image_id, rgb))
 
@@ -215,6 +215,39 @@ def test_tfrecord_ids_that_give_one_output_name_never_overwrite_each_other(tmp_p
     assert rows[f"{shard0}#0"]["status"] == rows[f"{shard1}#1"]["status"] == "unchanged"
     assert sorted(output_files(output)) == ["bird.png", "cat.png", "dog.png"]
     np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], first_cat)
+
+
+def test_skip_existing_writes_again_a_name_a_newly_added_shard_wins(tmp_path, tiny_inpaint_weights):
+    """A shard added since the last run, sorting first, takes an output name over a record that
+    wrote it then: skipped, the new winner's row named the old one's image as its output."""
+    shards, masks, output = tmp_path / "shards", tmp_path / "masks", tmp_path / "out"
+    _empty_masks(masks, "cat.png")
+    args = ["--input_tfrecords", f"{shards}/*.tfrecord", "--segmenter", "masks", "--masks", masks,
+            "--output", output, "--inpaint_weights", tiny_inpaint_weights, "--skip_existing"]
+    _write_shard(shards / "part-1.tfrecord", [("cat.jpg", (200, 0, 0))])
+    run_pipeline(args)
+    _write_shard(shards / "part-0.tfrecord", [("cat.jpg", (0, 0, 200))])
+    run_pipeline(args)
+    rows = read_rows(output)
+    assert rows[f"{shards}/part-0.tfrecord#0"]["status"] == "unchanged"
+    assert rows[f"{shards}/part-1.tfrecord#0"]["status"] == "error"
+    np.testing.assert_array_equal(load_rgb(output / "images" / "cat.png")[0, 0], (0, 0, 200))
+
+
+def test_records_without_ids_in_shards_of_one_name_in_two_folders_are_named_apart(tmp_path):
+    """`train/data.tfrecord` and `val/data.tfrecord`: named by the shard's name alone, their first
+    records both claimed `data.tfrecord-000000.png`, and one was an error row, `ids must be unique`."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from transforms.read import ReadTFRecordImages
+
+    for split in ("train", "val"):
+        _write_shard(tmp_path / "data" / split / "data.tfrecord", [(None, (1, 2, 3))])
+    with beam.Pipeline() as pipeline:
+        infos = pipeline | ReadTFRecordImages(str(tmp_path / "data")) | beam.MapTuple(lambda info, _: info)
+        assert_that(infos | beam.Map(lambda info: (info.relative_path, info.error)), equal_to(
+            [("train/data.tfrecord-000000.png", None), ("val/data.tfrecord-000000.png", None)]))
 
 
 def test_reading_a_tfrecord_shard_leaves_tensorflow_device_settings_open(tmp_path):
@@ -256,6 +289,60 @@ def test_a_corrupt_shard_is_an_error_row_that_says_from_where(tmp_path):
         return [(info.image_uri, info.error.split(":")[1].strip()) for info in infos if info.error]
     assert errors(cut) == [(f"{cut}#1", "TFRecord shard unreadable after record 0")]
     assert errors(garbage) == [(f"{garbage}#0", "TFRecord shard unreadable from its first record")]
+
+
+def test_a_corrupt_shard_tail_counts_among_the_images_read(tmp_path, tiny_inpaint_weights):
+    """The run's summary: `images_read` 1 and `errors` 2 for a shard whose second record is cut."""
+    from pipeline.run import summarize
+
+    shard, masks = tmp_path / "cut.tfrecord", tmp_path / "masks"
+    _write_shard(shard, [("a.png", (0, 0, 0)), ("b.png", (9, 9, 9))])
+    shard.write_bytes(shard.read_bytes()[:-5])
+    masks.mkdir()  # no mask for a.png: an error row too
+    totals = summarize(run_pipeline(["--input_tfrecords", shard, "--segmenter", "masks", "--masks", masks,
+                                     "--output", tmp_path / "out", "--inpaint_weights", tiny_inpaint_weights]))
+    assert len(read_rows(tmp_path / "out")) == totals["images_read"] == totals["errors"] == 2
+
+
+def test_a_gzip_compressed_shard_is_read_by_its_extension(tmp_path):
+    """TensorFlow's `TFRecordWriter(path, "GZIP")` and Beam's `WriteToTFRecord` write `.gz` shards;
+    read raw, each was one error row, `corrupt TFRecord file`."""
+    from transforms.read import RecordParser
+
+    shard = tmp_path / "part-0.tfrecord.gz"
+    _write_shard(shard, [("cat.jpg", (1, 2, 3)), ("dog.jpg", (4, 5, 6))], "GZIP")
+    records = list(RecordParser("image/encoded", "image/filename").records(str(shard)))
+    assert [(info.relative_path, info.error) for _, info, _, _ in records] == [("cat.png", None), ("dog.png", None)]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(records[1][2])))[0, 0], (4, 5, 6))
+
+
+def test_only_an_image_extension_leaves_an_id_for_its_output_name(tmp_path):
+    """A video's frames `frame.0001`, `frame.0002` all claimed `frame.png`: one was written, the
+    others were error rows, `ids must be unique`."""
+    from transforms.read import RecordParser
+
+    shard = tmp_path / "part-0.tfrecord"
+    ids = ["frame.0001", "frame.0002", "2019.06.01", "cat.JPG", "scan.tiff", "IMG_1.heic", "a.b/c"]
+    _write_shard(shard, [(image_id, (1, 2, 3)) for image_id in ids])
+    records = RecordParser("image/encoded", "image/filename").records(str(shard))
+    assert [info.relative_path for _, info, _, _ in records] == [
+        "frame.0001.png", "frame.0002.png", "2019.06.01.png", "cat.png", "scan.png", "IMG_1.png", "a.b/c.png"]
+
+
+def test_an_integer_id_names_its_record(tmp_path):
+    """`--tfrecord_id_key image/id` on an int64 feature named each record `<shard>-<offset>` instead."""
+    import tensorflow as tf
+
+    from transforms.read import RecordParser
+
+    shard = tmp_path / "part-0.tfrecord"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for image_id in (397133, 0):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"pixels"])),
+                "image/id": tf.train.Feature(int64_list=tf.train.Int64List(value=[image_id]))})).SerializeToString())
+    records = list(RecordParser("image/encoded", "image/id").records(str(shard)))
+    assert [(info.relative_path, image_id) for _, info, _, image_id in records] == [("397133.png", "397133"), ("0.png", "0")]
 
 
 def test_system_files_and_sidecars_beside_photos_are_not_read(tmp_path, tiny_inpaint_weights, caplog):

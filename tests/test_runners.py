@@ -179,3 +179,18 @@ def test_only_a_local_seg_config_is_refused_for_dataflow(seg_config, refused):
             _require_remote_paths(options)
     else:
         _require_remote_paths(options)
+
+
+@pytest.mark.parametrize("workers, threads", [("2", 4), ("0", 1), ("16", 1)])
+def test_local_worker_processes_share_the_cpus_out_for_torch(monkeypatch, workers, threads):
+    """`--direct_num_workers 0` is Beam's one process per CPU: each took every CPU for torch."""
+    import multiprocessing
+
+    import pipeline.run
+    from pipeline.options import RemoverOptions
+
+    monkeypatch.setattr(pipeline.run, "usable_cpu_count", lambda: 8)
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: 8)
+    options = RemoverOptions(["--direct_running_mode", "multi_processing", "--direct_num_workers", workers])
+    assert pipeline.run._threads_per_worker_process(options) == threads
+    assert pipeline.run._threads_per_worker_process(RemoverOptions(["--direct_num_workers", workers])) is None

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from models.tfrecord import read_records
 from transforms.records import ImageInfo, skip_type_inference
@@ -335,19 +336,26 @@ class ReadImageBytes(beam.PTransform):
 
 class RecordParser:
     """One TFRecord record -> `(ImageInfo, image bytes, id)`, shared by the pass that checks the
-    output names and the pass that reads the images, so that both name every record alike."""
+    output names and the pass that reads the images, so that both name every record alike.
 
-    def __init__(self, image_key: str, id_key: str):
+    A record without an id is named `<shard>-<offset>`, its shard's path under `shards_root` (the
+    shard pattern's fixed prefix, as files keep theirs), else the shard's name: `train/data.tfrecord`
+    and `val/data.tfrecord` name their records apart.
+    """
+
+    def __init__(self, image_key: str, id_key: str, shards_root: str = ""):
         self._image_key = image_key
         self._id_key = id_key
+        self._shards_root = shards_root
 
     def records(self, path: str):
-        """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`; a
-        corrupt tail raises after the records before it."""
+        """`(offset, ImageInfo, image bytes, id)` of each record of the shard at `path`, decompressed
+        by its extension as TensorFlow and Beam write them (`.gz`: `TFRecordWriter(path, "GZIP")`,
+        `WriteToTFRecord`); a corrupt tail raises after the records before it."""
         import tensorflow as tf  # tf.train.Example only: reading starts no TensorFlow runtime
 
-        shard = posixpath.basename(path)
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        shard = safe_relative_path(path, self._shards_root) if self._shards_root else posixpath.basename(path)
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
             for offset, record in enumerate(read_records(stream)):
                 yield (offset, *self._parse(tf, record, path, shard, offset))
 
@@ -359,16 +367,40 @@ class RecordParser:
             info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{image_id}.png")
             return info.failed("read", f"not a tf.train.Example: {e}"), b"", image_id
         stem = image_id
-        if self._id_key in features and features[self._id_key].bytes_list.value:
-            named = features[self._id_key].bytes_list.value[0].decode("utf-8", "replace")
-            if named.strip("./"):
-                image_id = named
-                stem = posixpath.splitext(safe_relative_path(named, ""))[0]
+        named = _id_text(features[self._id_key]) if self._id_key in features else ""
+        if named.strip("./"):
+            image_id = named
+            stem = _without_image_extension(safe_relative_path(named, ""))
         info = ImageInfo(image_uri=f"{path}#{offset}", relative_path=f"{stem}.png", image_format="PNG")
         values = features[self._image_key].bytes_list.value if self._image_key in features else []
         if not values:
-            return info.failed("read", f"record has no {self._image_key!r} bytes feature"), b"", image_id
+            # Its bytes features, so that a misspelt --tfrecord_image_key shows the right one.
+            holding_bytes = sorted(key for key, feature in features.items() if feature.bytes_list.value)
+            return info.failed("read", f"record has no {self._image_key!r} bytes feature (its bytes features: "
+                               f"{', '.join(map(repr, holding_bytes)) or 'none'})"), b"", image_id
         return info, values[0], image_id
+
+
+# What an id's last dot may start that is its image's format (`cat.jpg`, `scan.TIFF`, `IMG_1.heic`):
+# PIL's formats, and pillow-heif's whether or not this process has registered them yet.
+_IMAGE_EXTENSIONS = frozenset(Image.registered_extensions()) | {".heic", ".heics", ".heif", ".heifs", ".hif"}
+
+
+def _without_image_extension(name: str) -> str:
+    """`cat.jpg` -> `cat`; any other dot stays (`frame.0001`, `2019.06.01`): dropped, it made ids
+    that differ only after it claim one output name."""
+    stem, extension = posixpath.splitext(name)
+    return stem if extension.lower() in _IMAGE_EXTENSIONS else name
+
+
+def _id_text(feature) -> str:
+    """An id feature's first value as text: bytes as UTF-8, an integer id (COCO's and many
+    datasets' `image/id`) in decimal, so `--tfrecord_id_key` may name either."""
+    if feature.bytes_list.value:
+        return feature.bytes_list.value[0].decode("utf-8", "replace")
+    if feature.int64_list.value:
+        return str(feature.int64_list.value[0])
+    return ""
 
 
 class _ListOutputNames(beam.DoFn):
@@ -386,11 +418,14 @@ class _ListOutputNames(beam.DoFn):
             return
 
 
-def _later_claims(name_and_claims):
-    """`(output name, claims)` -> `(record uri, error)` for every claim but the first by shard
-    path and offset, which keeps the name: the same records lose on every run and runner."""
+def _shared_name_claims(name_and_claims):
+    """`(output name, claims)` of a name several records claim -> `(record uri, error)` for every
+    claim but the first by shard path and offset, and `(its uri, None)` for that one, which keeps
+    the name: the same records lose on every run and runner."""
     name, claims = name_and_claims
     (first_path, first_offset, first_id), *others = sorted(claims)
+    if others:
+        yield f"{first_path}#{first_offset}", None
     for path, offset, image_id in others:
         yield f"{path}#{offset}", (
             f"id {image_id!r} gives the output name {name}, which {first_path}#{first_offset} "
@@ -402,17 +437,18 @@ class _ReadTFRecordShard(beam.DoFn):
         self._parser = parser
         self._read = beam.metrics.Metrics.counter(NAMESPACE, "images_read")
 
-    def process(self, metadata, name_taken: dict[str, str]):
+    def process(self, metadata, shared_names: dict[str, str | None]):
         offset = -1
         try:
             for offset, info, image, _ in self._parser.records(metadata.path):
                 self._read.inc()
                 info = info.replace(read_at=time.time())
-                if info.status is None and info.image_uri in name_taken:
-                    yield info.failed("read", name_taken[info.image_uri]), b""
-                else:
-                    yield info, image
+                if info.status is None and info.image_uri in shared_names:
+                    name_taken = shared_names[info.image_uri]
+                    info = info.failed("read", name_taken) if name_taken else info.replace(shared_name=True)
+                yield info, image if info.status is None else b""
         except Exception as e:  # noqa: BLE001 - a corrupt shard tail is reported, not fatal
+            self._read.inc()  # its error row is one of the run's: `images_read` counts every row
             uri = f"{metadata.path}#{offset + 1}"
             where = "from its first record" if offset < 0 else f"after record {offset}"
             yield ImageInfo(image_uri=uri, relative_path="").failed(
@@ -421,29 +457,32 @@ class _ReadTFRecordShard(beam.DoFn):
 
 class ReadTFRecordImages(beam.PTransform):
     """TFRecord shards of `tf.train.Example` -> `(ImageInfo, bytes)`; outputs are `<id stem>.png`
-    (`cat.jpg` -> `cat.png`, no id: `<shard>-<offset>.png`).
+    (`cat.jpg` -> `cat.png`, no id: `<shard>-<offset>.png`, the shard's path under the pattern's
+    fixed prefix).
 
     Two records whose ids give one output name (`cat.jpg` and `cat.png`, or an id repeated in
     another shard) must not overwrite each other's image. A first pass reads every shard for its
     names only and groups `(name, (shard, offset, id))` by name; no pixels cross that shuffle.
     Where a name has several records, the first by shard path and offset keeps it and each other
     becomes an error row naming that one: a choice that needs the global view, so the result does
-    not depend on which shard a worker read first. The reading pass gets those (few) losers as a
-    side input. The price is reading the shards twice, small next to segmenting their images.
+    not depend on which shard a worker read first. The reading pass gets those (few) records as a
+    side input, the winners too: a shard added since an earlier run may hold the new winner, which
+    `--skip_existing` must not take for done where the file holds the old one's image. The price
+    is reading the shards twice, small next to segmenting their images.
     """
 
     def __init__(self, pattern: str, image_key: str = "image/encoded", id_key: str = "image/filename",
                  output_root: str | None = None):
         super().__init__()
         self._pattern = folder_as_pattern(pattern)
-        self._parser = RecordParser(image_key, id_key)
+        self._parser = RecordParser(image_key, id_key, pattern_root(self._pattern))
         self._output_root = output_root
 
     def expand(self, pbegin):
         shards = pbegin | "MatchShards" >> MatchAndSpread(self._pattern, self._output_root)
-        name_taken = (shards
-                      | "ListOutputNames" >> beam.ParDo(_ListOutputNames(self._parser))
-                      | "GroupByOutputName" >> beam.GroupByKey()
-                      | "LaterClaims" >> beam.FlatMap(_later_claims))
+        shared_names = (shards
+                        | "ListOutputNames" >> beam.ParDo(_ListOutputNames(self._parser))
+                        | "GroupByOutputName" >> beam.GroupByKey()
+                        | "SharedNameClaims" >> beam.FlatMap(_shared_name_claims))
         return shards | "ReadRecords" >> beam.ParDo(_ReadTFRecordShard(self._parser),
-                                                    name_taken=beam.pvalue.AsDict(name_taken))
+                                                    shared_names=beam.pvalue.AsDict(shared_names))

@@ -98,6 +98,9 @@ class ImageInfo:
     frames: int = 1
     frame_sizes: tuple[tuple[int, int], ...] = ()  # (height, width) of each, once they have met
     sidecars: tuple[str, ...] = ()  # the XMP and AAE files beside the input that are its own
+    # A TFRecord record that keeps an output name other records' ids give too: never skipped by
+    # --skip_existing, since the file there may be another's, written when it held the name.
+    shared_name: bool = False
 
     def carried_bytes(self) -> int:
         """Bytes of the pixel arrays travelling with the image beside the 8-bit RGB (its alpha, its

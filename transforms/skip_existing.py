@@ -16,7 +16,8 @@ class SkipExisting(beam.DoFn):
 
     An image is done only once its sidecars are written too, and with `masks_too` (`--write_masks`)
     its mask: a sidecar added since, a run killed between them and the image, or a sidecar or mask
-    that could not be written, is finished like a missing image.
+    that could not be written, is finished like a missing image. So is a TFRecord record whose
+    output name other records' ids give too (`ReadTFRecordImages`): the file may be another's.
     """
 
     SKIPPED = "skipped"
@@ -28,7 +29,7 @@ class SkipExisting(beam.DoFn):
 
     def process(self, element):
         info, _ = element
-        if info.status is None and info.relative_path:
+        if info.status is None and info.relative_path and not info.shared_name:
             path = existing_output(self._output_root, info.relative_path)
             with_it = [sidecar_output_path(self._output_root, info.relative_path, sidecar) for sidecar in info.sidecars]
             if self._masks_too:
