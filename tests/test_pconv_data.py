@@ -82,6 +82,23 @@ def test_tfrecord_shard_written_here_is_read_back(tmp_path):
     assert sources == [f"{shard}#0", f"{shard}#1", f"{shard}#2"]
 
 
+def test_a_gzip_compressed_shard_is_read_by_its_extension(tmp_path):
+    """As `TFRecordWriter(path, "GZIP")` and Beam's WriteToTFRecord write them; read raw, the
+    shard gave no photo, only a warning that it was corrupt."""
+    images = _random_images(3, seed=4)
+    shard = str(tmp_path / "part.tfrecord.gz")
+    with tf.io.TFRecordWriter(shard, options="GZIP") as writer:
+        for image in images:
+            writer.write(_example(image))
+    files = data.expand_sources([str(tmp_path)])
+    assert files == [shard]
+    for got, expected in zip(_decoded(data.encoded_images(files, shuffle=False)), images, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    val = data.validation_set(files, image_size=16, image_count=1, held_out_records={shard: 1})
+    assert len(val) == 6
+    assert data.first_decodable_photo(files, {shard: 1}) is not None
+
+
 def test_remote_tfrecord_and_image_files_are_read_through_fsspec(tmp_path):
     images = _random_images(3, seed=1)
     shard = tmp_path / "part.tfrecord"

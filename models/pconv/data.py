@@ -248,15 +248,24 @@ def _file_sizes(paths: list[str]) -> tf.lookup.StaticHashTable:
         paths, [os.path.getsize(p) for p in paths], tf.string, tf.int64), default_value=-1)
 
 
+def _compressed(path: str) -> bool:
+    """Whether a shard is compressed, by its extension (`.gz`, `.bz2`, `.xz`, `.zst`): as
+    TensorFlow's `TFRecordWriter(path, "GZIP")` and Beam's `WriteToTFRecord` write them."""
+    from fsspec.utils import infer_compression
+
+    return infer_compression(path) is not None
+
+
 def _remote_records(path, skipped: SkipReport, first: int = 0, end: int = _ALL_RECORDS):
-    """(record, `<shard>#<index>`) of a shard read through fsspec, up to its first bad record: those
-    from index `first` (the ones before are read, to find where the next starts) to `end`."""
+    """(record, `<shard>#<index>`) of a shard read through fsspec (decompressed by its extension),
+    up to its first bad record: those from index `first` (the ones before are read, to find where
+    the next starts) to `end`."""
     import fsspec
 
     path = path.decode() if isinstance(path, bytes) else path
     index = 0
     try:
-        with fsspec.open(path, "rb") as f:
+        with fsspec.open(path, "rb", compression="infer") as f:
             for record in itertools.islice(read_records(f), end):  # not one record past `end`
                 if index >= first:
                     yield record, f"{path}#{index}"
@@ -343,7 +352,9 @@ def encoded_images(files: Sequence[str], *, shuffle: bool, seed: int = 0, cache:
     skipped = skipped or SkipReport()
     groups: dict[tuple[bool, bool], list[str]] = {}
     for path in files:
-        groups.setdefault((is_image_file(path), is_remote(path)), []).append(path)
+        # A compressed shard (`.tfrecord.gz`) is read as a remote one is, in Python: TensorFlow's
+        # reader would need its compression named, and its records counted against the file's size.
+        groups.setdefault((is_image_file(path), is_remote(path) or _compressed(path)), []).append(path)
     datasets, weights = [], []
     for (is_image, remote), paths in sorted(groups.items()):
         names = (tf.data.Dataset.from_tensor_slices(paths) if is_image
