@@ -418,19 +418,35 @@ class Inpainter:
         """Writes the window into a zeroed (side, side, 3) `canvas` and `mask`; padding, and any
         pixel that mixes in hole content when resized, count as holes (the partial convolutions
         ignore them). The window is read in float one channel and, where it is shrunk, one band of
-        rows at a time: a removed person's window can be most of a big photo."""
+        rows at a time: a removed person's window can be most of a big photo.
+
+        Where that leaves no known pixel (a hole over all but a line of the window, or specks
+        denser than a window shrunk to `max_side`, or a photo shrunk by `resize`, has a hole
+        pixel in every footprint), a pixel is known where any of its footprint is, with the mean
+        of its known pixels: still no hole content, and the model, which would paint a window
+        without a known pixel black, fills from them."""
         height, width = self._run_shape(window)
         top, left, bottom, right = window.source(*hole.shape)
         window_shape = (bottom - top, right - left)
         hole_window = _flipped_view(hole[top:bottom, left:right], window.flip)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
         known = _resized_rows(lambda band: hole_window[band].astype(np.float32), window_shape, height, width) <= 0
-        known = known.astype(np.float32)
+        known_share = None
+        if not known.any():
+            # Exactly 0 where no known pixel contributed: the sum of zeros.
+            known_share = _resized_rows(lambda band: (~hole_window[band]).astype(np.float32), window_shape,
+                                        height, width)
+            known = known_share > 0
         mask[:height, :width] = known[:, :, None]
         for channel in range(3):
             photo_window = _flipped_view(image[top:bottom, left:right, channel], window.flip)
-            resized = _resized_rows(functools.partial(_unit_float, photo_window), window_shape, height, width)
-            canvas[:height, :width, channel] = resized * known
+            if known_share is None:
+                resized = _resized_rows(functools.partial(_unit_float, photo_window), window_shape, height, width)
+                canvas[:height, :width, channel] = resized * known
+            else:
+                known_sum = _resized_rows(lambda band: _unit_float(photo_window, band) * ~hole_window[band],
+                                          window_shape, height, width)
+                np.divide(known_sum, known_share, out=canvas[:height, :width, channel], where=known)
 
     def _paste(self, grid: HoleGrid, fill: np.ndarray, window: Window, prediction: np.ndarray) -> None:
         """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes.
