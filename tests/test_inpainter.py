@@ -218,6 +218,15 @@ def test_unusable_model_files_and_inputs_are_clear_errors(tmp_path, tiny_model_f
     inputs = keras.Input((8,))
     with pytest.raises(ModelFileError, match="expected \\[image, mask\\]"):
         Inpainter(keras.Model(inputs, inputs * 2))
+    # [image, mask] in, but no image of their shape out: refused on loading, not on the first image.
+    image, mask = (keras.Input((MODEL_SIZE, MODEL_SIZE, 3)) for _ in range(2))
+    joined = keras.layers.Add()([image, mask])
+    for output in (keras.layers.Conv2D(1, 3, padding="same")(joined), keras.layers.AveragePooling2D(2)(joined),
+                   keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(joined))):
+        other = tmp_path / "other.keras"
+        keras.Model([image, mask], output).save(other)
+        with pytest.raises(ModelFileError, match="expected one image of its inputs' shape"):
+            load_inpainting_model(str(other))
     with pytest.raises(ValueError, match="strategy must be one of"):
         Inpainter(fake_model("constant"), strategy="tile")
 

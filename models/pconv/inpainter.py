@@ -71,12 +71,17 @@ def load_inpainting_model(uri: str, cache_dir: str | None = None) -> tuple[keras
 
 
 def model_size(model: keras.Model) -> int:
-    """Side of the square images the model takes, checking it has the PConv U-Net's inputs."""
+    """Side of the square images the model takes, checking it has the PConv U-Net's inputs and
+    output: another model would fail (or fill garbage) only on the first image."""
     shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
     if len(shapes) != 2 or shapes[0] != shapes[1] or len(shapes[0]) != 3 or shapes[0][2] != 3 \
             or shapes[0][0] != shapes[0][1] or shapes[0][0] is None:
         raise ModelFileError(f"model {model.name!r} has inputs {shapes}: expected [image, mask], "
                              f"both (S, S, 3). {MODEL_HINT}")
+    output_shapes = [tuple(tensor.shape[1:]) for tensor in model.outputs]
+    if output_shapes != shapes[:1]:
+        raise ModelFileError(f"model {model.name!r} has outputs {output_shapes}: expected one image of "
+                             f"its inputs' shape, {shapes[0]}. {MODEL_HINT}")
     return int(shapes[0][0])
 
 
