@@ -87,6 +87,28 @@ def test_hole_content_never_reaches_the_model_as_known(strategy, height, width, 
     assert not result.any()
 
 
+def test_a_window_resized_to_no_hole_free_pixel_gives_the_model_the_mean_of_its_known_pixels():
+    """Specks in every 2 x 2 footprint of a photo halved by `resize`, and a hole over all but one
+    column shrunk by `crop`, leave no resized pixel free of the hole: the model then sees the mean
+    of each footprint's known pixels (never the removed object's white), not an empty window it
+    paints black."""
+    from models.pconv import Inpainter
+
+    colour = np.array([90, 150, 210], np.uint8)
+    specks = np.zeros((2 * MODEL_SIZE, 2 * MODEL_SIZE), bool)
+    specks[::2, ::2] = True
+    all_but_a_column = np.ones((40, 50), bool)
+    all_but_a_column[:, 0] = False
+    for strategy, hole in (("resize", specks), ("crop", all_but_a_column)):
+        image = np.where(hole[:, :, None], np.uint8(255), colour)
+        [result] = Inpainter(fake_model("masked_input"), strategy=strategy, blend="none").inpaint([image], [hole])
+        np.testing.assert_array_equal(result[~hole], image[~hole])
+        # crop: 40 x 50 shrunk to 3 x 4 (the hole is 49 px deep), so only its first column is known;
+        # pixels up to 5 columns in take that column's prediction unmixed.
+        filled = result[hole] if strategy == "resize" else result[:, 1:6].reshape(-1, 3)
+        assert (filled == colour).all(), (strategy, np.unique(filled, axis=0))
+
+
 def test_original_strategy_needs_images_at_model_size():
     from models.pconv import Inpainter
 
@@ -196,6 +218,15 @@ def test_unusable_model_files_and_inputs_are_clear_errors(tmp_path, tiny_model_f
     inputs = keras.Input((8,))
     with pytest.raises(ModelFileError, match="expected \\[image, mask\\]"):
         Inpainter(keras.Model(inputs, inputs * 2))
+    # [image, mask] in, but no image of their shape out: refused on loading, not on the first image.
+    image, mask = (keras.Input((MODEL_SIZE, MODEL_SIZE, 3)) for _ in range(2))
+    joined = keras.layers.Add()([image, mask])
+    for output in (keras.layers.Conv2D(1, 3, padding="same")(joined), keras.layers.AveragePooling2D(2)(joined),
+                   keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(joined))):
+        other = tmp_path / "other.keras"
+        keras.Model([image, mask], output).save(other)
+        with pytest.raises(ModelFileError, match="expected one image of its inputs' shape"):
+            load_inpainting_model(str(other))
     with pytest.raises(ValueError, match="strategy must be one of"):
         Inpainter(fake_model("constant"), strategy="tile")
 

@@ -71,12 +71,17 @@ def load_inpainting_model(uri: str, cache_dir: str | None = None) -> tuple[keras
 
 
 def model_size(model: keras.Model) -> int:
-    """Side of the square images the model takes, checking it has the PConv U-Net's inputs."""
+    """Side of the square images the model takes, checking it has the PConv U-Net's inputs and
+    output: another model would fail (or fill garbage) only on the first image."""
     shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
     if len(shapes) != 2 or shapes[0] != shapes[1] or len(shapes[0]) != 3 or shapes[0][2] != 3 \
             or shapes[0][0] != shapes[0][1] or shapes[0][0] is None:
         raise ModelFileError(f"model {model.name!r} has inputs {shapes}: expected [image, mask], "
                              f"both (S, S, 3). {MODEL_HINT}")
+    output_shapes = [tuple(tensor.shape[1:]) for tensor in model.outputs]
+    if output_shapes != shapes[:1]:
+        raise ModelFileError(f"model {model.name!r} has outputs {output_shapes}: expected one image of "
+                             f"its inputs' shape, {shapes[0]}. {MODEL_HINT}")
     return int(shapes[0][0])
 
 
@@ -418,19 +423,35 @@ class Inpainter:
         """Writes the window into a zeroed (side, side, 3) `canvas` and `mask`; padding, and any
         pixel that mixes in hole content when resized, count as holes (the partial convolutions
         ignore them). The window is read in float one channel and, where it is shrunk, one band of
-        rows at a time: a removed person's window can be most of a big photo."""
+        rows at a time: a removed person's window can be most of a big photo.
+
+        Where that leaves no known pixel (a hole over all but a line of the window, or specks
+        denser than a window shrunk to `max_side`, or a photo shrunk by `resize`, has a hole
+        pixel in every footprint), a pixel is known where any of its footprint is, with the mean
+        of its known pixels: still no hole content, and the model, which would paint a window
+        without a known pixel black, fills from them."""
         height, width = self._run_shape(window)
         top, left, bottom, right = window.source(*hole.shape)
         window_shape = (bottom - top, right - left)
         hole_window = _flipped_view(hole[top:bottom, left:right], window.flip)
         # The same interpolation for both: a pixel is hole-free exactly when no hole pixel contributed.
         known = _resized_rows(lambda band: hole_window[band].astype(np.float32), window_shape, height, width) <= 0
-        known = known.astype(np.float32)
+        known_share = None
+        if not known.any():
+            # Exactly 0 where no known pixel contributed: the sum of zeros.
+            known_share = _resized_rows(lambda band: (~hole_window[band]).astype(np.float32), window_shape,
+                                        height, width)
+            known = known_share > 0
         mask[:height, :width] = known[:, :, None]
         for channel in range(3):
             photo_window = _flipped_view(image[top:bottom, left:right, channel], window.flip)
-            resized = _resized_rows(functools.partial(_unit_float, photo_window), window_shape, height, width)
-            canvas[:height, :width, channel] = resized * known
+            if known_share is None:
+                resized = _resized_rows(functools.partial(_unit_float, photo_window), window_shape, height, width)
+                canvas[:height, :width, channel] = resized * known
+            else:
+                known_sum = _resized_rows(lambda band: _unit_float(photo_window, band) * ~hole_window[band],
+                                          window_shape, height, width)
+                np.divide(known_sum, known_share, out=canvas[:height, :width, channel], where=known)
 
     def _paste(self, grid: HoleGrid, fill: np.ndarray, window: Window, prediction: np.ndarray) -> None:
         """Adds the window's prediction, mirrored back, to `fill` (on `grid`) on its own holes.
