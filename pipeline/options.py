@@ -88,7 +88,8 @@ class RemoverOptions(PipelineOptions):
         models.add_argument("--seg_batch_size", type=int, default=4,
                             help="Images per Mask R-CNN batch (default 4).")
         models.add_argument("--inpaint_batch_size", type=int, default=8,
-                            help="Images per PConvUNet batch (default 8).")
+                            help="Windows per PConvUNet call at model size (default 8; a quarter "
+                            "as many on canvases of twice its side).")
         models.add_argument("--max_batch_megabytes", type=int, default=512,
                             help="Upper bound on the pixels of one model batch, whatever the counts "
                             "(default 512 MB).")

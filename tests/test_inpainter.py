@@ -165,8 +165,9 @@ def test_windows_of_all_images_go_through_the_model_in_chunks(monkeypatch, tiny_
     calls = count_model_calls(monkeypatch, chunked)
     results = chunked.inpaint(images, holes)
     # Windows are grouped by canvas (the model size times a power of two); each group is one
-    # fixed-shape batch, padded: here 3 windows on 2 canvases.
-    assert [n for _, n in calls] == [2, 2] and calls[0][0] == 32 and calls[1][0] == 64
+    # fixed-shape batch, padded, of `batch_size` rows at model size and a quarter as many (at
+    # least one) at twice its side: here 3 windows on 2 canvases.
+    assert [n for _, n in calls] == [2, 1] and calls[0][0] == 32 and calls[1][0] == 64
     one_by_one = Inpainter.load(tiny_model_file, batch_size=1, self_ensemble=1).inpaint(images, holes)
     for image, hole, result, single in zip(images, holes, results, one_by_one):
         np.testing.assert_array_equal(result[~hole], image[~hole])

@@ -331,25 +331,32 @@ class Inpainter:
         for window in windows:
             by_canvas.setdefault(self._canvas_side(window), []).append(window)
         for side, group in sorted(by_canvas.items()):
-            for start in range(0, len(group), self.batch_size):
-                chunk = group[start:start + self.batch_size]
-                predictions = self._predict(side, *self._model_inputs(chunk, side, images, holes))
+            rows = self._rows_per_call(side)
+            for start in range(0, len(group), rows):
+                chunk = group[start:start + rows]
+                predictions = self._predict(side, *self._model_inputs(chunk, side, rows, images, holes))
                 # Windows of one image write disjoint pixels (each only its own holes'), so in any order.
                 list(_cpu_pool().map(lambda w, p: self._paste(grids[w.image_index], fills[w.image_index], w, p),
                                      chunk, predictions))
 
-    def _model_inputs(self, chunk: list[Window], side: int, images: list[np.ndarray],
-                      holes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(images, masks), each (batch_size, side, side, 3): one row per window, written in place
-        by the pool (no stacking copy on the calling thread), then all-known padding rows.
+    def _rows_per_call(self, side: int) -> int:
+        """Windows per model call on `side` x `side` canvases: `batch_size` at model size, as many
+        pixels on larger canvases (a quarter as many rows at twice the side, at least one).
 
-        Always `batch_size` rows: convolution kernels pick their blocking by batch size, which
-        moves results by ~1e-7 and so flips the odd rounded pixel; one fixed shape makes each
+        Always this many rows, padded: convolution kernels pick their blocking by batch size, which
+        moves results by ~1e-7 and so flips the odd rounded pixel; one shape per canvas makes each
         window's output independent of which windows it was grouped with, so reruns and resumed
-        runs write identical bytes.
+        runs write identical bytes. Padding a lone large window to `batch_size` rows computed it
+        `batch_size` times over (a 4000x3000 photo's one hole: 0.9 s at batch 8 on CPU, 0.3 s alone).
         """
-        batch_images = np.zeros((self.batch_size, side, side, 3), np.float32)
-        batch_masks = np.zeros((self.batch_size, side, side, 3), np.float32)
+        return max(1, self.batch_size * self.size ** 2 // side ** 2)
+
+    def _model_inputs(self, chunk: list[Window], side: int, rows: int, images: list[np.ndarray],
+                      holes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(images, masks), each (rows, side, side, 3): one row per window, written in place by the
+        pool (no stacking copy on the calling thread), then all-known padding rows."""
+        batch_images = np.zeros((rows, side, side, 3), np.float32)
+        batch_masks = np.zeros((rows, side, side, 3), np.float32)
         batch_masks[len(chunk):] = 1.0
         list(_cpu_pool().map(
             lambda w, image, mask: self._model_input(images[w.image_index], holes[w.image_index], w, image, mask),
