@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions,
-                                                  StandardOptions, TestOptions,
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions,
+                                                  SetupOptions, StandardOptions, TestOptions,
                                                   _BeamArgumentParser)
 from apache_beam.runners.runner import create_runner
 
@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 
 
 # Runners whose workers share the launcher's file system (so local model paths work), or that run
-# nothing (RenderRunner draws the graph).
-_LOCAL_RUNNERS = {"directrunner", "direct", "portablerunner", "prismrunner", "testdirectrunner",
-                  "renderrunner"}
+# nothing (RenderRunner draws the graph). PortableRunner depends on its environment
+# (`_runs_on_this_machine`).
+_LOCAL_RUNNERS = {runner.lower() for runner in StandardOptions.LOCAL_RUNNERS} | {"renderrunner"}
 
 
 # Files a distributed job's launcher lists, at first, to know its input matches something.
@@ -117,15 +117,31 @@ def _import_runner_options(flags: list[str]) -> None:
 
 
 def _runner_name(options: RemoverOptions) -> str:
-    """The runner's class name in lower case, however it was spelt (`DirectRunner`,
-    `apache_beam.runners.direct.direct_runner.DirectRunner`)."""
-    return (options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1].lower()
+    """The runner's class name in lower case, however it was spelt (`DirectRunner`, `direct`,
+    `apache_beam.runners.direct.direct_runner.DirectRunner`): Beam takes a known runner's name
+    without its `Runner` too."""
+    name = (options.view_as(StandardOptions).runner or "DirectRunner").rsplit(".", 1)[-1].lower()
+    known = {runner.lower() for runner in StandardOptions.KNOWN_RUNNER_NAMES}
+    return name + "runner" if name not in known and name + "runner" in known else name
+
+
+def _runs_on_this_machine(options: RemoverOptions) -> bool:
+    """Whether the job's code runs where the launcher does, with its files and GPU. A portable
+    runner's does only in this process (`--environment_type LOOPBACK`) or in processes its embedded
+    job server starts (`--job_endpoint embed --environment_type PROCESS`); in its default
+    environment, Docker containers, or behind a remote `--job_endpoint`, it does not."""
+    name = _runner_name(options)
+    if name != "portablerunner":
+        return name in _LOCAL_RUNNERS
+    portable = options.view_as(PortableOptions)
+    environment = (portable.environment_type or "DOCKER").upper()
+    return environment == "LOOPBACK" or (environment == "PROCESS" and portable.job_endpoint == "embed")
 
 
 def _dry_run(options: RemoverOptions) -> bool:
-    """Only runners that honour --dry_run (Dataflow) skip the work; the local ones ignore it and
-    run the job, which then needs every check and step of a real run."""
-    return bool(options.view_as(TestOptions).dry_run) and _runner_name(options) not in _LOCAL_RUNNERS
+    """Only Dataflow honours --dry_run and skips the work; every other runner ignores it and runs
+    the job, which then needs every check and step of a real run."""
+    return bool(options.view_as(TestOptions).dry_run) and "dataflow" in _runner_name(options)
 
 
 def _require_matching_input(options: RemoverOptions, count: bool = True) -> int:
@@ -152,7 +168,7 @@ def _require_matching_input(options: RemoverOptions, count: bool = True) -> int:
 
 def _one_process_sees_every_image(options: RemoverOptions) -> bool:
     """The DirectRunner runs the job in this process unless told to use several."""
-    return (_runner_name(options) in ("directrunner", "direct")
+    return (_runner_name(options) == "directrunner"
             and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
 
@@ -170,7 +186,7 @@ def _keras_sees_a_gpu() -> bool:
 def _require_usable_device(options: RemoverOptions) -> None:
     """`--device cuda` needs a GPU where the models run: on this machine for a local runner. The
     launcher of a distributed job has none (its workers do), so only local runs are checked."""
-    if options.device != "cuda" or _runner_name(options) not in _LOCAL_RUNNERS:
+    if options.device != "cuda" or not _runs_on_this_machine(options):
         return
     blind = []
     if options.segmenter == "mmdet":
@@ -189,7 +205,7 @@ def _require_usable_device(options: RemoverOptions) -> None:
 def _require_remote_paths(options: RemoverOptions) -> None:
     """Workers of a distributed runner can neither read nor write the launcher's disk: inputs,
     masks, outputs and model files must be URIs (`gs://`, ...), not local paths or `file://`."""
-    if _runner_name(options) in _LOCAL_RUNNERS:
+    if _runs_on_this_machine(options):
         return
     runner = options.view_as(StandardOptions).runner
     paths = {"--input": options.input, "--input_tfrecords": options.input_tfrecords,

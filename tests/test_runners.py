@@ -194,3 +194,40 @@ def test_local_worker_processes_share_the_cpus_out_for_torch(monkeypatch, worker
     options = RemoverOptions(["--direct_running_mode", "multi_processing", "--direct_num_workers", workers])
     assert pipeline.run._threads_per_worker_process(options) == threads
     assert pipeline.run._threads_per_worker_process(RemoverOptions(["--direct_num_workers", workers])) is None
+
+
+@pytest.mark.parametrize("runner, here", [
+    (["--runner", "PortableRunner", "--job_endpoint", "flink-jobserver:8099"], False),
+    (["--runner", "PortableRunner", "--job_endpoint", "embed"], False),  # Docker containers
+    (["--runner", "PortableRunner", "--job_endpoint", "flink-jobserver:8099",
+      "--environment_type", "LOOPBACK"], True),
+    (["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "PROCESS"], True),
+    (["--runner", "FlinkRunner"], False), (["--runner", "dataflow"], False),
+    (["--runner", "direct"], True), (["--runner", "prism"], True), (["--runner", "FnApiRunner"], True)])
+def test_local_files_and_the_launchers_gpu_serve_only_runners_whose_code_runs_here(runner, here):
+    """A portable runner's workers behind a remote job endpoint see neither the launcher's disk
+    nor its GPU: `--device cuda` is not checked on a launcher without one, local paths are refused."""
+    from pipeline.options import RemoverOptions
+    from pipeline.run import UsageError, _require_remote_paths, _require_usable_device
+
+    options = RemoverOptions(runner + ["--segmenter", "masks", "--masks", "/home/me/masks",
+                                       "--input", "gs://b/in/*", "--output", "gs://b/out"])
+    if here:
+        _require_remote_paths(options)
+    else:
+        with pytest.raises(UsageError, match="upload --masks /home/me/masks"):
+            _require_remote_paths(options)
+        options = RemoverOptions(runner + ["--segmenter", "masks", "--device", "cuda"])
+        assert _require_usable_device(options) is None  # no GPU here, none needed
+
+
+@pytest.mark.parametrize("runner, dry", [
+    ("DataflowRunner", True), ("dataflow", True), ("TestDataflowRunner", True),
+    ("FlinkRunner", False), ("PortableRunner", False), ("direct", False)])
+def test_only_dataflow_skips_the_work_of_a_dry_run(runner, dry):
+    """Other runners run the job despite --dry_run: it needs its input checked, the previous
+    run's leftovers cleared and its report written."""
+    from pipeline.options import RemoverOptions
+    from pipeline.run import _dry_run
+
+    assert _dry_run(RemoverOptions(["--runner", runner, "--dry_run", "True"])) is dry
