@@ -27,6 +27,9 @@ setup(
         "pillow-heif",
         "pyarrow",
         "fsspec",
+        # fsspec's gs:// file system; it brings aiohttp and requests, which its https:// needs:
+        # model files (the default --seg_checkpoint is an https:// URL) are fetched through fsspec.
+        "gcsfs",
         "google-crc32c",
         "pycocotools",
         "opencv-python-headless",

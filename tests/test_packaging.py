@@ -45,3 +45,36 @@ def test_the_package_beam_stages_installs_with_the_shipped_inpainting_checkpoint
     path, digest = done.stdout.split()
     assert path == str(site / "assets" / "inpainter" / "pconv_unet.keras")
     assert digest == sha256_of(SHIPPED_INPAINT_WEIGHTS)
+
+
+def _install_requires() -> list[str]:
+    """setup.py's install_requires, read by running it with setuptools.setup stubbed out."""
+    import runpy
+    from unittest import mock
+
+    with mock.patch("setuptools.setup") as setup:
+        runpy.run_path(os.path.join(PROJECT_ROOT, "setup.py"))
+    return setup.call_args.kwargs["install_requires"]
+
+
+def test_installing_the_package_brings_what_fetching_gs_and_https_model_files_needs():
+    """Model files are fetched through fsspec, whose gs:// needs gcsfs and whose https:// (the
+    default --seg_checkpoint) aiohttp and requests: without them `pip install .` fails the default
+    run at the download."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    wanted, seen = [Requirement(spec).name for spec in _install_requires()], set()
+    while wanted:
+        name = wanted.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dependencies = [Requirement(spec) for spec in requires(name) or []]
+        except PackageNotFoundError:
+            continue
+        wanted += [dependency.name for dependency in dependencies
+                   if not dependency.marker or dependency.marker.evaluate({"extra": ""})]
+    assert {"gcsfs", "aiohttp", "requests"} <= seen
