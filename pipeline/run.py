@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions,
-                                                  SetupOptions, StandardOptions, TestOptions,
-                                                  _BeamArgumentParser)
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, GoogleCloudOptions,
+                                                  PipelineOptions, PortableOptions, SetupOptions,
+                                                  StandardOptions, TestOptions, _BeamArgumentParser)
 from apache_beam.runners.runner import create_runner
 
 from models.runtime import usable_cpu_count
@@ -202,6 +202,28 @@ def _require_usable_device(options: RemoverOptions) -> None:
                          "models; pass --device cpu")
 
 
+def _require_gpus_on_dataflow_workers(options: RemoverOptions) -> None:
+    """Dataflow workers have a usable GPU only where `worker_accelerator=type:...;count:N;
+    install-nvidia-driver` asks for it (a service option, or an experiment as it once was): without
+    one, every image of a `--device cuda` job fails on the workers, after their start-up is paid for."""
+    if options.device != "cuda" or "dataflow" not in _runner_name(options):
+        return
+    experiments = options.view_as(DebugOptions).experiments or []
+    accelerators = [item for item in (options.view_as(GoogleCloudOptions).dataflow_service_options or [])
+                    + experiments if item.startswith("worker_accelerator=")]
+    if not accelerators:
+        raise UsageError("--device cuda: Dataflow workers get no GPU without --dataflow_service_options "
+                         '"worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" (a GPU type '
+                         "that --machine_type takes); or pass --device cpu")
+    if not any("install-nvidia-driver" in item for item in accelerators):
+        raise UsageError(f"--device cuda: {accelerators[0]} does not ask for install-nvidia-driver: "
+                         "without the driver the workers' GPUs cannot be used; add ;install-nvidia-driver")
+    if options.model_copies is None and "no_use_multiple_sdk_containers" not in experiments:
+        logger.warning("--device cuda without --model_copies 1 or --experiments "
+                       "no_use_multiple_sdk_containers: each of a worker's SDK processes (one per vCPU) "
+                       "loads its own copy of both models onto its GPU")
+
+
 def _require_remote_paths(options: RemoverOptions) -> None:
     """Workers of a distributed runner can neither read nor write the launcher's disk: inputs,
     masks, outputs and model files must be URIs (`gs://`, ...), not local paths or `file://`."""
@@ -280,6 +302,7 @@ def resolve_config(options: RemoverOptions) -> GraphConfig:
         matched = _require_matching_input(options, count)
         expected_images = matched if count else None
     _require_usable_device(options)
+    _require_gpus_on_dataflow_workers(options)
 
     if options.segmenter == "masks":
         segmenter_identity, class_ids, scores_by_id = USER_MASKS_IDENTITY, None, {}

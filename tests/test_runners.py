@@ -231,3 +231,37 @@ def test_only_dataflow_skips_the_work_of_a_dry_run(runner, dry):
     from pipeline.run import _dry_run
 
     assert _dry_run(RemoverOptions(["--runner", runner, "--dry_run", "True"])) is dry
+
+
+GPU_WORKERS = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+
+
+@pytest.mark.parametrize("flags, refused", [
+    ([], "get no GPU without --dataflow_service_options"),
+    (["--dataflow_service_options", "worker_accelerator=type:nvidia-l4;count:1"], "install-nvidia-driver"),
+    (["--dataflow_service_options", GPU_WORKERS], None),
+    (["--experiments", GPU_WORKERS], None)])  # the older way to ask
+def test_a_cuda_job_on_dataflow_needs_workers_with_a_gpu_and_its_driver(flags, refused):
+    """Without them every image fails on the workers, after the job's start-up is paid for."""
+    from pipeline.options import RemoverOptions
+    from pipeline.run import UsageError, _require_gpus_on_dataflow_workers
+
+    options = RemoverOptions(["--runner", "DataflowRunner", "--device", "cuda", "--model_copies", "1"] + flags)
+    if refused:
+        with pytest.raises(UsageError, match=refused):
+            _require_gpus_on_dataflow_workers(options)
+    else:
+        _require_gpus_on_dataflow_workers(options)
+    _require_gpus_on_dataflow_workers(RemoverOptions(["--runner", "DataflowRunner"] + flags))  # cpu
+
+
+@pytest.mark.parametrize("flags, warned", [
+    ([], True), (["--model_copies", "1"], False),
+    (["--experiments", "no_use_multiple_sdk_containers"], False)])
+def test_a_cuda_job_on_dataflow_without_one_model_copy_per_worker_is_warned_of(flags, warned, caplog):
+    from pipeline.options import RemoverOptions
+    from pipeline.run import _require_gpus_on_dataflow_workers
+
+    _require_gpus_on_dataflow_workers(RemoverOptions(
+        ["--runner", "DataflowRunner", "--device", "cuda", "--dataflow_service_options", GPU_WORKERS] + flags))
+    assert ("loads its own copy of both models" in caplog.text) is warned
