@@ -205,7 +205,7 @@ def _require_usable_device(options: RemoverOptions) -> None:
 def _require_gpus_on_dataflow_workers(options: RemoverOptions) -> None:
     """Dataflow workers have a usable GPU only where `worker_accelerator=type:...;count:N;
     install-nvidia-driver` asks for it (a service option, or an experiment as it once was): without
-    one, every image of a `--device cuda` job fails on the workers, after their start-up is paid for."""
+    one, a `--device cuda` job's workers cannot run the models, found only after their start-up is paid for."""
     if options.device != "cuda" or "dataflow" not in _runner_name(options):
         return
     experiments = options.view_as(DebugOptions).experiments or []
