@@ -204,13 +204,16 @@ def _require_usable_device(options: RemoverOptions) -> None:
 
 def _require_gpus_on_dataflow_workers(options: RemoverOptions) -> None:
     """Dataflow workers have a usable GPU only where `worker_accelerator=type:...;count:N;
-    install-nvidia-driver` asks for it (a service option, or an experiment as it once was): without
-    one, a `--device cuda` job's workers cannot run the models, found only after their start-up is paid for."""
+    install-nvidia-driver` asks for it (a service option, or an experiment as it once was; or the
+    resource hint `accelerator=...`): without one, a `--device cuda` job's workers cannot run the
+    models, found only after their start-up is paid for."""
     if options.device != "cuda" or "dataflow" not in _runner_name(options):
         return
     experiments = options.view_as(DebugOptions).experiments or []
     accelerators = [item for item in (options.view_as(GoogleCloudOptions).dataflow_service_options or [])
                     + experiments if item.startswith("worker_accelerator=")]
+    accelerators += [hint for hint in options.view_as(StandardOptions).resource_hints or []
+                     if hint.startswith("accelerator=")]
     if not accelerators:
         raise UsageError("--device cuda: Dataflow workers get no GPU without --dataflow_service_options "
                          '"worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" (a GPU type '

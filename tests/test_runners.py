@@ -240,7 +240,9 @@ GPU_WORKERS = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
     ([], "get no GPU without --dataflow_service_options"),
     (["--dataflow_service_options", "worker_accelerator=type:nvidia-l4;count:1"], "install-nvidia-driver"),
     (["--dataflow_service_options", GPU_WORKERS], None),
-    (["--experiments", GPU_WORKERS], None)])  # the older way to ask
+    (["--experiments", GPU_WORKERS], None),  # the older way to ask
+    (["--resource_hints", "accelerator=type:nvidia-l4;count:1;install-nvidia-driver"], None),
+    (["--resource_hints", "accelerator=type:nvidia-l4;count:1"], "install-nvidia-driver")])
 def test_a_cuda_job_on_dataflow_needs_workers_with_a_gpu_and_its_driver(flags, refused):
     """Without them every image fails on the workers, after the job's start-up is paid for."""
     from pipeline.options import RemoverOptions
