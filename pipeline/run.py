@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import glob
 import logging
 import multiprocessing
 import os
@@ -25,7 +24,7 @@ from models.uri import is_remote
 from pipeline.graph import GraphConfig, build_graph
 from pipeline.logs import configure_command_line_logging
 from pipeline.options import DEFAULT_CLASSES, DEFAULT_MIN_SCORE, SHIPPED_INPAINT_WEIGHTS, RemoverOptions
-from transforms.metadata import metadata_pattern
+from transforms.metadata import metadata_pattern, staging_folder
 from transforms.frame_store import frames_folder
 from transforms.read import MASKS_FOLDER, NAMESPACE, folder_as_pattern, match_inputs
 from transforms.user_masks import USER_MASKS_IDENTITY
@@ -405,9 +404,8 @@ def _validate_inpainter(uri: str, device: str, strategy: str, self_ensemble: int
 def _clear_previous_run(output: str) -> None:
     """Removes what a killed run left half-done (temporary images, stored frames, Beam's temporary
     Parquet files). The previous run's metadata stays until this run's is written (WriteMetadata)."""
-    temporary_folders = FileSystems.join(output, "metadata", "beam-temp-*")
     # A match lists files, not folders.
-    patterns = [FileSystems.join(temporary_folders, "*"), FileSystems.join(frames_folder(output), "*")]
+    patterns = [FileSystems.join(staging_folder(output), "**"), FileSystems.join(frames_folder(output), "*")]
     for folder in ("images", MASKS_FOLDER):
         patterns += [FileSystems.join(output, folder, "**", ".*.partial"),
                      FileSystems.join(output, folder, ".*.partial")]
@@ -415,7 +413,7 @@ def _clear_previous_run(output: str) -> None:
     if stale:
         logger.info("removing %d files of a previous run", len(stale))
         FileSystems.delete(sorted(stale))
-    _remove_local_folders(glob.glob(temporary_folders) + [frames_folder(output)])
+    _remove_local_folders([staging_folder(output), frames_folder(output)])
 
 
 def _remove_local_folders(folders: list[str]) -> None:
@@ -463,7 +461,7 @@ def run(argv=None, test_pipeline=None):
     result = pipeline.run()
     result.wait_until_finish()
     if not _dry_run(options):
-        _remove_local_folders([frames_folder(config.output)])  # its frames are written
+        _remove_local_folders([frames_folder(config.output), staging_folder(config.output)])  # all written
     try:
         _print_summary(summarize(result), config)
     except Exception as e:  # noqa: BLE001 - some runners report no metrics; the run still succeeded

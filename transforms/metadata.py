@@ -1,5 +1,6 @@
 """Stage 7: one Parquet row per input image, failures included, through Beam's Parquet sink
-(which writes to temporary files and renames on success, so no partial file is ever visible)."""
+(which writes to temporary files and renames on success), in a hidden staging folder: readers of
+the metadata folder never see a partial or a killed run's file."""
 from __future__ import annotations
 
 import apache_beam as beam
@@ -35,10 +36,25 @@ SCHEMA = pa.schema([
 ])
 
 
-def metadata_prefix(output_root: str, run: str = "") -> str:
-    """`<output>/metadata/part`, or `.../part-<run>` for the shards of one run."""
-    prefix = FileSystems.join(output_root.rstrip("/"), "metadata", "part")
-    return f"{prefix}-{run}" if run else prefix
+# Beam's sink keeps its temporary files in a folder beside the shards it writes, for the whole
+# run, and a killed run leaves them there: under metadata/ itself, pyarrow, pandas and Spark,
+# which read every file of a folder they are given but hidden ones, would read them as shards
+# (a half-written one fails the read, a whole one repeats its rows).
+STAGING_FOLDER = ".writing"
+
+
+def metadata_folder(output_root: str) -> str:
+    return FileSystems.join(output_root.rstrip("/"), "metadata")
+
+
+def staging_folder(output_root: str) -> str:
+    """Where a run's shards are written before they are moved into the metadata folder."""
+    return FileSystems.join(metadata_folder(output_root), STAGING_FOLDER)
+
+
+def metadata_prefix(output_root: str) -> str:
+    """`<output>/metadata/part`, the start of every shard's name."""
+    return FileSystems.join(metadata_folder(output_root), "part")
 
 
 def metadata_pattern(output_root: str) -> str:
@@ -64,11 +80,17 @@ def to_row(info: ImageInfo, segmenter: str, inpainter: str) -> dict:
     }
 
 
-def remove_other_shards(written: list[str], output_root: str) -> None:
-    """Deletes every metadata shard of `output_root` but this run's `written` ones."""
+def publish_shards(written: list[str], output_root: str) -> None:
+    """Moves this run's `written` shards from the staging folder into the metadata folder, then
+    deletes every other shard there. A retried call moves only what is still to move."""
     if not written:  # nothing to replace them with
         return
-    keep = {FileSystems.split(path)[1] for path in written}
+    names = {FileSystems.split(path)[1]: path for path in written}
+    to_move = [name for name, path in names.items() if FileSystems.exists(path)]
+    if to_move:
+        FileSystems.rename([names[name] for name in to_move],
+                           [FileSystems.join(metadata_folder(output_root), name) for name in to_move])
+    keep = set(names)
     [match] = FileSystems.match([metadata_pattern(output_root)])
     others = [m.path for m in match.metadata_list if FileSystems.split(m.path)[1] not in keep]
     if others:
@@ -77,7 +99,8 @@ def remove_other_shards(written: list[str], output_root: str) -> None:
 
 class WriteMetadata(beam.PTransform):
     """Metadata rows -> `<output>/metadata/part-<run>-SSSSS-of-NNNNN.parquet`, replacing the shards
-    of earlier runs.
+    of earlier runs. They are written in the staging folder and moved into the metadata folder
+    once all are written.
 
     A run's shards carry its own `run` name, so they never take the name of an earlier run's
     shard: those stay whole and readable while this run goes on (`--skip_existing` reads them,
@@ -92,7 +115,8 @@ class WriteMetadata(beam.PTransform):
 
     def expand(self, rows):
         written = rows | "WriteParquet" >> beam.io.WriteToParquet(
-            metadata_prefix(self._output_root, self._run), SCHEMA, file_name_suffix=".parquet")
+            FileSystems.join(staging_folder(self._output_root), f"part-{self._run}"), SCHEMA,
+            file_name_suffix=".parquet")
         return (written
                 | "AllWritten" >> beam.combiners.ToList()
-                | "RemoveOtherShards" >> beam.Map(remove_other_shards, self._output_root))
+                | "PublishShards" >> beam.Map(publish_shards, self._output_root))
