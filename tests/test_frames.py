@@ -18,6 +18,7 @@ from transforms.decode import decode_frames, decode_image, is_lossless_webp
 from transforms.write import encode_frames, encode_image
 
 MAKE = 0x010F
+ORIENTATION = 0x0112
 
 
 def _cleaned(data: bytes, hole_in=(1,)) -> tuple[list, bytes, str | None]:
@@ -119,6 +120,21 @@ def test_lossy_animated_webp_stays_lossy_with_its_frames():
     assert not any(is_lossless_webp(written, index) for index in range(3))
     for before, after in zip(decoded, again):  # re-encoded at quality 95
         assert np.abs(after.rgb.astype(int) - before.rgb).mean() < 2
+
+
+@pytest.mark.parametrize("fmt,options", [("PNG", {}), ("WEBP", {"lossless": True}), ("MPO", {"quality": 95})])
+def test_every_frame_of_an_exif_rotated_animation_is_turned_upright(fmt, options):
+    """They share one EXIF (an MPO's pictures, the same bytes): reading the first frame's encoding
+    left it at orientation 1, and the later frames were segmented and written sideways (an animated
+    WebP of frames of two shapes could not be written at all)."""
+    frames = [Image.fromarray(textured_image(20, 30, seed)) for seed in range(2)]
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    data = _encoded(frames[0], fmt, save_all=True, append_images=frames[1:], exif=exif.tobytes(), **options)
+    decoded, written, not_written_because = _cleaned(data)
+    assert not_written_because is None
+    assert [(frame.rgb.shape[:2], frame.encoding.turned) for frame in decoded] == [((30, 20), 6)] * 2
+    assert [frame.rgb.shape[:2] for frame in decode_frames(written)] == [(30, 20)] * 2
 
 
 def test_tiff_pages_keep_each_its_size_mode_compression_and_tags():

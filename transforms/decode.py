@@ -221,6 +221,10 @@ def _decoded_frame(image: Image.Image, data: bytes, frame: int, pictures: list[i
             image.seek(pictures[frame])
     except (EOFError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"truncated or corrupt {image.format} data ({e})") from None
+    # PIL keeps one EXIF object per file (an animation's frames share it, an MPO's pictures with
+    # the same EXIF bytes too), which the previous frame's encoding edited (orientation 1): read
+    # afresh, this frame is turned upright as the first was.
+    image._exif = None
     image_format = image.format
     if image_format == "TIFF" and image.tag_v2.get(PLANAR_CONFIGURATION) == 2 and max(
             image.tag_v2.get(BITS_PER_SAMPLE, (8,))) > 8:
