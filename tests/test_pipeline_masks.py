@@ -169,6 +169,25 @@ def test_a_failed_run_leaves_the_previous_metadata(masks_corpus, tmp_path, tiny_
     assert {p.name: p.read_bytes() for p in (output / "metadata").glob("part-*.parquet")} == shards
 
 
+def test_names_that_are_not_utf8_are_cleaned_their_metadata_paths_with_those_bytes_escaped(
+        tmp_path, tiny_inpaint_weights):
+    """An old archive's Latin-1 names: their lone surrogates failed the whole job in Beam's coders."""
+    images, masks, output = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    frames = [Image.fromarray(textured_image(24, 32, seed)) for seed in range(2)]
+    for stem, extension, extra in ((b"caf\xe9", b".png", {}),
+                                   (b"anim\xe9", b".gif", {"save_all": True, "append_images": frames[1:]})):
+        frames[0].save(os.fsdecode(bytes(images) + b"/" + stem + extension), **extra)
+        Image.fromarray(rectangle_mask(24, 32, (4, 4, 12, 12))).save(os.fsdecode(bytes(masks) + b"/" + stem + b".png"))
+    run_pipeline(_args(images, masks, output, tiny_inpaint_weights))
+    rows = read_rows(output)
+    assert {uri: (row["status"], row["output_uri"]) for uri, row in rows.items()} == {
+        f"{images}/caf\\xe9.png": ("cleaned", f"{output}/images/caf\\xe9.png"),
+        f"{images}/anim\\xe9.gif": ("cleaned", f"{output}/images/anim\\xe9.gif")}
+    assert sorted(os.listdir(bytes(output / "images"))) == [b"anim\xe9.gif", b"caf\xe9.png"]
+
+
 def test_missing_or_wrong_size_mask_is_an_error_row(masks_corpus, tmp_path, tiny_inpaint_weights):
     images, masks, _ = masks_corpus
     os.remove(masks / "sub" / "b.png")

@@ -16,7 +16,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.read import FRAMES_FOLDER
-from transforms.records import ImageInfo
+from transforms.records import ImageInfo, uri_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def frames_folder(output_root: str) -> str:
 
 def stored_frame_path(output_root: str, info: ImageInfo) -> str:
     """One file per frame of each input, whatever its path's characters."""
-    name = hashlib.sha1(info.image_uri.encode("utf-8")).hexdigest()
+    name = hashlib.sha1(uri_bytes(info.image_uri)).hexdigest()
     return FileSystems.join(frames_folder(output_root), f"{name}-{info.frame}.npz")
 
 

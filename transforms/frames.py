@@ -19,7 +19,7 @@ import apache_beam as beam
 from transforms.decode import decode_frames
 from transforms.frame_store import delete_stored_frames, load_frame
 from transforms.read import read_bytes
-from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference
+from transforms.records import CLEANED, ERROR, UNCHANGED, ImageInfo, skip_type_inference, uri_bytes
 from transforms.select import kept_note
 from transforms.write import WriteImage, encode_frames, orientation_only, without_removed_regions_in_xmp
 
@@ -96,9 +96,10 @@ def _frames_to_write(frames: list[ImageInfo]):
             yield again.rgb, again.alpha, again.encoding
 
 
-@beam.typehints.with_output_types(beam.typehints.KV[str, Any])  # declared, so Beam reads no bytecode
-def _by_image(info: ImageInfo) -> tuple[str, ImageInfo]:
-    return info.image_uri, info
+@beam.typehints.with_output_types(beam.typehints.KV[bytes, Any])  # declared, so Beam reads no bytecode
+def _by_image(info: ImageInfo) -> tuple[bytes, ImageInfo]:
+    """Keyed by the input's name as bytes, which any name is (`records.uri_bytes`)."""
+    return uri_bytes(info.image_uri), info
 
 
 class AssembleFrames(beam.PTransform):

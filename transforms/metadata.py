@@ -7,7 +7,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.records import ERROR, SKIPPED, ImageInfo
+from transforms.records import ERROR, SKIPPED, ImageInfo, uri_bytes
 
 INSTANCE_TYPE = pa.struct([
     ("label", pa.string()),
@@ -62,13 +62,19 @@ def metadata_pattern(output_root: str) -> str:
     return metadata_prefix(output_root) + "-*.parquet"
 
 
+def utf8_text(text: str | None) -> str | None:
+    """`text` (a path, or a message naming one) as Parquet holds it: a byte of a name that is not
+    UTF-8 as `\\xNN`, as `ls -b` shows it (`records.uri_bytes`)."""
+    return None if text is None else uri_bytes(text).decode("utf-8", "backslashreplace")
+
+
 def to_row(info: ImageInfo, segmenter: str, inpainter: str) -> dict:
     failed = info.status == ERROR
     return {
-        "image_uri": info.image_uri,
-        "output_uri": None if failed else info.output_uri,
+        "image_uri": utf8_text(info.image_uri),
+        "output_uri": None if failed else utf8_text(info.output_uri),
         "status": info.status,
-        "error": info.error if failed else None,
+        "error": utf8_text(info.error) if failed else None,
         "width": info.width or None,
         "height": info.height or None,
         "instances": list(info.instances),
@@ -76,7 +82,7 @@ def to_row(info: ImageInfo, segmenter: str, inpainter: str) -> dict:
         "removed_fraction": None if info.status == SKIPPED else float(info.removed_fraction),
         "segmenter": segmenter,
         "inpainter": inpainter,
-        "notes": list(info.notes),
+        "notes": [utf8_text(note) for note in info.notes],
     }
 
 

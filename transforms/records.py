@@ -66,6 +66,13 @@ class SourceEncoding:
     default_image: bool = False
 
 
+def uri_bytes(uri: str) -> bytes:
+    """The input's name as bytes, also a local one that is not UTF-8 (an old archive's Latin-1),
+    which the file system gives with its other bytes as lone surrogates: no text coder of Beam's,
+    nor Parquet, takes those."""
+    return uri.encode("utf-8", "surrogateescape")
+
+
 def count_error(errors, info: "ImageInfo") -> None:
     """Adds a failed image to the `errors` counter; a failed frame is counted once, with its image,
     when its frames meet (transforms/frames.py)."""
