@@ -64,7 +64,7 @@ def metadata_pattern(output_root: str) -> str:
 
 def utf8_text(text: str | None) -> str | None:
     """`text` (a path, or a message naming one) as Parquet holds it: a byte of a name that is not
-    UTF-8 as `\\xNN`, as `ls -b` shows it (`records.uri_bytes`)."""
+    UTF-8 as `\\xNN` (`records.uri_bytes`)."""
     return None if text is None else uri_bytes(text).decode("utf-8", "backslashreplace")
 
 
