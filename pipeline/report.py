@@ -32,7 +32,7 @@ from pycocotools import mask as coco_mask
 
 from models.runtime import usable_cpu_count
 from transforms.decode import DEFAULT_MAX_PIXELS, decode_frames, decode_image
-from transforms.metadata import metadata_prefix
+from transforms.metadata import metadata_pattern
 from transforms.read import RecordParser, read_bytes
 from transforms.records import CLEANED, ERROR, SKIPPED, UNCHANGED
 from transforms.write import output_path, output_root
@@ -43,7 +43,7 @@ KEPT_OUTLINE = (0, 200, 255)  # a subject kept (--keep_largest / --keep_larger_t
 
 
 def metadata_files(output: str) -> list[str]:
-    files = sorted(m.path for r in FileSystems.match([metadata_prefix(output) + "-*.parquet"])
+    files = sorted(m.path for r in FileSystems.match([metadata_pattern(output)])
                    for m in r.metadata_list)
     if not files:
         raise FileNotFoundError(f"no metadata under {FileSystems.join(output, 'metadata')}: "

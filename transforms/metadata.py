@@ -52,14 +52,9 @@ def staging_folder(output_root: str) -> str:
     return FileSystems.join(metadata_folder(output_root), STAGING_FOLDER)
 
 
-def metadata_prefix(output_root: str) -> str:
-    """`<output>/metadata/part`, the start of every shard's name."""
-    return FileSystems.join(metadata_folder(output_root), "part")
-
-
 def metadata_pattern(output_root: str) -> str:
-    """Every run's shards."""
-    return metadata_prefix(output_root) + "-*.parquet"
+    """Every run's shards, `<output>/metadata/part-*.parquet`."""
+    return FileSystems.join(metadata_folder(output_root), "part-*.parquet")
 
 
 def utf8_text(text: str | None) -> str | None:
